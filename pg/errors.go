@@ -1,0 +1,131 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Sentinel errors. PostgreSQL errors are translated into these at this
+// package's boundary, by SQLSTATE and never by message text: the texts changed
+// in PostgreSQL 16 and can be localised. Callers use errors.Is and never import
+// pgconn.
+var (
+	// ErrPermission: the server refused (SQLSTATE 42501).
+	ErrPermission = errors.New("permission denied")
+	// ErrTimeout: our own statement_timeout or lock_timeout fired (57014,
+	// 55P03), or the context deadline passed.
+	ErrTimeout = errors.New("timed out")
+	// ErrUnavailable: the server could not be reached, or closed our session
+	// (57P01-57P03, network errors).
+	ErrUnavailable = errors.New("database unavailable")
+	// ErrNotFound: no client backend with that pid.
+	ErrNotFound = errors.New("no such backend")
+)
+
+// Error carries the server's own words next to the sentinel, so a user sees
+// PostgreSQL's message and detail, while code branches on Kind.
+type Error struct {
+	Kind    error  // one of the sentinels above, or nil when unclassified
+	Code    string // SQLSTATE, when the server answered
+	Message string
+	Detail  string
+	err     error
+}
+
+func (e *Error) Error() string {
+	msg := e.Message
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	if e.Code != "" {
+		msg += " [SQLSTATE " + e.Code + "]"
+	}
+	return redact(msg)
+}
+
+func (e *Error) Unwrap() []error { return []error{e.Kind, e.err} }
+
+// translate maps a pgx error onto the sentinels. It returns err unchanged
+// when it is nil.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		e := &Error{Code: pgErr.Code, Message: pgErr.Message, Detail: pgErr.Detail, err: err}
+		switch pgErr.Code {
+		case "42501":
+			e.Kind = ErrPermission
+		case "57014", "55P03":
+			e.Kind = ErrTimeout
+		case "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004":
+			e.Kind = ErrUnavailable
+		}
+		return e
+	}
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPermission) {
+		return err
+	}
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
+		return &Error{Kind: ErrTimeout, Message: redact(err.Error()), err: err}
+	case pgconn.Timeout(err):
+		return &Error{Kind: ErrTimeout, Message: redact(err.Error()), err: err}
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &Error{Kind: ErrUnavailable, Message: redact(err.Error()), err: err}
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return &Error{Kind: ErrUnavailable, Message: redact(err.Error()), err: err}
+	}
+	return &Error{Message: redact(err.Error()), err: err}
+}
+
+// retryable says whether an operation may be run again on a fresh
+// connection: the server killed the pooled session (failover, restart,
+// pg_terminate_backend) before or while it got our statement. Every statement
+// we send is idempotent or identity-checked, so a second attempt cannot
+// signal anything the first was not approved to.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02", "57P03":
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// Passwords in URLs (postgres://user:secret@host) and in keyword/value DSNs
+// (password=secret) are masked wherever text may leave the process.
+var (
+	urlPassword = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
+	kvPassword  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+)
+
+func redact(s string) string {
+	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
+	return kvPassword.ReplaceAllString(s, "${1}xxxxx")
+}
+
+// Redact masks passwords in DSNs embedded in s.
+func Redact(s string) string { return redact(s) }

@@ -1,0 +1,117 @@
+package pg
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Fleet is every configured target. Work on several targets runs
+// concurrently, and one slow or dead target never delays or fails the
+// others: its result carries the error instead.
+type Fleet struct {
+	targets []*Target
+}
+
+// NewFleet makes a lazily connecting target for each spec.
+func NewFleet(specs []TargetSpec, opts Options) (*Fleet, error) {
+	f := &Fleet{}
+	for _, s := range specs {
+		t, err := NewTarget(s, opts)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		f.targets = append(f.targets, t)
+	}
+	return f, nil
+}
+
+// Close closes every pool.
+func (f *Fleet) Close() {
+	for _, t := range f.targets {
+		t.Close()
+	}
+}
+
+// Names lists the targets in configuration order.
+func (f *Fleet) Names() []string {
+	names := make([]string, len(f.targets))
+	for i, t := range f.targets {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// Target finds a target by name.
+func (f *Fleet) Target(name string) (*Target, error) {
+	for _, t := range f.targets {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown target %q", name)
+}
+
+// Listing is one target's answer to List.
+type Listing struct {
+	Target   string
+	Backends []Backend
+	Err      error
+}
+
+// List lists the named targets (all when names is empty) concurrently, in
+// the order asked.
+func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listing {
+	targets := f.targets
+	if len(names) > 0 {
+		targets = nil
+		for _, n := range names {
+			t, err := f.Target(n)
+			if err != nil {
+				continue
+			}
+			targets = append(targets, t)
+		}
+	}
+	out := make([]Listing, len(targets))
+	var g errgroup.Group
+	for i, t := range targets {
+		g.Go(func() error {
+			bs, err := t.List(ctx, filter)
+			out[i] = Listing{Target: t.Name, Backends: bs, Err: err}
+			return nil
+		})
+	}
+	_ = g.Wait() // never fails: errors stay per target
+	return out
+}
+
+// Doctor checks the named targets (all when names is empty) concurrently.
+func (f *Fleet) Doctor(ctx context.Context, names []string) []Report {
+	var targets []*Target
+	for _, t := range f.targets {
+		if len(names) == 0 || contains(names, t.Name) {
+			targets = append(targets, t)
+		}
+	}
+	out := make([]Report, len(targets))
+	var g errgroup.Group
+	for i, t := range targets {
+		g.Go(func() error { out[i] = t.Doctor(ctx); return nil })
+	}
+	_ = g.Wait()
+	return out
+}
+
+// Merge flattens listings into one slice, longest first.
+func Merge(ls []Listing) []Backend {
+	var all []Backend
+	for _, l := range ls {
+		all = append(all, l.Backends...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Duration > all[j].Duration })
+	return all
+}
