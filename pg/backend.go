@@ -36,26 +36,26 @@ func (s State) Idle() bool { return s == StateIdleInTransaction || s == StateIdl
 // Backend is one long-running session as pg_stat_activity showed it.
 type Backend struct {
 	Identity
-	LeaderPID       int32 // always 0: parallel workers fold into their leader
-	Workers         int   // parallel workers serving this backend
-	Database        string
-	User            string
-	Application     string
-	Client          string // client address, or "local" for a Unix socket
-	BackendType     string
-	State           State
-	WaitEventType   string
-	WaitEvent       string
-	XactStart       time.Time
-	StateChange     time.Time
-	Query           string
-	QueryTruncated  bool          // cut by track_activity_query_size
-	Duration        time.Duration // of the query when active, of the transaction when idle in one
-	BlockedBy       []int32       // pg_blocking_pids(); 0 is a prepared transaction
-	Blocking        int           // sessions waiting directly on this one
-	BlockingTotal   int           // sessions waiting on it directly or through others
-	Superuser       bool          // the session's role is a superuser
-	Protected       string        // why we must not or cannot signal it; "" when we may
+	LeaderPID      int32 // always 0: parallel workers fold into their leader
+	Workers        int   // parallel workers serving this backend
+	Database       string
+	User           string
+	Application    string
+	Client         string // client address, or "local" for a Unix socket
+	BackendType    string
+	State          State
+	WaitEventType  string
+	WaitEvent      string
+	XactStart      time.Time
+	StateChange    time.Time
+	Query          string
+	QueryTruncated bool          // cut by track_activity_query_size
+	Duration       time.Duration // of the query when active, of the transaction when idle in one
+	BlockedBy      []int32       // pg_blocking_pids(); 0 is a prepared transaction
+	Blocking       int           // sessions waiting directly on this one
+	BlockingTotal  int           // sessions waiting on it directly or through others
+	Superuser      bool          // the session's role is a superuser
+	Protected      string        // why we must not or cannot signal it; "" when we may
 }
 
 // Signallable reports whether pgkill may offer Cancel or Terminate.
@@ -107,12 +107,12 @@ func ParseFilterState(s string) (string, error) {
 // derives everything from that copy. It runs as its own autocommit statement:
 // inside a transaction pg_stat_activity would be a stale snapshot.
 //
-// - pg_blocking_pids() takes the lock manager's shared state, so it is called
-//   only for sessions waiting on a heavyweight lock.
-// - leader_pid (13+) is read through to_jsonb so the statement also runs on 12.
-// - our own sessions are excluded by pid and by application_name+role, so the
-//   other connection of our pool never shows either.
-// - ages are computed with clock_timestamp() on the server: no clock skew.
+//   - pg_blocking_pids() takes the lock manager's shared state, so it is called
+//     only for sessions waiting on a heavyweight lock.
+//   - leader_pid (13+) is read through to_jsonb so the statement also runs on 12.
+//   - our own sessions are excluded by pid and by application_name+role, so the
+//     other connection of our pool never shows either.
+//   - ages are computed with clock_timestamp() on the server: no clock skew.
 const listSQL = `
 WITH RECURSIVE act AS MATERIALIZED (
   SELECT a.*,
@@ -291,4 +291,3 @@ func nullablePID(pid int32) *int32 {
 	}
 	return &pid
 }
-

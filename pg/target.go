@@ -77,7 +77,7 @@ func (o Options) withDefaults() Options {
 // Target is one server with its own small pool. It connects lazily: creating
 // one never fails because the server is down. Safe for concurrent use.
 type Target struct {
-	Name string
+	Name    string
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for Doctor's one plain connection
 	opts    Options
