@@ -12,11 +12,11 @@ import (
 // the backend that still matches all of it, checked in the statement that
 // sends the signal.
 type Identity struct {
-	Target       string
-	PID          int32
-	BackendStart time.Time // the process; a reused pid has a later one
-	QueryStart   time.Time // the statement; changes with each new one
-	ServerStart  time.Time // pg_postmaster_start_time(): changes on restart or failover
+	Target       string    `json:"target"`
+	PID          int32     `json:"pid"`
+	BackendStart time.Time `json:"backend_start"` // the process; a reused pid has a later one
+	QueryStart   time.Time `json:"query_start"`   // the statement; changes with each new one
+	ServerStart  time.Time `json:"server_start"`  // pg_postmaster_start_time(): changes on restart or failover
 }
 
 // State is pg_stat_activity.state.
@@ -36,26 +36,25 @@ func (s State) Idle() bool { return s == StateIdleInTransaction || s == StateIdl
 // Backend is one long-running session as pg_stat_activity showed it.
 type Backend struct {
 	Identity
-	LeaderPID      int32 // always 0: parallel workers fold into their leader
-	Workers        int   // parallel workers serving this backend
-	Database       string
-	User           string
-	Application    string
-	Client         string // client address, or "local" for a Unix socket
-	BackendType    string
-	State          State
-	WaitEventType  string
-	WaitEvent      string
-	XactStart      time.Time
-	StateChange    time.Time
-	Query          string
-	QueryTruncated bool          // cut by track_activity_query_size
-	Duration       time.Duration // of the query when active, of the transaction when idle in one
-	BlockedBy      []int32       // pg_blocking_pids(); 0 is a prepared transaction
-	Blocking       int           // sessions waiting directly on this one
-	BlockingTotal  int           // sessions waiting on it directly or through others
-	Superuser      bool          // the session's role is a superuser
-	Protected      string        // why we must not or cannot signal it; "" when we may
+	Workers        int           `json:"parallel_workers"` // parallel workers serving this backend
+	Database       string        `json:"database"`
+	User           string        `json:"user"`
+	Application    string        `json:"application"`
+	Client         string        `json:"client"` // client address, or "local" for a Unix socket
+	BackendType    string        `json:"backend_type"`
+	State          State         `json:"state"`
+	WaitEventType  string        `json:"wait_event_type"`
+	WaitEvent      string        `json:"wait_event"`
+	XactStart      time.Time     `json:"xact_start"`
+	StateChange    time.Time     `json:"state_change"`
+	Query          string        `json:"query"`
+	QueryTruncated bool          `json:"query_truncated"`     // cut by track_activity_query_size
+	Duration       time.Duration `json:"-"`                   // of the query when active, of the transaction when idle in one
+	BlockedBy      []int32       `json:"blocked_by"`          // pg_blocking_pids(); 0 is a prepared transaction
+	Blocking       int           `json:"blocking"`            // sessions waiting directly on this one
+	BlockingTotal  int           `json:"blocking_total"`      // sessions waiting on it directly or through others
+	Superuser      bool          `json:"superuser"`           // the session's role is a superuser
+	Protected      string        `json:"protected,omitempty"` // why we must not or cannot signal it; "" when we may
 }
 
 // Signallable reports whether pgkill may offer Cancel or Terminate.

@@ -13,10 +13,10 @@ import (
 func TestListSleep(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "list_sleep")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "list_sleep")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{MinDuration: 100 * time.Millisecond, Application: "list_sleep"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{MinDuration: 100 * time.Millisecond, Application: "list_sleep"}, s.PID, nil)
 
 	if b.State != pg.StateActive || b.Database != "postgres" || b.User != "postgres" || b.Application != "list_sleep" {
 		t.Errorf("backend = %+v", b)
@@ -40,11 +40,11 @@ func TestListSleep(t *testing.T) {
 func TestListIdleInTransaction(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "list_idle_tx")
-	s.exec(t, "BEGIN; SELECT 1")
+	s := pgtest.NewSession(t, dsn, "list_idle_tx")
+	s.Exec(t, "BEGIN; SELECT 1")
 	tg := newTarget(t, dsn, pg.Options{})
 	f := pg.Filter{MinDuration: 50 * time.Millisecond, Application: "list_idle_tx", State: "idle-in-transaction"}
-	b := waitBackend(t, tg, f, s.pid, nil)
+	b := waitBackend(t, tg, f, s.PID, nil)
 	if b.State != pg.StateIdleInTransaction || b.XactStart.IsZero() || !b.State.Idle() {
 		t.Errorf("backend = %+v", b)
 	}
@@ -58,15 +58,15 @@ func TestListLockChain(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
 	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS lockchain (id int)")
-	a := newSession(t, dsn, "chain_a")
-	a.exec(t, "BEGIN; LOCK TABLE lockchain IN ACCESS SHARE MODE")
-	b := newSession(t, dsn, "chain_b")
-	b.run("BEGIN; LOCK TABLE lockchain IN ACCESS EXCLUSIVE MODE")
+	a := pgtest.NewSession(t, dsn, "chain_a")
+	a.Exec(t, "BEGIN; LOCK TABLE lockchain IN ACCESS SHARE MODE")
+	b := pgtest.NewSession(t, dsn, "chain_b")
+	b.Run("BEGIN; LOCK TABLE lockchain IN ACCESS EXCLUSIVE MODE")
 	tg := newTarget(t, dsn, pg.Options{})
-	waitBackend(t, tg, pg.Filter{Application: "chain_b"}, b.pid, func(x pg.Backend) bool { return x.WaitEventType == "Lock" })
-	c := newSession(t, dsn, "chain_c")
-	c.run("SELECT count(*) FROM lockchain")
-	waitBackend(t, tg, pg.Filter{Application: "chain_c"}, c.pid, func(x pg.Backend) bool { return x.WaitEventType == "Lock" })
+	waitBackend(t, tg, pg.Filter{Application: "chain_b"}, b.PID, func(x pg.Backend) bool { return x.WaitEventType == "Lock" })
+	c := pgtest.NewSession(t, dsn, "chain_c")
+	c.Run("SELECT count(*) FROM lockchain")
+	waitBackend(t, tg, pg.Filter{Application: "chain_c"}, c.PID, func(x pg.Backend) bool { return x.WaitEventType == "Lock" })
 
 	bs, err := tg.List(ctx(t), pg.Filter{})
 	if err != nil {
@@ -76,9 +76,9 @@ func TestListLockChain(t *testing.T) {
 	for _, x := range bs {
 		byPID[x.PID] = x
 	}
-	ga, gb, gc := byPID[a.pid], byPID[b.pid], byPID[c.pid]
-	if !slices.Equal(gb.BlockedBy, []int32{a.pid}) || !slices.Equal(gc.BlockedBy, []int32{b.pid}) {
-		t.Errorf("blocked by: b %v (want %d), c %v (want %d)", gb.BlockedBy, a.pid, gc.BlockedBy, b.pid)
+	ga, gb, gc := byPID[a.PID], byPID[b.PID], byPID[c.PID]
+	if !slices.Equal(gb.BlockedBy, []int32{a.PID}) || !slices.Equal(gc.BlockedBy, []int32{b.PID}) {
+		t.Errorf("blocked by: b %v (want %d), c %v (want %d)", gb.BlockedBy, a.PID, gc.BlockedBy, b.PID)
 	}
 	if ga.Blocking != 1 || ga.BlockingTotal != 2 || !ga.RootBlocker() {
 		t.Errorf("a blocks %d direct, %d total, root=%v; want 1, 2, true", ga.Blocking, ga.BlockingTotal, ga.RootBlocker())
@@ -89,12 +89,12 @@ func TestListLockChain(t *testing.T) {
 	if gc.Blocking != 0 {
 		t.Errorf("c blocks %d", gc.Blocking)
 	}
-	a.exec(t, "COMMIT")
-	if err := b.result(t); err != nil {
+	a.Exec(t, "COMMIT")
+	if err := b.Result(t); err != nil {
 		t.Error(err)
 	}
-	b.exec(t, "COMMIT")
-	if err := c.result(t); err != nil {
+	b.Exec(t, "COMMIT")
+	if err := c.Result(t); err != nil {
 		t.Error(err)
 	}
 }
@@ -103,17 +103,17 @@ func TestListPreparedTransactionBlocker(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
 	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS prepblock (id int)")
-	p := newSession(t, dsn, "prep_holder")
-	p.exec(t, "BEGIN; LOCK TABLE prepblock IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'pgkill_test_prep'")
-	w := newSession(t, dsn, "prep_waiter")
-	w.run("SELECT count(*) FROM prepblock")
+	p := pgtest.NewSession(t, dsn, "prep_holder")
+	p.Exec(t, "BEGIN; LOCK TABLE prepblock IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'pgkill_test_prep'")
+	w := pgtest.NewSession(t, dsn, "prep_waiter")
+	w.Run("SELECT count(*) FROM prepblock")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "prep_waiter"}, w.pid, func(x pg.Backend) bool { return len(x.BlockedBy) > 0 })
+	b := waitBackend(t, tg, pg.Filter{Application: "prep_waiter"}, w.PID, func(x pg.Backend) bool { return len(x.BlockedBy) > 0 })
 	if !b.BlockedByPreparedXact() {
 		t.Errorf("blocked by %v, want a prepared transaction (0)", b.BlockedBy)
 	}
 	pgtest.Exec(t, "ROLLBACK PREPARED 'pgkill_test_prep'")
-	if err := w.result(t); err != nil {
+	if err := w.Result(t); err != nil {
 		t.Error(err)
 	}
 }
@@ -126,32 +126,32 @@ func TestListFilters(t *testing.T) {
 	if err := createDB(t, "filterdb"); err != nil {
 		t.Fatal(err)
 	}
-	s1 := newSession(t, dsn, "filter_a")
-	s1.run("SELECT pg_sleep(60)")
-	s2 := newSession(t, replaceDB(pgtest.DSNAs(t, "filter_user"), "filterdb"), "filter_b")
-	s2.run("SELECT pg_sleep(60)")
-	s3 := newSession(t, dsn, "filter_c")
-	s3.exec(t, "BEGIN; SELECT 1")
+	s1 := pgtest.NewSession(t, dsn, "filter_a")
+	s1.Run("SELECT pg_sleep(60)")
+	s2 := pgtest.NewSession(t, replaceDB(pgtest.DSNAs(t, "filter_user"), "filterdb"), "filter_b")
+	s2.Run("SELECT pg_sleep(60)")
+	s3 := pgtest.NewSession(t, dsn, "filter_c")
+	s3.Exec(t, "BEGIN; SELECT 1")
 	tg := newTarget(t, dsn, pg.Options{})
-	for _, s := range []*session{s1, s2} {
-		waitBackend(t, tg, pg.Filter{}, s.pid, func(b pg.Backend) bool { return b.State == pg.StateActive })
+	for _, s := range []*pgtest.Session{s1, s2} {
+		waitBackend(t, tg, pg.Filter{}, s.PID, func(b pg.Backend) bool { return b.State == pg.StateActive })
 	}
-	waitBackend(t, tg, pg.Filter{}, s3.pid, nil)
+	waitBackend(t, tg, pg.Filter{}, s3.PID, nil)
 
 	tests := []struct {
 		name   string
 		filter pg.Filter
 		want   []int32
 	}{
-		{"database", pg.Filter{Database: "filterdb"}, []int32{s2.pid}},
-		{"user", pg.Filter{User: "filter_user"}, []int32{s2.pid}},
-		{"application", pg.Filter{Application: "filter_a"}, []int32{s1.pid}},
-		{"state active", pg.Filter{State: "active"}, []int32{s1.pid, s2.pid}},
-		{"state idle in transaction", pg.Filter{State: "idle-in-transaction"}, []int32{s3.pid}},
-		{"state all", pg.Filter{State: "all"}, []int32{s1.pid, s2.pid, s3.pid}},
-		{"pid", pg.Filter{PID: s3.pid}, []int32{s3.pid}},
+		{"database", pg.Filter{Database: "filterdb"}, []int32{s2.PID}},
+		{"user", pg.Filter{User: "filter_user"}, []int32{s2.PID}},
+		{"application", pg.Filter{Application: "filter_a"}, []int32{s1.PID}},
+		{"state active", pg.Filter{State: "active"}, []int32{s1.PID, s2.PID}},
+		{"state idle in transaction", pg.Filter{State: "idle-in-transaction"}, []int32{s3.PID}},
+		{"state all", pg.Filter{State: "all"}, []int32{s1.PID, s2.PID, s3.PID}},
+		{"pid", pg.Filter{PID: s3.PID}, []int32{s3.PID}},
 	}
-	mine := []int32{s1.pid, s2.pid, s3.pid}
+	mine := []int32{s1.PID, s2.PID, s3.PID}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			bs, err := tg.List(ctx(t), tc.filter)
@@ -191,8 +191,8 @@ func TestListExcludesOwnSessions(t *testing.T) {
 	}
 	// Even asked by pid, our own session is not there.
 	var pid int32
-	conn := newSession(t, pgtest.DSN(t), pg.AppName)
-	pid = conn.pid
+	conn := pgtest.NewSession(t, pgtest.DSN(t), pg.AppName)
+	pid = conn.PID
 	if _, err := tg.Backend(ctx(t), pid); err == nil {
 		t.Error("a pgkill session of our role was listed")
 	}
@@ -202,8 +202,8 @@ func TestListProtected(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
 	pgtest.Role(t, "prot_app_user")
-	s := newSession(t, pgtest.DSNAs(t, "prot_app_user"), "prot_backup")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, pgtest.DSNAs(t, "prot_app_user"), "prot_backup")
+	s.Run("SELECT pg_sleep(60)")
 	tests := []struct {
 		name string
 		opts pg.Options
@@ -216,7 +216,7 @@ func TestListProtected(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := newTarget(t, dsn, tc.opts)
-			b := waitBackend(t, tg, pg.Filter{Application: "prot_backup"}, s.pid, nil)
+			b := waitBackend(t, tg, pg.Filter{Application: "prot_backup"}, s.PID, nil)
 			if b.Protected != tc.want {
 				t.Errorf("protected = %q, want %q", b.Protected, tc.want)
 			}
@@ -228,10 +228,10 @@ func TestListSuperuserNotSignallableForSignalBackendMember(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
 	watcher := pgtest.Role(t, "su_watcher", "pg_signal_backend", "pg_read_all_stats")
-	s := newSession(t, dsn, "su_victim") // postgres is a superuser
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "su_victim") // postgres is a superuser
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, watcher, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "su_victim"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "su_victim"}, s.PID, nil)
 	if b.Signallable() || !strings.Contains(b.Protected, "superuser") || !b.Superuser {
 		t.Errorf("superuser backend for a pg_signal_backend member: protected=%q super=%v", b.Protected, b.Superuser)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -114,4 +115,32 @@ func Merge(ls []Listing) []Backend {
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Duration > all[j].Duration })
 	return all
+}
+
+// Backend reads pid's current state on the named target.
+func (f *Fleet) Backend(ctx context.Context, target string, pid int32) (Backend, error) {
+	t, err := f.Target(target)
+	if err != nil {
+		return Backend{}, err
+	}
+	return t.Backend(ctx, pid)
+}
+
+// Signal sends action to the backend with identity id on its target; see
+// Target.Signal for the outcomes.
+func (f *Fleet) Signal(ctx context.Context, action Action, id Identity) (Outcome, error) {
+	t, err := f.Target(id.Target)
+	if err != nil {
+		return Outcome{Action: action}, err
+	}
+	return t.Signal(ctx, action, id)
+}
+
+// Verify waits for the signalled backend on its target; see Target.Verify.
+func (f *Fleet) Verify(ctx context.Context, action Action, id Identity, timeout time.Duration) (Verification, error) {
+	t, err := f.Target(id.Target)
+	if err != nil {
+		return Verification{}, err
+	}
+	return t.Verify(ctx, action, id, timeout)
 }

@@ -15,24 +15,24 @@ import (
 func TestCancelEndsQuerySessionSurvives(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "cancel_victim")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "cancel_victim")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "cancel_victim"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "cancel_victim"}, s.PID, nil)
 
 	out, err := tg.Signal(ctx(t), pg.Cancel, b.Identity)
 	if err != nil || out.Result != pg.Sent {
 		t.Fatalf("cancel = %+v, %v", out, err)
 	}
-	if code := sqlstate(s.result(t)); code != "57014" {
+	if code := pgtest.SQLState(s.Result(t)); code != "57014" {
 		t.Errorf("victim got SQLSTATE %q, want 57014", code)
 	}
 	v, err := tg.Verify(ctx(t), pg.Cancel, b.Identity, 5*time.Second)
 	if err != nil || !v.Ended || v.How != "query ended" {
 		t.Errorf("verify = %+v, %v", v, err)
 	}
-	s.exec(t, "SELECT 1") // the session survives
-	if int32(s.conn.PgConn().PID()) != b.PID {
+	s.Exec(t, "SELECT 1") // the session survives
+	if int32(s.Conn.PgConn().PID()) != b.PID {
 		t.Error("pid changed")
 	}
 }
@@ -40,16 +40,16 @@ func TestCancelEndsQuerySessionSurvives(t *testing.T) {
 func TestTerminateEndsSession(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "terminate_victim")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "terminate_victim")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "terminate_victim"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "terminate_victim"}, s.PID, nil)
 
 	out, err := tg.Signal(ctx(t), pg.Terminate, b.Identity)
 	if err != nil || out.Result != pg.Sent {
 		t.Fatalf("terminate = %+v, %v", out, err)
 	}
-	if code := sqlstate(s.result(t)); code != "57P01" {
+	if code := pgtest.SQLState(s.Result(t)); code != "57P01" {
 		t.Errorf("victim got SQLSTATE %q, want 57P01", code)
 	}
 	v, err := tg.Verify(ctx(t), pg.Terminate, b.Identity, 5*time.Second)
@@ -61,10 +61,10 @@ func TestTerminateEndsSession(t *testing.T) {
 func TestTerminateIdleInTransaction(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "terminate_idle")
-	s.exec(t, "BEGIN; SELECT 1")
+	s := pgtest.NewSession(t, dsn, "terminate_idle")
+	s.Exec(t, "BEGIN; SELECT 1")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "terminate_idle"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "terminate_idle"}, s.PID, nil)
 
 	// Cancel is no use on an idle session: it is not even sent.
 	out, err := tg.Signal(ctx(t), pg.Cancel, b.Identity)
@@ -86,17 +86,17 @@ func TestTerminateIdleInTransaction(t *testing.T) {
 func TestIdentityCheckSparesNewQuery(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "identity_victim")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "identity_victim")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	old := waitBackend(t, tg, pg.Filter{Application: "identity_victim"}, s.pid, nil)
+	old := waitBackend(t, tg, pg.Filter{Application: "identity_victim"}, s.PID, nil)
 
 	pgtest.Exec(t, "SELECT pg_cancel_backend($1)", old.PID) // the first query ends
-	if code := sqlstate(s.result(t)); code != "57014" {
+	if code := pgtest.SQLState(s.Result(t)); code != "57014" {
 		t.Fatalf("first query: %q", code)
 	}
-	s.run("SELECT pg_sleep(60)")
-	cur := waitBackend(t, tg, pg.Filter{Application: "identity_victim"}, s.pid, func(b pg.Backend) bool {
+	s.Run("SELECT pg_sleep(60)")
+	cur := waitBackend(t, tg, pg.Filter{Application: "identity_victim"}, s.PID, func(b pg.Backend) bool {
 		return b.State == pg.StateActive && !b.QueryStart.Equal(old.QueryStart)
 	})
 	if cur.PID != old.PID || !cur.BackendStart.Equal(old.BackendStart) {
@@ -109,25 +109,22 @@ func TestIdentityCheckSparesNewQuery(t *testing.T) {
 			t.Errorf("%s with old identity = %+v, %v; want gone", action, out, err)
 		}
 	}
-	now, err := tg.Backend(ctx(t), s.pid)
+	now, err := tg.Backend(ctx(t), s.PID)
 	if err != nil || now.State != pg.StateActive || !now.QueryStart.Equal(cur.QueryStart) {
 		t.Errorf("new query disturbed: %+v, %v", now, err)
 	}
-	select {
-	case err := <-s.done:
-		s.got, s.err = true, err
-		t.Errorf("new query ended: %v", err)
-	default:
+	if !s.Running() {
+		t.Errorf("new query ended: %v", s.Result(t))
 	}
 }
 
 func TestSignalServerChanged(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "server_changed")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "server_changed")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "server_changed"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "server_changed"}, s.PID, nil)
 	id := b.Identity
 	id.ServerStart = id.ServerStart.Add(-time.Hour) // as if listed before a restart
 	out, err := tg.Signal(ctx(t), pg.Cancel, id)
@@ -140,10 +137,10 @@ func TestSignalPermissionDenied(t *testing.T) {
 	t.Parallel()
 	pgtest.Role(t, "perm_app")
 	reader := pgtest.Role(t, "perm_reader", "pg_read_all_stats") // sees, may not signal
-	s := newSession(t, pgtest.DSNAs(t, "perm_app"), "perm_victim")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, pgtest.DSNAs(t, "perm_app"), "perm_victim")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, reader, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "perm_victim"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "perm_victim"}, s.PID, nil)
 	if b.Signallable() {
 		t.Errorf("listed as signallable for a role without pg_signal_backend")
 	}
@@ -153,21 +150,18 @@ func TestSignalPermissionDenied(t *testing.T) {
 			t.Errorf("%s = %+v, %v; want denied with a fix", action, out, err)
 		}
 	}
-	select {
-	case err := <-s.done:
-		s.got, s.err = true, err
-		t.Errorf("victim ended: %v", err)
-	default:
+	if !s.Running() {
+		t.Errorf("victim ended: %v", s.Result(t))
 	}
 }
 
 func TestVerifyStillRunning(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
-	s := newSession(t, dsn, "verify_running")
-	s.run("SELECT pg_sleep(60)")
+	s := pgtest.NewSession(t, dsn, "verify_running")
+	s.Run("SELECT pg_sleep(60)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "verify_running"}, s.pid, nil)
+	b := waitBackend(t, tg, pg.Filter{Application: "verify_running"}, s.PID, nil)
 	v, err := tg.Verify(ctx(t), pg.Cancel, b.Identity, 300*time.Millisecond)
 	if err != nil || v.Ended || v.State != pg.StateActive || v.WaitEvent != "PgSleep" {
 		t.Errorf("verify = %+v, %v; want still running", v, err)

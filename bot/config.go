@@ -1,0 +1,146 @@
+package bot
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Config is every setting, read from the environment (see README.md for
+// each variable and its default).
+type Config struct {
+	Targets        string        `envconfig:"PGKILL_TARGETS"`
+	DatabaseURL    string        `envconfig:"DATABASE_URL"`
+	MinDuration    time.Duration `envconfig:"PGKILL_MIN_DURATION" default:"1m"`
+	VerifyTimeout  time.Duration `envconfig:"PGKILL_VERIFY_TIMEOUT" default:"10s"`
+	ProtectedUsers []string      `envconfig:"PGKILL_PROTECTED_USERS" default:"rdsadmin"`
+	ProtectedApps  []string      `envconfig:"PGKILL_PROTECTED_APPS"`
+	ConnectTimeout time.Duration `envconfig:"PGKILL_CONNECT_TIMEOUT" default:"5s"`
+
+	AppToken     string        `envconfig:"SLACK_APP_TOKEN"`
+	BotToken     string        `envconfig:"SLACK_BOT_TOKEN"`
+	APIURL       string        `envconfig:"SLACK_API_URL" default:"https://slack.com/api/"`
+	Approvers    []string      `envconfig:"PGKILL_APPROVERS"`
+	Requesters   []string      `envconfig:"PGKILL_REQUESTERS"`
+	SelfApproval bool          `envconfig:"PGKILL_SELF_APPROVAL" default:"false"`
+	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
+	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
+	AuditChannel string        `envconfig:"PGKILL_AUDIT_CHANNEL"`
+
+	AlertChannel     string        `envconfig:"PGKILL_ALERT_CHANNEL"`
+	AlertAfter       time.Duration `envconfig:"PGKILL_ALERT_AFTER" default:"5m"`
+	IdleTxAlertAfter time.Duration `envconfig:"PGKILL_IDLE_TX_ALERT_AFTER" default:"10m"`
+	PollInterval     time.Duration `envconfig:"PGKILL_POLL_INTERVAL" default:"15s"`
+	AlertMaxPerPoll  int           `envconfig:"PGKILL_ALERT_MAX_PER_POLL" default:"5"`
+	AlertIgnoreApps  []string      `envconfig:"PGKILL_ALERT_IGNORE_APPS" default:"pg_dump,pg_basebackup,pg_restore"`
+
+	LogFormat string `envconfig:"PGKILL_LOG_FORMAT" default:"json"`
+	LogLevel  string `envconfig:"PGKILL_LOG_LEVEL" default:"info"`
+}
+
+// TargetSpecs parses the targets (PGKILL_TARGETS, else DATABASE_URL, else
+// the libpq PG* variables).
+func (c Config) TargetSpecs() ([]pg.TargetSpec, error) {
+	specs, err := pg.ParseTargets(c.Targets, c.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("PGKILL_TARGETS: %w", err)
+	}
+	return specs, nil
+}
+
+// PGOptions are the settings every target shares.
+func (c Config) PGOptions() pg.Options {
+	return pg.Options{ProtectedUsers: c.ProtectedUsers, ProtectedApps: c.ProtectedApps, ConnectTimeout: c.ConnectTimeout}
+}
+
+// Validate checks what the command-line tools need: one clear error naming
+// the variable.
+func (c Config) Validate() error {
+	if _, err := c.TargetSpecs(); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		zero bool // zero allowed (= off)
+	}{
+		{"PGKILL_MIN_DURATION", c.MinDuration, true},
+		{"PGKILL_VERIFY_TIMEOUT", c.VerifyTimeout, false},
+		{"PGKILL_CONNECT_TIMEOUT", c.ConnectTimeout, false},
+		{"PGKILL_APPROVAL_TTL", c.ApprovalTTL, false},
+		{"PGKILL_ALERT_AFTER", c.AlertAfter, false},
+		{"PGKILL_IDLE_TX_ALERT_AFTER", c.IdleTxAlertAfter, true},
+		{"PGKILL_POLL_INTERVAL", c.PollInterval, false},
+	} {
+		if d.v < 0 || (d.v == 0 && !d.zero) {
+			return fmt.Errorf("%s must be a positive duration, not %v", d.name, d.v)
+		}
+	}
+	if c.AlertMaxPerPoll < 1 {
+		return fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return fmt.Errorf("PGKILL_LOG_FORMAT must be json or text, not %q", c.LogFormat)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("PGKILL_LOG_LEVEL must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	return nil
+}
+
+var (
+	slackUserOrGroup = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
+	slackChannel     = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
+)
+
+// ValidateSlack checks what `serve` needs on top of Validate. Token values
+// never appear in the error.
+func (c Config) ValidateSlack() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.AppToken == "":
+		return errors.New("SLACK_APP_TOKEN is not set: an app-level token (xapp-…) with connections:write")
+	case !strings.HasPrefix(c.AppToken, "xapp-"):
+		return errors.New("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+	case c.BotToken == "":
+		return errors.New("SLACK_BOT_TOKEN is not set: the bot token (xoxb-…)")
+	case !strings.HasPrefix(c.BotToken, "xoxb-"):
+		return errors.New("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(c.APIURL, "/") {
+		return fmt.Errorf("SLACK_API_URL must be an http(s) URL ending in /, not %q", c.APIURL)
+	}
+	if len(c.Approvers) == 0 {
+		return errors.New("PGKILL_APPROVERS is not set: list the Slack user IDs (U…) or user-group IDs (S…) who may approve")
+	}
+	for _, list := range []struct {
+		name string
+		ids  []string
+	}{{"PGKILL_APPROVERS", c.Approvers}, {"PGKILL_REQUESTERS", c.Requesters}} {
+		for _, id := range list.ids {
+			if !slackUserOrGroup.MatchString(strings.TrimSpace(id)) {
+				return fmt.Errorf("%s: %q is not a Slack user ID (U…/W…) or user-group ID (S…)", list.name, id)
+			}
+		}
+	}
+	if !strings.HasPrefix(c.Command, "/") || strings.ContainsAny(c.Command, " \t") {
+		return fmt.Errorf("PGKILL_COMMAND must look like /pgkill, not %q", c.Command)
+	}
+	for _, ch := range []struct{ name, id string }{{"PGKILL_AUDIT_CHANNEL", c.AuditChannel}, {"PGKILL_ALERT_CHANNEL", c.AlertChannel}} {
+		if ch.id != "" && !slackChannel.MatchString(ch.id) {
+			return fmt.Errorf("%s must be a channel ID (C…), not %q", ch.name, ch.id)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+// Command pgkill finds long-running PostgreSQL queries and ends them safely:
+// from Slack (serve) or from a terminal (list, cancel, terminate, doctor).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/pg"
+)
+
+const usage = `pgkill finds long-running PostgreSQL queries and ends them safely.
+
+usage:
+  pgkill list [-target T] [-min 30s] [-db D] [-user U] [-app A] [-state active|idle-in-transaction|all] [-json]
+  pgkill cancel    [-target T] [-yes] PID   end the running statement (the session survives)
+  pgkill terminate [-target T] [-yes] PID   end the whole session (last resort)
+  pgkill doctor [-target T]                 check privileges and timeout settings
+  pgkill serve                              run the Slack bot (Socket Mode)
+  pgkill version
+  pgkill help
+
+Configuration comes from the environment: see README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, bot.ErrFailed) {
+			fmt.Fprintln(os.Stderr, "pgkill:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	cmd := "help"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, "pgkill", version())
+		return nil
+	case "list", "cancel", "terminate", "doctor", "serve":
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return bot.ErrFailed
+	}
+
+	var cfg bot.Config
+	if err := envconfig.Process("", &cfg); err != nil {
+		return err
+	}
+	if cmd == "serve" {
+		if err := cfg.ValidateSlack(); err != nil {
+			return err
+		}
+	} else if err := cfg.Validate(); err != nil {
+		return err
+	}
+	specs, err := cfg.TargetSpecs()
+	if err != nil {
+		return err
+	}
+	fleet, err := pg.NewFleet(specs, cfg.PGOptions())
+	if err != nil {
+		return err
+	}
+	defer fleet.Close()
+
+	if cmd == "serve" {
+		return bot.Serve(ctx, cfg, fleet, stderr)
+	}
+	cli := &bot.CLI{PG: fleet, Cfg: cfg, In: stdin, Out: stdout, Err: stderr}
+	switch cmd {
+	case "list":
+		return cli.List(ctx, args)
+	case "cancel":
+		return cli.Signal(ctx, pg.Cancel, args)
+	case "terminate":
+		return cli.Signal(ctx, pg.Terminate, args)
+	default:
+		return cli.Doctor(ctx, args)
+	}
+}
+
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
