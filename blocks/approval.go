@@ -1,0 +1,156 @@
+package blocks
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Request states, as the card shows them.
+const (
+	StatePending   = "pending"
+	StateApproved  = "approved" // approved, signal in flight
+	StateDone      = "done"
+	StateDenied    = "denied"
+	StateExpired   = "expired"
+	StateWithdrawn = "withdrawn"
+)
+
+// Request is an approval request as its card shows it.
+type Request struct {
+	ID          string
+	Action      pg.Action
+	Backend     pg.Backend
+	Requester   string   // Slack user ID
+	Approvers   []string // user and user-group IDs to mention
+	State       string
+	Decider     string // who approved or denied
+	RequestedAt time.Time
+	DecidedAt   time.Time
+	ExpiresAt   time.Time
+	Outcome     pg.Outcome
+	Verified    pg.Verification
+	Err         string // what went wrong when the database could not be asked
+	Now         time.Time
+}
+
+// RequestMessage renders the card for r's current state: with Approve, Deny
+// and Withdraw while pending; with the outcome and no buttons after.
+func RequestMessage(r Request) Message {
+	verb := strings.ToUpper(string(r.Action))
+	b := r.Backend
+	what := fmt.Sprintf("*%s* pid %d on *%s* / %s · user %s · app %s · running %s",
+		verb, b.PID, Escape(b.Target), inline(b.Database), inline(b.User), inline(b.Application), Duration(b.Duration))
+	effect := "ends the running statement; the session survives"
+	if r.Action == pg.Terminate {
+		effect = "closes the whole session and rolls back its transaction"
+	}
+	var bs []slack.Block
+	var text string
+	switch r.State {
+	case StatePending:
+		text = fmt.Sprintf("pgkill: approval needed to %s pid %d on %s", r.Action, b.PID, b.Target)
+		bs = append(bs,
+			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._\n%s",
+				mention(r.Requester), what, capitalize(string(r.Action)), effect, codeBlock(b.Query, 1500))),
+			contextLine("who", fmt.Sprintf("Request %s · approvers: %s · expires %s", Escape(r.ID), Mentions(r.Approvers), slackDate(r.ExpiresAt))),
+			slack.NewActionBlock("decide",
+				button(ActionApprove, "Approve", r.ID, slack.StylePrimary).WithConfirm(
+					slack.NewConfirmationBlockObject(
+						plain(Truncate(fmt.Sprintf("%s pid %d?", capitalize(string(r.Action)), b.PID), 100)),
+						plain(Truncate(fmt.Sprintf("This will %s pid %d on %s (user %s): it %s.", r.Action, b.PID, b.Target, b.User, effect), 300)),
+						plain(Truncate(capitalize(string(r.Action))+" it", 30)),
+						plain("Not now"),
+					).WithStyle(slack.StyleDanger)),
+				button(ActionDeny, "Deny", r.ID, slack.StyleDanger),
+				button(ActionWithdraw, "Withdraw", r.ID, ""),
+			),
+		)
+	case StateApproved:
+		text = fmt.Sprintf("pgkill: %s of pid %d approved, signalling", r.Action, b.PID)
+		bs = append(bs, section("ask", fmt.Sprintf(":gear: %s — approved by %s, signalling and verifying…\n%s", what, mention(r.Decider), codeBlock(b.Query, 1500))))
+	default:
+		icon, summary := outcomeText(r)
+		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
+		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s\n%s", icon, what, summary, codeBlock(b.Query, 1200))))
+		if r.State == StateDone && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && !r.Verified.Ended {
+			bs = append(bs, slack.NewActionBlock("next", button(ActionRequestTerminate, "Request Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger)))
+		}
+	}
+	bs = append(bs, contextLine("trail", trail(r)))
+	return Message{Text: text, Blocks: bs}
+}
+
+// outcomeText states what happened, plainly.
+func outcomeText(r Request) (icon, text string) {
+	switch r.State {
+	case StateDenied:
+		return ":no_entry_sign:", fmt.Sprintf("*Denied* by %s. Nothing was signalled.", mention(r.Decider))
+	case StateExpired:
+		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
+	case StateWithdrawn:
+		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))
+	}
+	if r.Err != "" {
+		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nThe signal may not have been sent; list again to see the backend's state."
+	}
+	switch r.Outcome.Result {
+	case pg.Gone:
+		return ":information_source:", "*Nothing signalled*: that query is no longer running (it finished, or the session moved on to another query)."
+	case pg.ServerChanged:
+		return ":information_source:", "*Nothing signalled*: the server restarted or failed over since the listing; list again."
+	case pg.Denied:
+		return ":lock:", "*Permission denied* by PostgreSQL: " + escapeTruncate(r.Outcome.Message, 500) + "\nFix: " + Escape(r.Outcome.Fix)
+	}
+	v := r.Verified
+	if v.Ended {
+		what := "The query ended"
+		if v.How == "session ended" {
+			what = "The session ended"
+		}
+		return ":white_check_mark:", fmt.Sprintf("*%s* %s after the %s (verified).", what, Duration(v.After), r.Action)
+	}
+	why := pg.WhyStillRunning(r.Action, v)
+	if r.Action == pg.Cancel {
+		why += " Use *Request Terminate* below to ask for that."
+	}
+	return ":warning:", fmt.Sprintf("*Signal sent, still running* after %s (state %s, waiting on %s).\n%s",
+		Duration(v.After), Escape(string(v.State)), Escape(orDash(v.WaitEventType+"/"+v.WaitEvent)), Escape(why))
+}
+
+func trail(r Request) string {
+	s := fmt.Sprintf("Request %s by %s at %s", Escape(r.ID), mention(r.Requester), slackDate(r.RequestedAt))
+	switch r.State {
+	case StateApproved, StateDone:
+		if r.Decider != "" {
+			s += fmt.Sprintf(" · approved by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
+		}
+	case StateDenied:
+		s += fmt.Sprintf(" · denied by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
+	case StateExpired, StateWithdrawn:
+		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.DecidedAt))
+	}
+	return s
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func orDash(s string) string {
+	if s == "/" || s == "" {
+		return "–"
+	}
+	return s
+}
+
+func stripMrkdwn(s string) string {
+	return strings.NewReplacer("*", "", "_", "", "\n", " ").Replace(s)
+}

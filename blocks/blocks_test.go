@@ -1,0 +1,227 @@
+package blocks_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/pg"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+var now = time.Date(2026, 11, 25, 3, 14, 0, 0, time.UTC)
+
+// golden compares msg's JSON with testdata/name.json, and checks it against
+// Slack's limits whatever the golden file says.
+func golden(t *testing.T, name string, msg blocks.Message) {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep <, > and & readable in the golden files
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(msg); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.Bytes()
+	checkLimits(t, msg)
+	path := filepath.Join("testdata", name+".json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./blocks -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file; if the change is intended run go test ./blocks -update\ngot:\n%s", path, got)
+	}
+}
+
+func checkLimits(t *testing.T, msg blocks.Message) {
+	t.Helper()
+	raw, err := json.Marshal(msg.Blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range blocks.Violations(raw) {
+		t.Error(v)
+	}
+	if msg.Text == "" {
+		t.Error("no notification text")
+	}
+}
+
+func backend(i int) pg.Backend {
+	return pg.Backend{
+		Identity: pg.Identity{
+			Target: "prod", PID: int32(4000 + i),
+			BackendStart: now.Add(-time.Hour).Add(time.Duration(i) * time.Microsecond),
+			QueryStart:   now.Add(-time.Duration(300+i) * time.Second),
+			ServerStart:  now.Add(-720 * time.Hour),
+		},
+		Database: "app", User: "etl", Application: "nightly-report", Client: "10.0.0.7",
+		BackendType: "client backend", State: pg.StateActive, WaitEventType: "IO", WaitEvent: "DataFileRead",
+		Query:    "SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > 100",
+		Duration: time.Duration(300+i) * time.Second,
+	}
+}
+
+// nasty has every character that could break mrkdwn or a code block, and a
+// 10 kB query.
+func nasty(i int) pg.Backend {
+	b := backend(i)
+	b.User = "we<ird>&`user`"
+	b.Application = "app 🚀 <!channel> & `rm`"
+	b.Database = "db```x"
+	b.Query = "SELECT '<&>' AS \"```\", ':fire:' -- 🚀\n" + strings.Repeat("x & y < z > w ", 10000/14)
+	return b
+}
+
+func TestListingGolden(t *testing.T) {
+	chain := []pg.Backend{backend(1), backend(2), backend(3)}
+	chain[0].State, chain[0].WaitEventType, chain[0].WaitEvent = pg.StateIdleInTransaction, "Client", "ClientRead"
+	chain[0].Duration = 2 * time.Hour
+	chain[0].Blocking, chain[0].BlockingTotal = 1, 2
+	chain[1].WaitEventType, chain[1].WaitEvent = "Lock", "relation"
+	chain[1].BlockedBy, chain[1].Blocking, chain[1].BlockingTotal = []int32{4001}, 1, 1
+	chain[2].WaitEventType, chain[2].WaitEvent, chain[2].BlockedBy = "Lock", "relation", []int32{4002}
+	protected := backend(4)
+	protected.User, protected.Protected = "rdsadmin", "protected user rdsadmin"
+	prepared := backend(5)
+	prepared.WaitEventType, prepared.WaitEvent, prepared.BlockedBy = "Lock", "relation", []int32{0}
+
+	tests := []struct {
+		name string
+		l    blocks.Listing
+	}{
+		{"listing_empty", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Results: []pg.Listing{{Target: "prod"}}, Now: now}},
+		{"listing_one", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Args: "prod", Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}}}, Now: now}},
+		{"listing_chain_protected_errors", blocks.Listing{
+			Targets: []string{"prod", "stage", "dr"}, Threshold: 30 * time.Second, Filters: "user=etl", Args: "30s user=etl",
+			Results: []pg.Listing{
+				{Target: "prod", Backends: append(chain, protected, prepared)},
+				{Target: "stage", Err: fmt.Errorf("list stage: %w", pg.ErrUnavailable)},
+				{Target: "dr", Err: errors.New("list dr: timed out")},
+			}, Now: now}},
+		{"listing_nasty", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{nasty(1)}}}, Now: now}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { golden(t, tc.name, blocks.ListingMessage(tc.l)) })
+	}
+}
+
+// Listings of any size stay inside Block Kit's limits, and say when they
+// show fewer than they found.
+func TestListingLimits(t *testing.T) {
+	for _, n := range []int{0, 1, 17, 500} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			var bs []pg.Backend
+			for i := range n {
+				bs = append(bs, nasty(i))
+			}
+			msg := blocks.ListingMessage(blocks.Listing{
+				Targets: []string{"prod", "stage"}, Threshold: time.Minute, Args: strings.Repeat("x", 3000),
+				Results: []pg.Listing{{Target: "prod", Backends: bs}, {Target: "stage", Err: errors.New(strings.Repeat("<&>", 2000))}}, Now: now,
+			})
+			checkLimits(t, msg)
+			raw, _ := json.Marshal(msg)
+			if shown := strings.Count(string(raw), blocks.ActionTerminate); shown != min(n, blocks.MaxListed) {
+				t.Errorf("%d backends have buttons, want %d", shown, min(n, blocks.MaxListed))
+			}
+			if want := fmt.Sprintf("showing the %d longest of %d", blocks.MaxListed, n); (n > blocks.MaxListed) != strings.Contains(string(raw), want) {
+				t.Errorf("showing-N-of-M note wrong for %d backends", n)
+			}
+			if strings.Contains(string(raw), "<!channel>") || strings.Contains(string(raw), "we<ird>") {
+				t.Error("user-controlled text not escaped")
+			}
+		})
+	}
+}
+
+func TestRequestGolden(t *testing.T) {
+	b := backend(1)
+	base := blocks.Request{ID: "R7", Action: pg.Cancel, Backend: b, Requester: "U0REQ", Approvers: []string{"U0APP", "S0DBA"},
+		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute), Now: now}
+	with := func(f func(*blocks.Request)) blocks.Request { r := base; f(&r); return r }
+	tests := map[string]blocks.Request{
+		"request_pending": with(func(r *blocks.Request) { r.State = blocks.StatePending }),
+		"request_approved": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateApproved, "U0APP", now.Add(time.Minute)
+		}),
+		"request_ended": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
+			r.Verified = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond}
+		}),
+		"request_cancel_still_running": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
+			r.Verified = pg.Verification{After: 10 * time.Second, State: pg.StateActive, WaitEventType: "IO", WaitEvent: "DataFileRead"}
+		}),
+		"request_terminate_still_running": with(func(r *blocks.Request) {
+			r.Action, r.State, r.Decider, r.DecidedAt = pg.Terminate, blocks.StateDone, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent}
+			r.Verified = pg.Verification{After: 10 * time.Second, State: pg.StateActive, WaitEventType: "LWLock", WaitEvent: "BufferMapping"}
+		}),
+		"request_gone": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Gone}
+		}),
+		"request_denied_by_postgres": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Denied, Message: "permission denied to cancel query", Fix: "GRANT pg_signal_backend TO <pgkill role>"}
+		}),
+		"request_error": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt, r.Err = blocks.StateDone, "U0APP", now.Add(time.Minute), "cancel pid 4001 on prod: database unavailable"
+		}),
+		"request_denied":    with(func(r *blocks.Request) { r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U0APP", now.Add(time.Minute) }),
+		"request_expired":   with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateExpired, now.Add(15*time.Minute) }),
+		"request_withdrawn": with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateWithdrawn, now.Add(time.Minute) }),
+		"request_nasty":     with(func(r *blocks.Request) { r.State, r.Backend = blocks.StatePending, nasty(2) }),
+	}
+	for name, r := range tests {
+		t.Run(name, func(t *testing.T) { golden(t, name, blocks.RequestMessage(r)) })
+	}
+}
+
+func TestHelpGolden(t *testing.T) {
+	golden(t, "help", blocks.Help("/pgkill", []string{"prod", "stage"}, time.Minute))
+	golden(t, "usage_error", blocks.UsageError("/pgkill", `unknown target or argument "<&>"`))
+	golden(t, "targets", blocks.Targets([]string{"prod", "stage"}))
+	golden(t, "doctor", blocks.Doctor([]pg.Report{
+		{Target: "prod", Version: "15.18", VersionNum: 150018, User: "pgkill", SignalBackend: true, ReadAllStats: true,
+			Problems: []string{"superuser sessions (rdsadmin on RDS) cannot be signalled"},
+			Settings: []pg.Setting{{Name: "statement_timeout", Value: "0", Advice: "unset: set it"}, {Name: "log_min_error_statement", Value: "error"}}},
+		{Target: "stage", Err: errors.New("doctor stage: database unavailable")},
+	}))
+}
+
+func TestFormat(t *testing.T) {
+	durations := map[time.Duration]string{
+		-time.Second: "0s", 850 * time.Millisecond: "850ms", 42 * time.Second: "42s",
+		5*time.Minute + 3*time.Second: "5m03s", 2*time.Hour + 5*time.Minute: "2h05m", 76 * time.Hour: "3d04h",
+	}
+	for d, want := range durations {
+		if got := blocks.Duration(d); got != want {
+			t.Errorf("Duration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if got := blocks.OneLine("select\n  1,\t2", 9); got != "select 1…" {
+		t.Errorf("OneLine = %q", got)
+	}
+	if got := blocks.Escape("a<b>&c"); got != "a&lt;b&gt;&amp;c" {
+		t.Errorf("Escape = %q", got)
+	}
+}

@@ -1,0 +1,149 @@
+package blocks
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// MaxListed is the most backends one listing message shows: each takes two
+// blocks and a message holds 50.
+const MaxListed = 20
+
+// Listing is a /pgkill answer.
+type Listing struct {
+	Targets   []string // the targets asked, in order
+	Threshold time.Duration
+	Filters   string // the filters as the user gave them, e.g. "db=app user=etl"
+	Args      string // the /pgkill arguments, for Refresh
+	Limit     int    // most backends to show; 0 or over MaxListed means MaxListed
+	Results   []pg.Listing
+	Now       time.Time
+}
+
+// ListingMessage renders a listing: a summary, a line per target that could
+// not be read, each backend with its buttons (or why it has none), and a
+// Refresh button. Root blockers come first: ending one frees the others.
+func ListingMessage(l Listing) Message {
+	all := pg.Merge(l.Results)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].RootBlocker() && !all[j].RootBlocker() })
+	limit := l.Limit
+	if limit <= 0 || limit > MaxListed {
+		limit = MaxListed
+	}
+	shown := all
+	if len(shown) > limit {
+		shown = shown[:limit]
+	}
+
+	var bs []slack.Block
+	bs = append(bs, header(fmt.Sprintf("Long-running queries ≥ %s", Duration(l.Threshold))))
+	summary := fmt.Sprintf("*%d found* on %s", len(all), targetList(l.Targets))
+	if l.Filters != "" {
+		summary += " · filters: " + inline(l.Filters)
+	}
+	if len(shown) < len(all) {
+		summary += fmt.Sprintf(" · showing the %d longest of %d", len(shown), len(all))
+	}
+	summary += " · as of " + slackDate(l.Now)
+	bs = append(bs, section("summary", summary))
+
+	var failed []string
+	for _, r := range l.Results {
+		if r.Err != nil {
+			failed = append(failed, fmt.Sprintf(":warning: *%s* could not be read: %s", Escape(r.Target), escapeTruncate(r.Err.Error(), 400)))
+		}
+	}
+	if len(failed) > 0 {
+		bs = append(bs, section("errors", strings.Join(failed, "\n")))
+	}
+	if len(all) == 0 && len(failed) < len(l.Results) {
+		bs = append(bs, section("none", ":white_check_mark: Nothing has run that long."))
+	}
+
+	qmax := 1800
+	if len(shown) > 0 {
+		qmax = min(1800, max(300, 20000/len(shown)))
+	}
+	for i, b := range shown {
+		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)))
+		bs = append(bs, backendActions(fmt.Sprintf("a%d", i), b))
+	}
+	bs = append(bs, slack.NewActionBlock("refresh", button(ActionRefresh, "Refresh", Truncate(l.Args, MaxValue), "")))
+
+	text := fmt.Sprintf("pgkill: %d long-running queries (≥ %s) on %s", len(all), Duration(l.Threshold), strings.Join(l.Targets, ", "))
+	if len(failed) > 0 {
+		text += fmt.Sprintf("; %d target(s) could not be read", len(failed))
+	}
+	return Message{Text: text, Blocks: bs}
+}
+
+func targetList(ts []string) string {
+	var parts []string
+	for _, t := range ts {
+		parts = append(parts, "*"+Escape(t)+"*")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// backendText is everything a responder needs to decide about one backend.
+func backendText(b pg.Backend, queryMax int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "*pid %d* on *%s* / %s · :stopwatch: *%s* · %s", b.PID, Escape(b.Target), inline(b.Database), Duration(b.Duration), Escape(string(b.State)))
+	if b.WaitEventType != "" {
+		fmt.Fprintf(&sb, " · waiting on %s", Escape(b.WaitEventType+"/"+b.WaitEvent))
+	}
+	fmt.Fprintf(&sb, "\nuser %s · app %s · client %s", inline(b.User), inline(b.Application), inline(b.Client))
+	if b.Workers > 0 {
+		fmt.Fprintf(&sb, " · %d parallel workers", b.Workers)
+	}
+	sb.WriteString("\n")
+	sb.WriteString(blockingText(b))
+	sb.WriteString(codeBlock(b.Query, queryMax))
+	return sb.String()
+}
+
+// blockingText says who waits for whom; "" when nobody does.
+func blockingText(b pg.Backend) string {
+	var lines []string
+	switch {
+	case b.RootBlocker():
+		lines = append(lines, fmt.Sprintf(":rotating_light: *Root blocker*: %d session(s) wait on it — ending it frees them", b.BlockingTotal))
+	case b.Blocking > 0:
+		lines = append(lines, fmt.Sprintf(":link: blocks %d session(s)", b.BlockingTotal))
+	}
+	if len(b.BlockedBy) > 0 {
+		var pids []string
+		for _, p := range b.BlockedBy {
+			if p == 0 {
+				pids = append(pids, "a prepared transaction (no signal ends it: ROLLBACK PREPARED)")
+			} else {
+				pids = append(pids, fmt.Sprintf("pid %d", p))
+			}
+		}
+		lines = append(lines, ":hourglass: blocked by "+strings.Join(pids, ", "))
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// backendActions offers Cancel and Terminate, or says why not. Cancel is not
+// offered to an idle session: it would do nothing.
+func backendActions(id string, b pg.Backend) slack.Block {
+	if !b.Signallable() {
+		return contextLine(id, ":lock: not offered: "+Escape(b.Protected))
+	}
+	var elems []slack.BlockElement
+	if !b.State.Idle() {
+		elems = append(elems, button(ActionCancel, "Cancel", EncodeSignal(Signal{Action: pg.Cancel, Identity: b.Identity}), ""))
+	}
+	elems = append(elems, button(ActionTerminate, "Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger))
+	return slack.NewActionBlock(id, elems...)
+}
