@@ -186,7 +186,9 @@ func TestRequestGolden(t *testing.T) {
 		"request_error": with(func(r *blocks.Request) {
 			r.State, r.Decider, r.DecidedAt, r.Err = blocks.StateDone, "U0APP", now.Add(time.Minute), "cancel pid 4001 on prod: database unavailable"
 		}),
-		"request_denied":    with(func(r *blocks.Request) { r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U0APP", now.Add(time.Minute) }),
+		"request_denied": with(func(r *blocks.Request) {
+			r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U0APP", now.Add(time.Minute)
+		}),
 		"request_expired":   with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateExpired, now.Add(15*time.Minute) }),
 		"request_withdrawn": with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateWithdrawn, now.Add(time.Minute) }),
 		"request_nasty":     with(func(r *blocks.Request) { r.State, r.Backend = blocks.StatePending, nasty(2) }),

@@ -3,10 +3,65 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+	"golang.org/x/sync/errgroup"
 )
 
-// Serve runs the Slack bot until ctx ends.
+// shutdownGrace bounds how long in-flight actions may run after SIGTERM:
+// long enough for a signal plus its verification.
+func (c Config) shutdownGrace() time.Duration {
+	return c.VerifyTimeout + c.ConnectTimeout + 10*time.Second
+}
+
+// NewLogger makes the process logger: JSON (default) or text, at the
+// configured level.
+func NewLogger(cfg Config, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(out, opts))
+	}
+	return slog.New(slog.NewJSONHandler(out, opts))
+}
+
+// Serve runs the Slack bot until ctx ends (SIGINT/SIGTERM): then it stops
+// taking events, lets in-flight actions finish (bounded), and returns nil.
+// It returns an error only when Slack refuses the tokens.
 func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error {
-	return errors.New("serve: the Slack bot is not built yet")
+	log := NewLogger(cfg, logOut)
+	api := slack.New(cfg.BotToken, slack.OptionAppLevelToken(cfg.AppToken), slack.OptionAPIURL(cfg.APIURL))
+	client := socketmode.New(api)
+
+	// Handlers get a context that survives ctx by the grace period.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	b := New(work, cfg, db, api, log)
+	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command), slog.String("api_url", cfg.APIURL))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := client.RunContext(gctx)
+		if err == nil || errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return fmt.Errorf("slack socket mode: %w", err)
+	})
+	g.Go(func() error { return b.listen(gctx, client) })
+	err := g.Wait()
+
+	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.shutdownGrace()))
+	if !b.wait(cfg.shutdownGrace()) {
+		log.Warn("in-flight actions did not finish in time")
+	}
+	cancelWork()
+	log.Info("pgkill stopped")
+	return err
 }

@@ -1,0 +1,54 @@
+package bot
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+func TestApprovalTransitionsOnce(t *testing.T) {
+	s := newApprovals()
+	a, ok := s.add(Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: pg.Identity{Target: "t", PID: 1}}})
+	if !ok || a.ID != "R1" || a.State != Pending {
+		t.Fatalf("add = %+v, %v", a, ok)
+	}
+	if dup, ok := s.add(Approval{Action: pg.Cancel, Backend: a.Backend}); ok || dup.ID != "R1" {
+		t.Errorf("duplicate pending request created: %+v", dup)
+	}
+	if _, ok := s.add(Approval{Action: pg.Terminate, Backend: a.Backend}); !ok {
+		t.Errorf("a terminate request next to a pending cancel was refused")
+	}
+
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, ok := s.transition("R1", Pending, Approved, nil); ok {
+				wins.Add(1)
+			}
+			s.transition("R1", Pending, Denied, nil)
+		}()
+	}
+	wg.Wait()
+	got, _ := s.get("R1")
+	if wins.Load()+boolInt(got.State == Denied) != 1 {
+		t.Errorf("%d approvals won and state is %s; want exactly one decision", wins.Load(), got.State)
+	}
+	if _, ok := s.transition("R1", Pending, Expired, nil); ok {
+		t.Error("a decided request expired")
+	}
+	if _, ok := s.transition("nope", Pending, Approved, nil); ok {
+		t.Error("unknown request transitioned")
+	}
+}
+
+func boolInt(b bool) int32 {
+	if b {
+		return 1
+	}
+	return 0
+}

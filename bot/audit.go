@@ -1,0 +1,64 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Audit events, one structured log record each (msg "audit", stable field
+// names), and a line in PGKILL_AUDIT_CHANNEL when it is set.
+const (
+	AuditRequest  = "request"
+	AuditApprove  = "approve"
+	AuditDeny     = "deny"
+	AuditWithdraw = "withdraw"
+	AuditExpire   = "expire"
+	AuditOutcome  = "outcome"
+)
+
+func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
+	attrs := []any{
+		slog.String("event", event), slog.String("request_id", a.ID), slog.String("actor", actor),
+		slog.String("requester", a.Requester), slog.String("action", string(a.Action)),
+		slog.String("target", a.Backend.Target), slog.Int("pid", int(a.Backend.PID)),
+		slog.Time("backend_start", a.Backend.BackendStart), slog.Time("query_start", a.Backend.QueryStart),
+		slog.String("db_user", a.Backend.User), slog.String("database", a.Backend.Database),
+		slog.String("application", a.Backend.Application), slog.String("channel", a.Channel),
+		slog.String("state", string(a.State)),
+	}
+	if event == AuditOutcome {
+		attrs = append(attrs, slog.String("result", outcomeWord(a)), slog.Bool("ended", a.Verified.Ended),
+			slog.Duration("verify_after", a.Verified.After))
+		if a.Err != "" {
+			attrs = append(attrs, slog.String("error", a.Err))
+		}
+	}
+	b.log.Info("audit", attrs...)
+	if b.cfg.AuditChannel == "" {
+		return
+	}
+	line := fmt.Sprintf("%s *%s* %s pid %d on %s (user %s, db %s) — by <@%s>",
+		blocks.Escape(a.ID), event, a.Action, a.Backend.PID, blocks.Escape(a.Backend.Target),
+		blocks.Escape(a.Backend.User), blocks.Escape(a.Backend.Database), actor)
+	if event == AuditOutcome {
+		line += ": " + outcomeWord(a)
+	}
+	_, _ = b.post(ctx, b.cfg.AuditChannel, "", blocks.Notice(line))
+}
+
+// outcomeWord is the one-word result for logs and metrics.
+func outcomeWord(a Approval) string {
+	switch {
+	case a.Err != "":
+		return "error"
+	case a.Outcome.Result == pg.Sent && a.Verified.Ended:
+		return "ended"
+	case a.Outcome.Result == pg.Sent:
+		return "still-running"
+	}
+	return string(a.Outcome.Result)
+}

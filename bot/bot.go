@@ -1,0 +1,80 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+)
+
+// Bot is the Slack face of pgkill. Its handlers are plain methods: the
+// socket loop (socket.go) acks each envelope at once and calls them in their
+// own goroutines.
+type Bot struct {
+	cfg       Config
+	db        Postgres
+	slack     SlackAPI
+	log       *slog.Logger
+	access    *access
+	approvals *approvals
+	metrics   *metrics
+	now       func() time.Time
+
+	// work is the context for handlers: it outlives a SIGTERM long enough
+	// for in-flight actions to finish (see Serve).
+	work     context.Context
+	inflight sync.WaitGroup
+}
+
+// New makes a bot. work bounds every handler's lifetime.
+func New(work context.Context, cfg Config, db Postgres, api SlackAPI, log *slog.Logger) *Bot {
+	b := &Bot{cfg: cfg, db: db, slack: api, log: log, approvals: newApprovals(), metrics: &metrics{}, now: time.Now, work: work}
+	b.access = &access{bot: b, approvers: cfg.Approvers, requesters: cfg.Requesters, cache: map[string]cachedGroup{}}
+	return b
+}
+
+// goWork runs fn in its own goroutine, counted so shutdown can wait for it.
+func (b *Bot) goWork(fn func(ctx context.Context)) {
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		fn(b.work)
+	}()
+}
+
+// wait waits for in-flight handlers, at most d.
+func (b *Bot) wait(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { b.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (b *Bot) targets() []string { return b.db.Names() }
+
+// queryTimeout bounds a listing: the per-target timeouts come first.
+func (b *Bot) queryTimeout() time.Duration { return b.cfg.ConnectTimeout + 15*time.Second }
+
+// Ack is the immediate answer to a slash command: a usage error or help
+// right away (nil when the answer comes later, from work done after the ack).
+func (b *Bot) Ack(text string) *blocks.Message {
+	q, err := ParseCommand(text, b.targets(), b.cfg.MinDuration)
+	switch {
+	case err != nil:
+		m := blocks.UsageError(b.cfg.Command, err.Error())
+		return &m
+	case q.Kind == KindHelp:
+		m := blocks.Help(b.cfg.Command, b.targets(), b.cfg.MinDuration)
+		return &m
+	case q.Kind == KindTargets:
+		m := blocks.Targets(b.targets())
+		return &m
+	}
+	return nil
+}

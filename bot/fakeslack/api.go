@@ -1,0 +1,126 @@
+package fakeslack
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// api serves the Web API methods pgkill uses.
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	method := strings.TrimPrefix(r.URL.Path, "/api/")
+	p := params(r)
+	token := p["token"]
+	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
+		token = strings.TrimPrefix(auth, "Bearer ")
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.notify()
+	call := Call{Method: method, Params: p, Status: http.StatusOK}
+	if ra := s.limited[method]; len(ra) > 0 {
+		s.limited[method] = ra[1:]
+		call.Status = http.StatusTooManyRequests
+		s.calls = append(s.calls, call)
+		w.Header().Set("Retry-After", strconv.Itoa(ra[0]))
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"ok": false, "error": "ratelimited"})
+		return
+	}
+	s.calls = append(s.calls, call)
+
+	want := BotToken
+	if method == "apps.connections.open" {
+		want = AppToken
+	}
+	if token != want {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	switch method {
+	case "apps.connections.open":
+		s.seq++
+		url := fmt.Sprintf("ws://%s/link/?ticket=%d&app_id=%s", r.Host, s.seq, AppID)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "url": url})
+	case "auth.test":
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "team_id": TeamID, "user_id": "UBOT", "bot_id": "BBOT"})
+	case "chat.postMessage":
+		if p["channel"] == "" {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "channel_not_found"})
+			return
+		}
+		m := &Message{Channel: p["channel"], TS: s.nextTS(), ThreadTS: p["thread_ts"], Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: method}
+		m.Versions = append(m.Versions, m.Blocks)
+		s.check(method, p["blocks"])
+		s.messages = append(s.messages, m)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS})
+	case "chat.update":
+		for _, m := range s.messages {
+			if m.Channel == p["channel"] && m.TS == p["ts"] {
+				m.Text, m.Blocks = p["text"], readable([]byte(p["blocks"]))
+				m.Updates++
+				m.Versions = append(m.Versions, m.Blocks)
+				s.check(method, p["blocks"])
+				writeJSON(w, http.StatusOK, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "message_not_found"})
+	case "chat.postEphemeral":
+		m := &Message{Channel: p["channel"], TS: s.nextTS(), User: p["user"], Ephemeral: true, Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: method}
+		s.check(method, p["blocks"])
+		s.messages = append(s.messages, m)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "message_ts": m.TS})
+	case "usergroups.users.list":
+		members, ok := s.groups[p["usergroup"]]
+		if !ok {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "no_such_subteam"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "users": members})
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]any{"ok": false, "error": "unknown_method"})
+	}
+}
+
+// hook serves response_url posts: an in-channel or ephemeral reply, or a
+// replacement of the message the interaction came from.
+func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
+	p := params(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.notify()
+	h, ok := s.hooks[r.URL.Path]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]any{"ok": false, "error": "expired_url"})
+		return
+	}
+	s.check("response_url", p["blocks"])
+	m := Message{Channel: h.channel, Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: "response_url", ThreadTS: p["thread_ts"]}
+	switch {
+	case p["replace_original"] == "true" && h.messageTS != "":
+		for _, orig := range s.messages {
+			if orig.Channel == h.channel && orig.TS == h.messageTS {
+				orig.Text, orig.Blocks = m.Text, m.Blocks
+				orig.Updates++
+				orig.Versions = append(orig.Versions, orig.Blocks)
+			}
+		}
+	case p["response_type"] == "in_channel":
+		m.TS = s.nextTS()
+		mm := m
+		s.messages = append(s.messages, &mm)
+	default: // ephemeral: only the user sees it
+		m.TS, m.User, m.Ephemeral = s.nextTS(), h.user, true
+		mm := m
+		s.messages = append(s.messages, &mm)
+	}
+	s.hookPosts = append(s.hookPosts, m)
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+}
+
+// Ephemerals returns what user was shown privately in channel.
+func (s *Server) Ephemerals(channel, user string) []Message {
+	return s.Messages(func(m Message) bool { return m.Ephemeral && m.Channel == channel && m.User == user })
+}

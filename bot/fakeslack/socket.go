@@ -1,0 +1,236 @@
+package fakeslack
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// slack-go dials with Origin: https://api.slack.com, which gorilla's default
+// origin check would refuse.
+var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+
+// link is the Socket Mode WebSocket: hello first, pings to keep it alive,
+// and a read loop recording acks.
+func (s *Server) link(w http.ResponseWriter, r *http.Request) {
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	if s.ws != nil {
+		s.ws.Close() // slack-go keeps one connection; a new one replaces the old
+	}
+	s.ws = conn
+	s.connections++
+	s.notify()
+	s.mu.Unlock()
+
+	hello := map[string]any{"type": "hello", "num_connections": 1,
+		"debug_info":      map[string]any{"host": "fakeslack", "build_number": 1, "approximate_connection_time": 18060},
+		"connection_info": map[string]any{"app_id": AppID}}
+	if err := s.write(conn, hello); err != nil {
+		return
+	}
+	done := make(chan struct{})
+	go s.ping(conn, done)
+	defer func() {
+		close(done)
+		s.mu.Lock()
+		if s.ws == conn {
+			s.ws = nil
+		}
+		s.notify()
+		s.mu.Unlock()
+		conn.Close()
+	}()
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		var ack struct {
+			EnvelopeID string          `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(data, &ack); err != nil || ack.EnvelopeID == "" {
+			s.mu.Lock()
+			s.violations = append(s.violations, "unexpected frame from the app: "+string(data))
+			s.mu.Unlock()
+			continue
+		}
+		s.mu.Lock()
+		after := time.Since(s.sent[ack.EnvelopeID])
+		s.acks[ack.EnvelopeID] = Ack{Payload: readable(ack.Payload), After: after}
+		if after > AckDeadline {
+			s.violations = append(s.violations, fmt.Sprintf("envelope %s acked after %v", ack.EnvelopeID, after))
+		}
+		s.notify()
+		s.mu.Unlock()
+	}
+}
+
+func (s *Server) ping(conn *websocket.Conn, done chan struct{}) {
+	t := time.NewTicker(s.pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			on := s.pinging
+			s.mu.Unlock()
+			if !on {
+				continue
+			}
+			s.wsMu.Lock()
+			err := conn.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(time.Second))
+			s.wsMu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) write(conn *websocket.Conn, v any) error {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	return conn.WriteJSON(v)
+}
+
+// send delivers an envelope on the current socket, waiting for one.
+func (s *Server) send(tb testing.TB, typ string, payload any) string {
+	tb.Helper()
+	var conn *websocket.Conn
+	s.Eventually(tb, 15*time.Second, "a Socket Mode connection", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		conn = s.ws
+		return conn != nil
+	})
+	s.mu.Lock()
+	s.seq++
+	id := fmt.Sprintf("env-%d", s.seq)
+	s.sent[id] = time.Now()
+	s.mu.Unlock()
+	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands"}
+	if err := s.write(conn, env); err != nil {
+		tb.Fatalf("fakeslack: send envelope: %v", err)
+	}
+	return id
+}
+
+func (s *Server) newHook(channel, user, messageTS string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	path := fmt.Sprintf("/hooks/%s/%d", TeamID, s.seq)
+	s.hooks[path] = hook{channel: channel, user: user, messageTS: messageTS}
+	return s.srv.URL + path
+}
+
+// SlashCommand sends /command text as user in channel and returns the
+// envelope ID.
+func (s *Server) SlashCommand(tb testing.TB, command, user, channel, text string) string {
+	tb.Helper()
+	payload := map[string]any{
+		"token": "vtok", "team_id": TeamID, "team_domain": "example", "channel_id": channel, "channel_name": "incident",
+		"user_id": user, "user_name": user, "command": command, "text": text, "api_app_id": AppID,
+		"is_enterprise_install": "false", "response_url": s.newHook(channel, user, ""), "trigger_id": "111.222.trig",
+	}
+	return s.send(tb, "slash_commands", payload)
+}
+
+// ErrNoButton: the message has no button with that action ID (and value).
+var ErrNoButton = errors.New("no such button")
+
+// Click presses the button actionID (whose value contains valueHas) on the
+// message at channel/ts, as user; it returns the envelope ID.
+func (s *Server) Click(tb testing.TB, user string, m Message, actionID, valueHas string) string {
+	tb.Helper()
+	blockID, value, err := FindButton(m, actionID, valueHas)
+	if err != nil {
+		tb.Fatalf("fakeslack: %v: %s %q in message %s", err, actionID, valueHas, m.TS)
+	}
+	return s.ClickValue(tb, user, m, actionID, blockID, value)
+}
+
+// ClickValue presses a button with an arbitrary value (e.g. a stale or
+// forged one).
+func (s *Server) ClickValue(tb testing.TB, user string, m Message, actionID, blockID, value string) string {
+	tb.Helper()
+	payload := map[string]any{
+		"type":       "block_actions",
+		"user":       map[string]any{"id": user, "username": user, "name": user, "team_id": TeamID},
+		"api_app_id": AppID, "token": "vtok",
+		"container":    map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": m.Ephemeral},
+		"trigger_id":   "111.333.trig",
+		"team":         map[string]any{"id": TeamID, "domain": "example"},
+		"channel":      map[string]any{"id": m.Channel, "name": "incident"},
+		"message":      map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "thread_ts": m.ThreadTS},
+		"state":        map[string]any{"values": map[string]any{}},
+		"response_url": s.newHook(m.Channel, user, m.TS),
+		"actions": []any{map[string]any{
+			"action_id": actionID, "block_id": blockID, "type": "button", "value": value,
+			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": fmt.Sprintf("%d.000001", time.Now().Unix()),
+		}},
+	}
+	return s.send(tb, "interactive", payload)
+}
+
+// FindButton finds a button in a message's blocks.
+func FindButton(m Message, actionID, valueHas string) (blockID, value string, err error) {
+	var bs []struct {
+		BlockID  string `json:"block_id"`
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	if err := json.Unmarshal(m.Blocks, &bs); err != nil {
+		return "", "", fmt.Errorf("blocks: %w", err)
+	}
+	for _, b := range bs {
+		for _, e := range b.Elements {
+			if e.ActionID == actionID && contains(e.Value, valueHas) {
+				return b.BlockID, e.Value, nil
+			}
+		}
+	}
+	return "", "", ErrNoButton
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// Disconnect sends Slack's disconnect message (slack-go reconnects at once).
+func (s *Server) Disconnect(tb testing.TB, reason string) {
+	tb.Helper()
+	s.mu.Lock()
+	conn := s.ws
+	s.mu.Unlock()
+	if conn == nil {
+		tb.Fatal("fakeslack: no connection to disconnect")
+	}
+	if err := s.write(conn, map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "fakeslack"}}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// DropSocket closes the WebSocket without a word, as a network failure would.
+func (s *Server) DropSocket() {
+	s.mu.Lock()
+	conn := s.ws
+	s.mu.Unlock()
+	if conn != nil {
+		conn.Close()
+	}
+}

@@ -1,0 +1,93 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/pgkill/pgkill/blocks"
+)
+
+// listen is the only code that touches socketmode: it acks every envelope
+// at once (Slack allows 3 s) and hands the work to a handler goroutine. It
+// returns when ctx ends: no new events are taken after that.
+func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
+	for {
+		var evt socketmode.Event
+		select {
+		case <-ctx.Done():
+			return nil
+		case evt = <-client.Events:
+		}
+		switch evt.Type {
+		case socketmode.EventTypeSlashCommand:
+			cmd, ok := evt.Data.(slack.SlashCommand)
+			if !ok || evt.Request == nil {
+				continue
+			}
+			b.metrics.command(cmd.Text)
+			var payload []any
+			if m := b.Ack(cmd.Text); m != nil {
+				payload = append(payload, map[string]any{"response_type": "ephemeral", "text": m.Text, "blocks": m.Blocks})
+			}
+			b.ack(client, evt.Request, payload...)
+			b.goWork(func(ctx context.Context) { b.Command(ctx, cmd) })
+		case socketmode.EventTypeInteractive:
+			cb, ok := evt.Data.(slack.InteractionCallback)
+			if evt.Request != nil {
+				b.ack(client, evt.Request)
+			}
+			if !ok || cb.Type != slack.InteractionTypeBlockActions {
+				continue
+			}
+			for _, act := range cb.ActionCallback.BlockActions {
+				b.goWork(func(ctx context.Context) { b.Action(ctx, cb, act.ActionID, act.Value) })
+			}
+		case socketmode.EventTypeEventsAPI:
+			if evt.Request != nil {
+				b.ack(client, evt.Request)
+			}
+		case socketmode.EventTypeConnecting:
+			b.log.Info("connecting to Slack")
+		case socketmode.EventTypeConnected:
+			b.log.Info("connected to Slack")
+			b.metrics.connected()
+		case socketmode.EventTypeHello:
+			b.log.Debug("hello from Slack")
+		case socketmode.EventTypeConnectionError:
+			b.log.Warn("Slack connection error; slack-go retries", slog.Any("detail", evt.Data))
+			b.metrics.disconnected()
+		case socketmode.EventTypeInvalidAuth:
+			b.log.Error("Slack refused the app token (invalid_auth)")
+		case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+			b.log.Warn("Socket Mode error", slog.String("type", string(evt.Type)), slog.Any("detail", evt.Data))
+		}
+	}
+}
+
+func (b *Bot) ack(client *socketmode.Client, req *socketmode.Request, payload ...any) {
+	if err := client.Ack(*req, payload...); err != nil {
+		b.log.Error("ack failed", slog.String("envelope_id", req.EnvelopeID), slog.String("error", err.Error()))
+	}
+}
+
+// Action routes a button press by its action_id.
+func (b *Bot) Action(ctx context.Context, cb slack.InteractionCallback, actionID, value string) {
+	b.log.Info("button", slog.String("user", cb.User.ID), slog.String("action_id", actionID), slog.String("channel", cb.Channel.ID))
+	switch actionID {
+	case blocks.ActionCancel, blocks.ActionTerminate, blocks.ActionRequestTerminate:
+		b.Request(ctx, cb, value)
+	case blocks.ActionApprove:
+		b.Approve(ctx, cb, value)
+	case blocks.ActionDeny:
+		b.Deny(ctx, cb, value)
+	case blocks.ActionWithdraw:
+		b.Withdraw(ctx, cb, value)
+	case blocks.ActionRefresh:
+		b.Refresh(ctx, cb, value)
+	default:
+		b.log.Warn("unknown action", slog.String("action_id", actionID))
+	}
+}
