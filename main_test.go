@@ -9,9 +9,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
@@ -205,5 +207,54 @@ func TestCLIDoctorVersionHelp(t *testing.T) {
 	}
 	if r := pgkill(t, nil, "", "help"); r.code != 0 || !strings.Contains(r.stdout, "pgkill list") {
 		t.Errorf("help: %+v", r)
+	}
+}
+
+func serveEnv(t *testing.T, fake *fakeslack.Server, appToken string) []string {
+	return []string{
+		"DATABASE_URL=" + pgtest.DSN(t), "SLACK_APP_TOKEN=" + appToken, "SLACK_BOT_TOKEN=" + fakeslack.BotToken,
+		"SLACK_API_URL=" + fake.APIURL(), "PGKILL_APPROVERS=U0APPROVER,S0DBA", "PGKILL_LOG_FORMAT=json",
+	}
+}
+
+// pgkill serve answers Slack, and exits 0 on SIGTERM.
+func TestServeAndSIGTERM(t *testing.T) {
+	fake := fakeslack.New(t)
+	cmd := exec.Command(binary, "serve")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, serveEnv(t, fake, fakeslack.AppToken)...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	fake.Eventually(t, 15*time.Second, "pgkill to connect", fake.Connected)
+	ack := fake.WaitAck(t, fake.SlashCommand(t, "/pgkill", "U0REQ", "C0INCIDENT", "help"))
+	if !strings.Contains(string(ack.Payload), "lists long-running PostgreSQL queries") {
+		t.Errorf("help ack = %s", ack.Payload)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("pgkill serve did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), `"msg":"pgkill stopped"`) || strings.Contains(logs.String(), fakeslack.BotToken) {
+		t.Errorf("logs:\n%s", logs.String())
+	}
+}
+
+func TestServeRejectedToken(t *testing.T) {
+	fake := fakeslack.New(t)
+	r := pgkill(t, serveEnv(t, fake, "xapp-1-wrong-token"), "", "serve")
+	if r.code == 0 || !strings.Contains(r.stderr, "invalid_auth") || strings.Contains(r.stderr, "xapp-1-wrong-token") {
+		t.Errorf("%+v", r)
 	}
 }

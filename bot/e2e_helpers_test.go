@@ -68,7 +68,7 @@ type option func(*bot.Config, *[]pg.TargetSpec)
 
 // start runs bot.Serve in-process until the test ends, and waits until it
 // is connected.
-func start(t *testing.T, opts ...option) *env {
+func start(t testing.TB, opts ...option) *env {
 	t.Helper()
 	e := &env{slack: fakeslack.New(t), logs: &syncBuffer{}, dsn: pgtest.DSN(t)}
 	e.slack.SetGroup("S0DBA", groupie)
@@ -160,7 +160,7 @@ func (e *env) card(t *testing.T, thread string, what string, ok func(fakeslack.M
 	t.Helper()
 	var card fakeslack.Message
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() && testing.Verbose() {
 			t.Logf("logs:\n%s", e.logs.String())
 			for _, m := range e.slack.Messages(nil) {
 				t.Logf("message %s thread=%s eph=%v user=%s text=%q blocks=%s", m.TS, m.ThreadTS, m.Ephemeral, m.User, m.Text, m.Blocks)
