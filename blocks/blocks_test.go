@@ -227,3 +227,25 @@ func TestFormat(t *testing.T) {
 		t.Errorf("Escape = %q", got)
 	}
 }
+
+func TestAlertGolden(t *testing.T) {
+	idle := backend(2)
+	idle.State, idle.WaitEventType, idle.WaitEvent = pg.StateIdleInTransaction, "Client", "ClientRead"
+	idle.Blocking, idle.BlockingTotal = 2, 3
+	golden(t, "alert_active", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Minute)}))
+	golden(t, "alert_idle_blocking", blocks.AlertMessage(blocks.Alert{Backend: idle, Since: now, Now: now}))
+	golden(t, "alert_resolved_itself", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Hour), Resolved: true, RanFor: 65 * time.Minute}))
+	golden(t, "alert_resolved_request", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Hour), Resolved: true, RanFor: 7 * time.Minute,
+		EndedBy: "cancelled through request R3, asked by <@U0REQ> and approved by <@U0APP>"}))
+	var many []pg.Backend
+	for i := range 40 {
+		b := nasty(i)
+		b.Target = []string{"prod", "stage"}[i%2]
+		many = append(many, b)
+	}
+	golden(t, "alert_summary", blocks.AlertSummary(many[:7], 3, now))
+	checkLimits(t, blocks.AlertSummary(many, 100, now))
+	golden(t, "alert_summary_resolved", blocks.AlertSummaryResolved(7, now, now.Add(time.Hour)))
+	golden(t, "target_down", blocks.TargetDown("prod", errors.New("list prod: database unavailable: dial tcp 10.0.0.1:5432: connect: connection refused"), now))
+	golden(t, "target_up", blocks.TargetUp("prod", 3*time.Minute, now))
+}

@@ -120,3 +120,15 @@ func (a Approval) view(approvers []string, now time.Time) blocks.Request {
 		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err, Now: now,
 	}
 }
+
+// endedBy finds the approved request that signalled the execution id.
+func (s *approvals) endedBy(id pg.Identity) (Approval, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.byID {
+		if a.State == Done && a.Outcome.Result == pg.Sent && sameExecution(a.Backend.Identity, id) && a.Backend.Target == id.Target {
+			return *a, true
+		}
+	}
+	return Approval{}, false
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -37,7 +38,9 @@ type Config struct {
 	IdleTxAlertAfter time.Duration `envconfig:"PGKILL_IDLE_TX_ALERT_AFTER" default:"10m"`
 	PollInterval     time.Duration `envconfig:"PGKILL_POLL_INTERVAL" default:"15s"`
 	AlertMaxPerPoll  int           `envconfig:"PGKILL_ALERT_MAX_PER_POLL" default:"5"`
-	AlertIgnoreApps  []string      `envconfig:"PGKILL_ALERT_IGNORE_APPS" default:"pg_dump,pg_basebackup,pg_restore"`
+	AlertIgnoreApps  []string      `envconfig:"PGKILL_ALERT_IGNORE_APPS" default:"pg_dump,pg_dumpall,pg_basebackup,pg_restore"`
+	AlertIgnoreUsers []string      `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
+	AlertEditEvery   time.Duration `envconfig:"PGKILL_ALERT_EDIT_INTERVAL" default:"1m"`
 
 	LogFormat string `envconfig:"PGKILL_LOG_FORMAT" default:"json"`
 	LogLevel  string `envconfig:"PGKILL_LOG_LEVEL" default:"info"`
@@ -76,9 +79,20 @@ func (c Config) Validate() error {
 		{"PGKILL_ALERT_AFTER", c.AlertAfter, false},
 		{"PGKILL_IDLE_TX_ALERT_AFTER", c.IdleTxAlertAfter, true},
 		{"PGKILL_POLL_INTERVAL", c.PollInterval, false},
+		{"PGKILL_ALERT_EDIT_INTERVAL", c.AlertEditEvery, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
 			return fmt.Errorf("%s must be a positive duration, not %v", d.name, d.v)
+		}
+	}
+	for _, list := range []struct {
+		name     string
+		patterns []string
+	}{{"PGKILL_ALERT_IGNORE_APPS", c.AlertIgnoreApps}, {"PGKILL_ALERT_IGNORE_USERS", c.AlertIgnoreUsers}} {
+		for _, p := range list.patterns {
+			if _, err := path.Match(p, ""); err != nil {
+				return fmt.Errorf("%s: %q is not a valid pattern", list.name, p)
+			}
 		}
 	}
 	if c.AlertMaxPerPoll < 1 {

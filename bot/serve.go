@@ -55,6 +55,12 @@ func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error
 		return fmt.Errorf("slack socket mode: %w", err)
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
+	if cfg.AlertChannel != "" {
+		w := newWatcher(b)
+		g.Go(func() error { return w.run(gctx) })
+		log.Info("alerts on", slog.String("channel", cfg.AlertChannel), slog.Duration("after", cfg.AlertAfter),
+			slog.Duration("idle_tx_after", cfg.IdleTxAlertAfter), slog.Duration("poll_interval", cfg.PollInterval))
+	}
 	err := g.Wait()
 
 	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.shutdownGrace()))

@@ -1,0 +1,125 @@
+package blocks
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Alert is one runaway query as its alert shows it.
+type Alert struct {
+	Backend pg.Backend
+	Since   time.Time // when the alert was first posted
+	Now     time.Time
+	// Set once the query is gone from pg_stat_activity.
+	Resolved bool
+	RanFor   time.Duration
+	EndedBy  string // e.g. "cancelled through request R3 approved by <@U1>"; "" = finished by itself
+}
+
+// AlertMessage renders a runaway-query alert: what the listing shows, with
+// Cancel and Terminate while it runs; resolved and without buttons after.
+func AlertMessage(a Alert) Message {
+	b := a.Backend
+	kind := "Runaway query"
+	if b.State.Idle() {
+		kind = "Transaction idle too long"
+	}
+	if a.Resolved {
+		how := "it finished by itself (or its client ended it)"
+		if a.EndedBy != "" {
+			how = a.EndedBy
+		}
+		text := fmt.Sprintf(":white_check_mark: *Resolved* — %s: pid %d on *%s* ran for at least *%s*; %s.",
+			strings.ToLower(kind), b.PID, Escape(b.Target), Duration(a.RanFor), how)
+		return Message{
+			Text: fmt.Sprintf("pgkill: resolved: pid %d on %s ran for %s", b.PID, b.Target, Duration(a.RanFor)),
+			Blocks: []slack.Block{
+				section("alert", text+"\n"+codeBlock(b.Query, 800)),
+				contextLine("when", fmt.Sprintf("Alerted %s · resolved %s", slackDate(a.Since), slackDate(a.Now))),
+			},
+		}
+	}
+	return Message{
+		Text: fmt.Sprintf("pgkill: %s on %s: pid %d for %s", strings.ToLower(kind), b.Target, b.PID, Duration(b.Duration)),
+		Blocks: []slack.Block{
+			section("alert", fmt.Sprintf(":rotating_light: *%s* on *%s*\n%s", kind, Escape(b.Target), backendText(b, 1800))),
+			backendActions("actions", b),
+			contextLine("when", fmt.Sprintf("Alerted %s · updated %s · Cancel/Terminate need an approver", slackDate(a.Since), slackDate(a.Now))),
+		},
+	}
+}
+
+// AlertSummary replaces a storm of alerts: counts by target, user and
+// application, and the longest few with their buttons.
+func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
+	sorted := append([]pg.Backend(nil), backends...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Duration > sorted[j].Duration })
+	count := func(key func(pg.Backend) string) string {
+		n := map[string]int{}
+		for _, b := range sorted {
+			n[key(b)]++
+		}
+		keys := make([]string, 0, len(n))
+		for k := range n {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j] })
+		var parts []string
+		for i, k := range keys {
+			if i == 8 {
+				parts = append(parts, fmt.Sprintf("… %d more", len(keys)-8))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s ×%d", inline(k), n[k]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	bs := []slack.Block{
+		header(fmt.Sprintf("%d runaway queries at once", len(sorted))),
+		section("counts", fmt.Sprintf("*By target:* %s\n*By user:* %s\n*By application:* %s",
+			count(func(b pg.Backend) string { return b.Target }),
+			count(func(b pg.Backend) string { return b.User }),
+			count(func(b pg.Backend) string { return b.Application }))),
+	}
+	show = min(show, len(sorted), MaxListed)
+	for i, b := range sorted[:show] {
+		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, 600)), backendActions(fmt.Sprintf("a%d", i), b))
+	}
+	bs = append(bs, contextLine("note", fmt.Sprintf("One summary instead of %d alerts · the %d longest shown · `/pgkill` lists them all · %s", len(sorted), show, slackDate(now))))
+	return Message{Text: fmt.Sprintf("pgkill: %d runaway queries at once", len(sorted)), Blocks: bs}
+}
+
+// TargetDown says a target cannot be polled.
+func TargetDown(target string, err error, now time.Time) Message {
+	return Message{
+		Text: fmt.Sprintf("pgkill: %s cannot be polled", target),
+		Blocks: []slack.Block{section("down", fmt.Sprintf(":red_circle: *%s cannot be polled* since %s: %s\nAlerts for it are paused until it answers again.",
+			Escape(target), slackDate(now), escapeTruncate(err.Error(), 800)))},
+	}
+}
+
+// TargetUp says a target answers again.
+func TargetUp(target string, downFor time.Duration, now time.Time) Message {
+	return Message{
+		Text: fmt.Sprintf("pgkill: %s answers again", target),
+		Blocks: []slack.Block{section("up", fmt.Sprintf(":large_green_circle: *%s answers again* (%s) after %s; alerts resumed.",
+			Escape(target), slackDate(now), Duration(downFor)))},
+	}
+}
+
+// AlertSummaryResolved replaces a summary once all its queries have ended.
+func AlertSummaryResolved(total int, since, now time.Time) Message {
+	return Message{
+		Text: fmt.Sprintf("pgkill: resolved: all %d runaway queries have ended", total),
+		Blocks: []slack.Block{
+			section("resolved", fmt.Sprintf(":white_check_mark: *Resolved* — all %d runaway queries of this summary have ended.", total)),
+			contextLine("when", fmt.Sprintf("Alerted %s · resolved %s", slackDate(since), slackDate(now))),
+		},
+	}
+}

@@ -1,0 +1,270 @@
+package bot_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/pgtest"
+)
+
+// The alert tests are not parallel: the watcher sees every session of the
+// shared server, so no other test may run sessions meanwhile.
+
+const alertChannel = "C0ALERTS"
+
+func withAlerts(c *bot.Config, _ *[]pg.TargetSpec) {
+	c.AlertChannel = alertChannel
+	c.AlertAfter = 400 * time.Millisecond
+	c.IdleTxAlertAfter = 0
+	c.PollInterval = 200 * time.Millisecond
+	c.AlertEditEvery = 300 * time.Millisecond
+	c.AlertMaxPerPoll = 5
+	c.AlertIgnoreApps = []string{"pg_dump", "backup-*"}
+}
+
+func (e *env) alerts(contains string) []fakeslack.Message {
+	return e.slack.Messages(func(m fakeslack.Message) bool {
+		return m.Channel == alertChannel && m.ThreadTS == "" && strings.Contains(string(m.Versions[0]), contains)
+	})
+}
+
+// waitPolls waits until the watcher has polled n more times.
+func (e *env) waitPolls(t *testing.T, n int) {
+	t.Helper()
+	base := len(e.logs.records("polled"))
+	e.slack.Eventually(t, 20*time.Second, fmt.Sprintf("%d polls", n), func() bool { return len(e.logs.records("polled")) >= base+n })
+}
+
+func (e *env) waitAlert(t *testing.T, within time.Duration, what, contains string) fakeslack.Message {
+	t.Helper()
+	var m fakeslack.Message
+	e.slack.Eventually(t, within, what, func() bool {
+		ms := e.alerts(contains)
+		if len(ms) == 1 {
+			m = ms[0]
+		}
+		return len(ms) >= 1
+	})
+	return m
+}
+
+func TestAlertLifecycleAndCancelFromAlert(t *testing.T) {
+	e := start(t, withAlerts)
+	v := e.victim(t, "alert_victim", "SELECT pg_sleep(60)")
+	pid := fmt.Sprintf("*pid %d*", v.PID)
+	// Within two polls of crossing the threshold (plus posting).
+	within := e.cfg.AlertAfter + 2*e.cfg.PollInterval + 2*time.Second
+	m := e.waitAlert(t, within, "the alert", pid)
+	if !strings.Contains(string(m.Blocks), "Runaway query") || !strings.Contains(string(m.Blocks), blocks.ActionCancel) {
+		t.Errorf("alert: %s", m.Blocks)
+	}
+
+	// Many polls and a reconnect later: still one alert, edited in place.
+	e.waitPolls(t, 5)
+	e.slack.Disconnect(t, "refresh_requested")
+	e.slack.Eventually(t, 15*time.Second, "reconnect", func() bool { return e.slack.Connections() >= 2 && e.slack.Connected() })
+	e.waitPolls(t, 5)
+	if n := len(e.alerts(pid)); n != 1 {
+		t.Fatalf("%d alerts for one query", n)
+	}
+	m, _ = e.slack.Message(alertChannel, m.TS)
+	if m.Updates == 0 {
+		t.Error("alert never edited in place")
+	}
+
+	// Cancel from the alert goes through approval, in the alert's thread.
+	e.slack.Click(t, requester, m, blocks.ActionCancel, pidValue(v))
+	card := e.card(t, m.TS, "the approval card", has("asks to *CANCEL*"))
+	if !v.Running() {
+		t.Fatal("signalled before approval")
+	}
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
+		t.Errorf("victim SQLSTATE %q", code)
+	}
+	e.slack.Eventually(t, 15*time.Second, "the alert resolved", func() bool {
+		m, _ = e.slack.Message(alertChannel, m.TS)
+		return strings.Contains(string(m.Blocks), "Resolved")
+	})
+	b := string(m.Blocks)
+	if !strings.Contains(b, "cancelled through request R1") || !strings.Contains(b, "<@U0APPROVER>") || strings.Contains(b, blocks.ActionCancel) {
+		t.Errorf("resolved alert: %s", b)
+	}
+}
+
+func TestAlertResolvesByItselfAndIgnoresApps(t *testing.T) {
+	e := start(t, withAlerts)
+	ignored := e.victim(t, "pg_dump", "SELECT pg_sleep(60)")
+	ignored2 := e.victim(t, "backup-nightly", "SELECT pg_sleep(60)")
+	v := e.victim(t, "alert_short", "SELECT pg_sleep(2)")
+	m := e.waitAlert(t, 10*time.Second, "the alert", fmt.Sprintf("*pid %d*", v.PID))
+	if err := v.Result(t); err != nil {
+		t.Fatal(err)
+	}
+	e.slack.Eventually(t, 15*time.Second, "the alert resolved", func() bool {
+		m, _ = e.slack.Message(alertChannel, m.TS)
+		return strings.Contains(string(m.Blocks), "finished by itself")
+	})
+	e.waitPolls(t, 3)
+	for _, s := range []*pgtest.Session{ignored, ignored2} {
+		if n := len(e.alerts(fmt.Sprintf("*pid %d*", s.PID))); n != 0 {
+			t.Errorf("ignored application alerted (%d)", n)
+		}
+	}
+}
+
+func TestAlertFloodSummary(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var victims []*pgtest.Session
+	for range 7 {
+		s := pgtest.NewSession(t, dsn, "flood")
+		s.Run("SELECT pg_sleep(60)")
+		victims = append(victims, s)
+	}
+	tg, err := pg.NewTarget(pg.TargetSpec{Name: "main", DSN: dsn}, pg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	// All past the threshold before the first poll: one poll finds all seven.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bs, err := tg.List(t.Context(), pg.Filter{Application: "flood", MinDuration: 500 * time.Millisecond})
+		if err == nil && len(bs) == 7 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("victims not running: %v %v", bs, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e := start(t, withAlerts)
+	m := e.waitAlert(t, 10*time.Second, "the summary", "7 runaway queries at once")
+	e.waitPolls(t, 5)
+	if all := e.slack.Messages(func(m fakeslack.Message) bool { return m.Channel == alertChannel }); len(all) != 1 {
+		t.Errorf("%d messages in the alert channel, want 1 summary", len(all))
+	}
+	if n := strings.Count(string(m.Blocks), blocks.ActionTerminate); n != 3 {
+		t.Errorf("summary offers %d backends, want the 3 longest", n)
+	}
+	if !strings.Contains(string(m.Blocks), "`flood` ×7") {
+		t.Errorf("summary counts: %s", m.Blocks)
+	}
+	for _, v := range victims {
+		pgtest.Exec(t, "SELECT pg_cancel_backend($1)", v.PID)
+		v.Result(t)
+	}
+	e.slack.Eventually(t, 15*time.Second, "the summary resolved", func() bool {
+		m, _ = e.slack.Message(alertChannel, m.TS)
+		return strings.Contains(string(m.Blocks), "all 7 runaway queries")
+	})
+}
+
+// proxy forwards TCP to PostgreSQL and can play dead.
+type proxy struct {
+	l      net.Listener
+	to     string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+	closed bool
+}
+
+func newProxy(t *testing.T, to string) *proxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, to: to}
+	go p.serve()
+	t.Cleanup(func() { p.setDown(true); l.Close() })
+	return p
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.to)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		go func() { io.Copy(up, c); up.Close() }()
+		go func() { io.Copy(c, up); c.Close() }()
+	}
+}
+
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+func TestAlertTargetDownAndUp(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	host := strings.TrimPrefix(dsn, "postgres://postgres@")
+	host = host[:strings.Index(host, "/")]
+	px := newProxy(t, host)
+	e := start(t, withAlerts, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+		*specs = append(*specs, pg.TargetSpec{Name: "flaky", DSN: "postgres://postgres@" + px.l.Addr().String() + "/postgres?sslmode=disable"})
+	})
+	e.waitPolls(t, 4)
+	px.setDown(true)
+	e.waitAlert(t, 15*time.Second, "the down alert", "flaky cannot be polled")
+	e.waitPolls(t, 6)
+	px.setDown(false)
+	e.waitAlert(t, 15*time.Second, "the up alert", "flaky answers again")
+	e.waitPolls(t, 4)
+	if d, u := len(e.alerts("*flaky cannot be polled*")), len(e.alerts("*flaky answers again*")); d != 1 || u != 1 {
+		for _, m := range e.alerts("") {
+			t.Logf("%s", m.Versions[0])
+		}
+		t.Errorf("%d down and %d up alerts, want one each", d, u)
+	}
+	if n := len(e.alerts("*main cannot be polled*")); n != 0 {
+		t.Error("the healthy target was reported down")
+	}
+}
+
+func TestAlertIdleInTransaction(t *testing.T) {
+	e := start(t, withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.IdleTxAlertAfter = 500 * time.Millisecond })
+	s := pgtest.NewSession(t, e.dsn, "alert_idle")
+	s.Exec(t, "BEGIN; SELECT 1")
+	m := e.waitAlert(t, 10*time.Second, "the idle alert", fmt.Sprintf("*pid %d*", s.PID))
+	b := string(m.Versions[0])
+	if !strings.Contains(b, "Transaction idle too long") || strings.Contains(b, blocks.ActionCancel) || !strings.Contains(b, blocks.ActionTerminate) {
+		t.Errorf("idle alert: %s", b)
+	}
+	s.Exec(t, "COMMIT")
+	e.slack.Eventually(t, 15*time.Second, "resolved", func() bool {
+		m, _ = e.slack.Message(alertChannel, m.TS)
+		return strings.Contains(string(m.Blocks), "Resolved")
+	})
+}
