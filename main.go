@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/kelseyhightower/envconfig"
@@ -26,6 +28,7 @@ usage:
   pgkill terminate [-target T] [-yes] PID   end the whole session (last resort)
   pgkill doctor [-target T]                 check privileges and timeout settings
   pgkill serve                              run the Slack bot (Socket Mode)
+  pgkill manifest [-command /pgkill] [-name pgkill]   print the Slack app manifest (YAML)
   pgkill version
   pgkill help
 
@@ -56,6 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version":
 		fmt.Fprintln(stdout, "pgkill", version())
 		return nil
+	case "manifest":
+		return manifest(args, stdout, stderr)
 	case "list", "cancel", "terminate", "doctor", "serve":
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
@@ -97,6 +102,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	default:
 		return cli.Doctor(ctx, args)
 	}
+}
+
+// manifest prints the Slack app manifest; it needs no configuration.
+func manifest(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("manifest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	command := fs.String("command", "/pgkill", "the slash command")
+	name := fs.String("name", "pgkill", "the app's name")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return bot.ErrFailed
+	}
+	if !strings.HasPrefix(*command, "/") || strings.ContainsAny(*command, " \t") {
+		fmt.Fprintf(stderr, "manifest: -command must look like /pgkill, not %q\n", *command)
+		return bot.ErrFailed
+	}
+	fmt.Fprint(stdout, bot.Manifest(*name, *command))
+	return nil
 }
 
 func version() string {

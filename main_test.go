@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -256,5 +257,49 @@ func TestServeRejectedToken(t *testing.T) {
 	r := pgkill(t, serveEnv(t, fake, "xapp-1-wrong-token"), "", "serve")
 	if r.code == 0 || !strings.Contains(r.stderr, "invalid_auth") || strings.Contains(r.stderr, "xapp-1-wrong-token") {
 		t.Errorf("%+v", r)
+	}
+}
+
+func TestManifestCommand(t *testing.T) {
+	r := pgkill(t, nil, "", "manifest", "-command", "/killq", "-name", "Query Killer")
+	if r.code != 0 || !strings.Contains(r.stdout, "command: \"/killq\"") || !strings.Contains(r.stdout, "socket_mode_enabled: true") {
+		t.Errorf("%+v", r)
+	}
+	if r := pgkill(t, nil, "", "manifest", "-command", "kill q"); r.code == 0 {
+		t.Errorf("bad command accepted: %+v", r)
+	}
+}
+
+// The image's binary is built exactly as the Dockerfile builds it: static,
+// so it runs on distroless/static.
+func TestStaticBuildAsDockerfile(t *testing.T) {
+	df, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const build = `CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/pgkill .`
+	for _, want := range []string{build, "FROM gcr.io/distroless/static-debian12:nonroot", "USER nonroot:nonroot",
+		`ENTRYPOINT ["/pgkill"]`, `CMD ["serve"]`, "COPY go.mod go.sum ./\nRUN go mod download"} {
+		if !strings.Contains(string(df), want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "pgkill")
+	cmd := exec.Command("sh", "-c", strings.Replace(build, "/out/pgkill", out, 1))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("binary is dynamically linked (%v)", p.Type)
+		}
+	}
+	if b, err := exec.Command(out, "version").Output(); err != nil || !strings.HasPrefix(string(b), "pgkill ") {
+		t.Errorf("static binary: %q %v", b, err)
 	}
 }

@@ -129,16 +129,18 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	start := time.Now()
 	ls := w.b.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold()})
 	cancel()
-	w.b.metrics.poll(st.target, time.Since(start), ls[0].Err == nil)
 	if ctx.Err() != nil { // shutting down: that error says nothing about the target
 		return
 	}
+	w.b.metrics.polled(st.target, time.Since(start), ls[0].Err == nil)
+	w.b.health.checked(st.target, ls[0].Err, w.b.now())
 	now := w.b.now()
 	if err := ls[0].Err; err != nil {
 		if !st.down {
 			st.down, st.downSince = true, now
 			w.b.log.Warn("target down", slog.String("target", st.target), slog.String("error", err.Error()))
 			w.post(ctx, blocks.TargetDown(st.target, err, now))
+			w.b.metrics.alert("target-down")
 		}
 		return // the alerts of a target we cannot see stay as they are
 	}
@@ -146,6 +148,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		st.down = false
 		w.b.log.Info("target up", slog.String("target", st.target))
 		w.post(ctx, blocks.TargetUp(st.target, now.Sub(st.downSince), now))
+		w.b.metrics.alert("target-up")
 	}
 
 	w.b.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))

@@ -20,6 +20,7 @@ type Bot struct {
 	access    *access
 	approvals *approvals
 	metrics   *metrics
+	health    *health
 	now       func() time.Time
 
 	// work is the context for handlers: it outlives a SIGTERM long enough
@@ -30,7 +31,8 @@ type Bot struct {
 
 // New makes a bot. work bounds every handler's lifetime.
 func New(work context.Context, cfg Config, db Postgres, api SlackAPI, log *slog.Logger) *Bot {
-	b := &Bot{cfg: cfg, db: db, slack: api, log: log, approvals: newApprovals(), metrics: &metrics{}, now: time.Now, work: work}
+	b := &Bot{cfg: cfg, db: db, slack: api, log: log, approvals: newApprovals(), metrics: newMetrics(),
+		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
 	b.access = &access{bot: b, approvers: cfg.Approvers, requesters: cfg.Requesters, cache: map[string]cachedGroup{}}
 	return b
 }

@@ -3,6 +3,7 @@ package bot
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"regexp"
@@ -42,6 +43,7 @@ type Config struct {
 	AlertIgnoreUsers []string      `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
 	AlertEditEvery   time.Duration `envconfig:"PGKILL_ALERT_EDIT_INTERVAL" default:"1m"`
 
+	Listen    string `envconfig:"PGKILL_LISTEN"`
 	LogFormat string `envconfig:"PGKILL_LOG_FORMAT" default:"json"`
 	LogLevel  string `envconfig:"PGKILL_LOG_LEVEL" default:"info"`
 }
@@ -97,6 +99,11 @@ func (c Config) Validate() error {
 	}
 	if c.AlertMaxPerPoll < 1 {
 		return fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll)
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			return fmt.Errorf("PGKILL_LISTEN must be host:port or :port (e.g. :9187), not %q", c.Listen)
+		}
 	}
 	switch c.LogFormat {
 	case "json", "text":

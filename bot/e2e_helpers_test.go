@@ -72,6 +72,7 @@ func start(t testing.TB, opts ...option) *env {
 	t.Helper()
 	e := &env{slack: fakeslack.New(t), logs: &syncBuffer{}, dsn: pgtest.DSN(t)}
 	e.slack.SetGroup("S0DBA", groupie)
+	e.slack.Grant(bot.Scopes...) // exactly what the manifest asks for
 	e.cfg = bot.Config{
 		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: e.slack.APIURL(),
 		Approvers: []string{approver, "S0DBA"}, ApprovalTTL: time.Minute, Command: "/pgkill",

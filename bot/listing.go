@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -55,8 +56,12 @@ func (b *Bot) listing(ctx context.Context, q Query) blocks.Message {
 	if len(targets) == 0 {
 		targets = b.targets()
 	}
+	start := time.Now()
 	results := b.db.List(ctx, q.Targets, q.Filter)
+	took := time.Since(start)
 	for _, r := range results {
+		b.metrics.listed(r.Target, took, r.Err == nil)
+		b.health.checked(r.Target, r.Err, b.now())
 		if r.Err != nil {
 			b.log.Warn("target could not be listed", slog.String("target", r.Target), slog.String("error", r.Err.Error()))
 		}

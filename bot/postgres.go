@@ -21,4 +21,6 @@ type Postgres interface {
 	// Verify waits up to timeout for the signalled backend to end.
 	Verify(ctx context.Context, a pg.Action, id pg.Identity, timeout time.Duration) (pg.Verification, error)
 	Doctor(ctx context.Context, targets []string) []pg.Report
+	// Ping checks that a target answers.
+	Ping(ctx context.Context, target string) error
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"time"
 
@@ -46,6 +48,14 @@ func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error
 	b := New(work, cfg, db, api, log)
 	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command), slog.String("api_url", cfg.APIURL))
 
+	var l net.Listener
+	if cfg.Listen != "" {
+		var err error
+		if l, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("PGKILL_LISTEN %s: %w", cfg.Listen, err)
+		}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := client.RunContext(gctx)
@@ -60,6 +70,25 @@ func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error
 		g.Go(func() error { return w.run(gctx) })
 		log.Info("alerts on", slog.String("channel", cfg.AlertChannel), slog.Duration("after", cfg.AlertAfter),
 			slog.Duration("idle_tx_after", cfg.IdleTxAlertAfter), slog.Duration("poll_interval", cfg.PollInterval))
+	}
+	if l != nil {
+		srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		log.Info("serving /healthz, /readyz and /metrics", slog.String("addr", l.Addr().String()))
+		g.Go(func() error {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("http: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+		if cfg.AlertChannel == "" { // the watcher's polls keep target health otherwise
+			g.Go(func() error { b.checkTargets(gctx); return nil })
+		}
 	}
 	err := g.Wait()
 

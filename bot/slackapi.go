@@ -34,14 +34,14 @@ func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Co
 		var rl *slack.RateLimitedError
 		if errors.As(err, &rl) && attempt < maxRateLimitRetries {
 			b.log.Warn("slack rate limited", slog.String("method", method), slog.Duration("retry_after", rl.RetryAfter), slog.Int("attempt", attempt+1))
-			b.metrics.slackRetry(method)
+			b.metrics.slackRetryOn(method)
 			if err := sleep(ctx, max(rl.RetryAfter, 100*time.Millisecond)); err != nil {
 				return err
 			}
 			continue
 		}
 		b.log.Error("slack api error", slog.String("method", method), slog.String("error", err.Error()))
-		b.metrics.slackError(method)
+		b.metrics.slackErrorOn(method)
 		return err
 	}
 }

@@ -27,7 +27,8 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			if !ok || evt.Request == nil {
 				continue
 			}
-			b.metrics.command(cmd.Text)
+			q, perr := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
+			b.metrics.command(commandKind(q, perr))
 			var payload []any
 			if m := b.Ack(cmd.Text); m != nil {
 				payload = append(payload, map[string]any{"response_type": "ephemeral", "text": m.Text, "blocks": m.Blocks})
@@ -51,14 +52,18 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			}
 		case socketmode.EventTypeConnecting:
 			b.log.Info("connecting to Slack")
+			b.health.setConnected(false)
+			b.metrics.socketDown()
 		case socketmode.EventTypeConnected:
 			b.log.Info("connected to Slack")
-			b.metrics.connected()
+			b.health.setConnected(true)
+			b.metrics.socketUp()
 		case socketmode.EventTypeHello:
 			b.log.Debug("hello from Slack")
 		case socketmode.EventTypeConnectionError:
 			b.log.Warn("Slack connection error; slack-go retries", slog.Any("detail", evt.Data))
-			b.metrics.disconnected()
+			b.health.setConnected(false)
+			b.metrics.socketDown()
 		case socketmode.EventTypeInvalidAuth:
 			b.log.Error("Slack refused the app token (invalid_auth)")
 		case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:

@@ -60,6 +60,7 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 		return
 	}
 	b.audit(ctx, AuditRequest, user, a)
+	b.metrics.request(string(a.Action))
 	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
 	if err != nil {
 		if a, ok := b.approvals.transition(a.ID, Pending, Withdrawn, func(x *Approval) { x.Decided = b.now() }); ok {
@@ -102,6 +103,7 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 		return
 	}
 	b.audit(ctx, AuditApprove, user, a)
+	b.metrics.decision("approved")
 	b.refreshCard(ctx, a)
 
 	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
@@ -116,6 +118,10 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 		}
 	})
 	b.audit(ctx, AuditOutcome, user, a)
+	b.metrics.signal(string(a.Action), outcomeWord(a))
+	if a.Outcome.Result == pg.Sent {
+		b.metrics.verified(string(a.Action), a.Verified.After)
+	}
 	b.refreshCard(ctx, a)
 }
 
@@ -130,6 +136,7 @@ func (b *Bot) Deny(ctx context.Context, cb slack.InteractionCallback, id string)
 		return
 	}
 	b.audit(ctx, AuditDeny, cb.User.ID, a)
+	b.metrics.decision("denied")
 	b.refreshCard(ctx, a)
 }
 
@@ -150,6 +157,7 @@ func (b *Bot) Withdraw(ctx context.Context, cb slack.InteractionCallback, id str
 		return
 	}
 	b.audit(ctx, AuditWithdraw, cb.User.ID, a)
+	b.metrics.decision("withdrawn")
 	b.refreshCard(ctx, a)
 }
 
@@ -160,6 +168,7 @@ func (b *Bot) Expire(ctx context.Context, id string) {
 		return
 	}
 	b.audit(ctx, AuditExpire, "pgkill", a)
+	b.metrics.decision("expired")
 	b.refreshCard(ctx, a)
 }
 

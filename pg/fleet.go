@@ -144,3 +144,12 @@ func (f *Fleet) Verify(ctx context.Context, action Action, id Identity, timeout 
 	}
 	return t.Verify(ctx, action, id, timeout)
 }
+
+// Ping checks that the named target answers a trivial statement.
+func (f *Fleet) Ping(ctx context.Context, target string) error {
+	t, err := f.Target(target)
+	if err != nil {
+		return err
+	}
+	return t.Ping(ctx)
+}

@@ -132,3 +132,15 @@ func (t *Target) do(ctx context.Context, fn func(context.Context) error) error {
 	}
 	return translate(err)
 }
+
+// Ping checks that the server answers, on a pooled connection.
+func (t *Target) Ping(ctx context.Context) error {
+	err := t.do(ctx, func(ctx context.Context) error {
+		_, err := t.pool.Exec(ctx, "SELECT 1")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ping %s: %w", t.Name, err)
+	}
+	return nil
+}

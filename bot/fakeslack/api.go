@@ -7,6 +7,37 @@ import (
 	"strings"
 )
 
+// scopeOf is the bot scope each method needs, as Slack documents it.
+var scopeOf = map[string]string{
+	"chat.postMessage":      "chat:write",
+	"chat.update":           "chat:write",
+	"chat.postEphemeral":    "chat:write",
+	"usergroups.users.list": "usergroups:read",
+	"users.info":            "users:read",
+}
+
+// MethodsNeeding lists the methods that need scope.
+func MethodsNeeding(scope string) []string {
+	var out []string
+	for m, s := range scopeOf {
+		if s == scope {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Grant limits the bot token to these scopes: a call needing another gets
+// missing_scope, as from Slack. Without Grant every scope is granted.
+func (s *Server) Grant(scopes ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.scopes = map[string]bool{}
+	for _, sc := range scopes {
+		s.scopes[sc] = true
+	}
+}
+
 // api serves the Web API methods pgkill uses.
 func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
@@ -36,6 +67,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	if token != want {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	if need := scopeOf[method]; need != "" && s.scopes != nil && !s.scopes[need] {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "missing_scope", "needed": need})
 		return
 	}
 	switch method {

@@ -86,6 +86,7 @@ type Server struct {
 	groups      map[string][]string
 	limited     map[string][]int // method -> Retry-After seconds of the next 429 answers
 	violations  []string
+	scopes      map[string]bool // nil: all granted
 	connections int
 	seq         int
 	ws          *websocket.Conn

@@ -1,0 +1,117 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// health is what /readyz reports: the Socket Mode connection and each
+// target's last check (a listing, a poll or the health loop's ping).
+type health struct {
+	mu        sync.Mutex
+	connected bool
+	targets   map[string]targetHealth
+}
+
+type targetHealth struct {
+	OK        bool      `json:"ok"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+func (h *health) setConnected(up bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.connected = up
+}
+
+func (h *health) checked(target string, err error, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	th := targetHealth{OK: err == nil, CheckedAt: at}
+	if err != nil {
+		th.Error = err.Error()
+	}
+	h.targets[target] = th
+}
+
+type readiness struct {
+	Ready    bool                    `json:"ready"`
+	Slack    string                  `json:"slack"`
+	Targets  map[string]targetHealth `json:"targets"`
+	NotReady []string                `json:"not_ready,omitempty"`
+}
+
+func (h *health) readiness(names []string) readiness {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := readiness{Ready: true, Slack: "connected", Targets: map[string]targetHealth{}}
+	if !h.connected {
+		r.Ready, r.Slack = false, "disconnected"
+		r.NotReady = append(r.NotReady, "slack")
+	}
+	for _, n := range names {
+		th, ok := h.targets[n]
+		if !ok {
+			th.Error = "not checked yet"
+		}
+		r.Targets[n] = th
+		if !th.OK {
+			r.Ready = false
+			r.NotReady = append(r.NotReady, "target "+n)
+		}
+	}
+	sort.Strings(r.NotReady)
+	return r
+}
+
+// Handler serves /healthz (the process is up), /readyz (Socket Mode
+// connected and every target answering; 503 with a JSON body naming what is
+// not ready) and /metrics (Prometheus).
+func (b *Bot) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r := b.health.readiness(b.targets())
+		w.Header().Set("Content-Type", "application/json")
+		if !r.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(r)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// checkTargets pings every target each PGKILL_POLL_INTERVAL so /readyz has
+// a recent answer when no alert watcher polls them.
+func (b *Bot) checkTargets(ctx context.Context) {
+	t := time.NewTicker(b.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		for _, n := range b.targets() {
+			pctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
+			err := b.db.Ping(pctx, n)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			b.health.checked(n, err, b.now())
+			b.metrics.up(n, err == nil)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
