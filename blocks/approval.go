@@ -77,7 +77,7 @@ func RequestMessage(r Request) Message {
 		icon, summary := outcomeText(r)
 		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
 		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s\n%s", icon, what, summary, codeBlock(b.Query, 1200))))
-		if r.State == StateDone && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && !r.Verified.Ended {
+		if r.State == StateDone && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && (!r.Verified.Ended || r.Verified.AbortedTxOpen) {
 			bs = append(bs, slack.NewActionBlock("next", button(ActionRequestTerminate, "Request Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger)))
 		}
 	}
@@ -107,6 +107,9 @@ func outcomeText(r Request) (icon, text string) {
 		return ":lock:", "*Permission denied* by PostgreSQL: " + escapeTruncate(r.Outcome.Message, 500) + "\nFix: " + Escape(r.Outcome.Fix)
 	}
 	v := r.Verified
+	if v.Ended && v.AbortedTxOpen {
+		return ":warning:", fmt.Sprintf("*The query ended* %s after the cancel, but its transaction is still open (idle in transaction, aborted) and keeps its locks until the client rolls back. Use *Request Terminate* below to end it.", Duration(v.After))
+	}
 	if v.Ended {
 		what := "The query ended"
 		if v.How == "session ended" {

@@ -249,3 +249,9 @@ func TestAlertGolden(t *testing.T) {
 	golden(t, "target_down", blocks.TargetDown("prod", errors.New("list prod: database unavailable: dial tcp 10.0.0.1:5432: connect: connection refused"), now))
 	golden(t, "target_up", blocks.TargetUp("prod", 3*time.Minute, now))
 }
+
+func TestRequestAbortedTransaction(t *testing.T) {
+	r := blocks.Request{ID: "R9", Action: pg.Cancel, Backend: backend(1), Requester: "U0REQ", State: blocks.StateDone, Decider: "U0APP",
+		Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true, How: "query ended", AbortedTxOpen: true, State: pg.StateIdleInTxAborted}}
+	golden(t, "request_cancel_aborted_tx", blocks.RequestMessage(r))
+}

@@ -174,6 +174,9 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 	}
 	if v.Ended {
 		fmt.Fprintf(c.Out, "ended: %s after %s\n", v.How, blocks.Duration(v.After))
+		if v.AbortedTxOpen {
+			fmt.Fprintln(c.Out, pg.WhyStillRunning(action, v))
+		}
 		return nil
 	}
 	fmt.Fprintf(c.Out, "still running after %s (state %s, waiting on %s)\n%s\n", blocks.Duration(v.After), v.State, waitEvent(v.WaitEventType, v.WaitEvent), pg.WhyStillRunning(action, v))

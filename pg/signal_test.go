@@ -291,3 +291,27 @@ func TestDoctor(t *testing.T) {
 		t.Error("doctor on a closed port reported no error")
 	}
 }
+
+// A cancel inside a transaction that used a savepoint leaves it open and
+// aborted, holding its locks: Verify says so.
+func TestVerifyCancelLeavesAbortedTransaction(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS aborted_tx (id int)")
+	s := pgtest.NewSession(t, dsn, "aborted_tx")
+	s.Exec(t, "BEGIN; LOCK TABLE aborted_tx IN ACCESS EXCLUSIVE MODE; SAVEPOINT sp")
+	s.Run("SELECT pg_sleep(60)")
+	tg := newTarget(t, dsn, pg.Options{})
+	b := waitBackend(t, tg, pg.Filter{Application: "aborted_tx"}, s.PID, func(b pg.Backend) bool { return b.State == pg.StateActive })
+	if out, err := tg.Signal(ctx(t), pg.Cancel, b.Identity); err != nil || out.Result != pg.Sent {
+		t.Fatalf("cancel = %+v, %v", out, err)
+	}
+	s.Result(t)
+	v, err := tg.Verify(ctx(t), pg.Cancel, b.Identity, 5*time.Second)
+	if err != nil || !v.Ended || !v.AbortedTxOpen || v.State != pg.StateIdleInTxAborted {
+		t.Errorf("verify = %+v, %v", v, err)
+	}
+	if why := pg.WhyStillRunning(pg.Cancel, v); !strings.Contains(why, "locks") {
+		t.Errorf("why = %q", why)
+	}
+}

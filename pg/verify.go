@@ -29,7 +29,8 @@ type Verification struct {
 // verifySQL looks at one session. Autocommit: a fresh pg_stat_activity
 // snapshot each poll.
 const verifySQL = `
-SELECT coalesce(a.state, ''), a.query_start, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, '')
+SELECT coalesce(a.state, ''), a.query_start, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
+       a.xact_start IS NOT NULL
 FROM pg_stat_activity a
 WHERE a.pid = $1 AND a.backend_start = $2`
 
@@ -46,9 +47,10 @@ func (t *Target) Verify(ctx context.Context, action Action, id Identity, timeout
 		var (
 			state, wet, we string
 			qs             *time.Time
+			inXact         bool
 		)
 		err := t.do(ctx, func(ctx context.Context) error {
-			return t.pool.QueryRow(ctx, verifySQL, id.PID, id.BackendStart).Scan(&state, &qs, &wet, &we)
+			return t.pool.QueryRow(ctx, verifySQL, id.PID, id.BackendStart).Scan(&state, &qs, &wet, &we, &inXact)
 		})
 		v.After = time.Since(start)
 		switch {
@@ -59,7 +61,9 @@ func (t *Target) Verify(ctx context.Context, action Action, id Identity, timeout
 			return v, fmt.Errorf("verify pid %d on %s: %w", id.PID, t.Name, err)
 		}
 		v.State, v.WaitEventType, v.WaitEvent = State(state), wet, we
-		v.AbortedTxOpen = v.State == StateIdleInTxAborted
+		// Aborted without a transaction start released its locks already;
+		// with one (a savepoint was in use) the outer transaction holds them.
+		v.AbortedTxOpen = v.State == StateIdleInTxAborted && inXact
 		if action == Cancel && (qs == nil || !qs.Equal(id.QueryStart) || v.State != StateActive) {
 			v.Ended, v.How = true, "query ended"
 			return v, nil
