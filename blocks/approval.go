@@ -35,7 +35,6 @@ type Request struct {
 	Outcome     pg.Outcome
 	Verified    pg.Verification
 	Err         string // what went wrong when the database could not be asked
-	Now         time.Time
 }
 
 // RequestMessage renders the card for r's current state: with Approve, Deny

@@ -153,7 +153,7 @@ func TestListingLimits(t *testing.T) {
 func TestRequestGolden(t *testing.T) {
 	b := backend(1)
 	base := blocks.Request{ID: "R7", Action: pg.Cancel, Backend: b, Requester: "U0REQ", Approvers: []string{"U0APP", "S0DBA"},
-		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute), Now: now}
+		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
 	with := func(f func(*blocks.Request)) blocks.Request { r := base; f(&r); return r }
 	tests := map[string]blocks.Request{
 		"request_pending": with(func(r *blocks.Request) { r.State = blocks.StatePending }),

@@ -66,11 +66,26 @@ func (s *approvals) add(a Approval) (Approval, bool) {
 			return *o, false
 		}
 	}
+	s.prune(a.Requested)
 	s.seq++
 	a.ID = fmt.Sprintf("R%d", s.seq)
 	a.State = Pending
 	s.byID[a.ID] = &a
 	return a, true
+}
+
+// keepDecided is how long a decided request is remembered: clicks on its
+// card answer "already decided", and alerts name it as what ended a query.
+const keepDecided = 24 * time.Hour
+
+// prune forgets requests decided long ago, so a bot that runs for months
+// does not grow; call with s.mu held.
+func (s *approvals) prune(now time.Time) {
+	for id, a := range s.byID {
+		if a.State != Pending && a.State != Approved && !a.Decided.IsZero() && now.Sub(a.Decided) > keepDecided {
+			delete(s.byID, id)
+		}
+	}
 }
 
 func (s *approvals) get(id string) (Approval, bool) {
@@ -113,11 +128,11 @@ func (s *approvals) update(id string, change func(*Approval)) {
 }
 
 // view is the card's input.
-func (a Approval) view(approvers []string, now time.Time) blocks.Request {
+func (a Approval) view(approvers []string) blocks.Request {
 	return blocks.Request{
 		ID: a.ID, Action: a.Action, Backend: a.Backend, Requester: a.Requester, Approvers: approvers,
 		State: string(a.State), Decider: a.Decider, RequestedAt: a.Requested, DecidedAt: a.Decided,
-		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err, Now: now,
+		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pgkill/pgkill/pg"
 )
@@ -51,4 +52,19 @@ func boolInt(b bool) int32 {
 		return 1
 	}
 	return 0
+}
+
+func TestApprovalsForgetOldDecisions(t *testing.T) {
+	s := newApprovals()
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	old, _ := s.add(Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 1}}})
+	s.transition(old.ID, Pending, Denied, func(a *Approval) { a.Decided = day })
+	pending, _ := s.add(Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 2}}})
+	s.add(Approval{Action: pg.Cancel, Requested: day.Add(25 * time.Hour), Backend: pg.Backend{Identity: pg.Identity{PID: 3}}})
+	if _, ok := s.get(old.ID); ok {
+		t.Error("a request decided over a day ago is still kept")
+	}
+	if _, ok := s.get(pending.ID); !ok {
+		t.Error("a pending request was forgotten")
+	}
 }

@@ -63,10 +63,10 @@ func (b *Bot) targets() []string { return b.db.Names() }
 // queryTimeout bounds a listing: the per-target timeouts come first.
 func (b *Bot) queryTimeout() time.Duration { return b.cfg.ConnectTimeout + 15*time.Second }
 
-// Ack is the immediate answer to a slash command: a usage error or help
-// right away (nil when the answer comes later, from work done after the ack).
-func (b *Bot) Ack(text string) *blocks.Message {
-	q, err := ParseCommand(text, b.targets(), b.cfg.MinDuration)
+// Answer is the immediate answer to a parsed slash command, sent in its
+// ack: a usage error, help or the targets. It is nil when the answer comes
+// later, from work done after the ack (Command).
+func (b *Bot) Answer(q Query, err error) *blocks.Message {
 	switch {
 	case err != nil:
 		m := blocks.UsageError(b.cfg.Command, err.Error())

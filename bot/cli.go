@@ -51,12 +51,9 @@ func (c *CLI) List(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.Err, "list: %v\n", err)
 		return ErrFailed
 	}
-	var names []string
-	if *target != "" {
-		if err := c.checkTarget(*target); err != nil {
-			return err
-		}
-		names = []string{*target}
+	names, err := c.only(*target)
+	if err != nil {
+		return err
 	}
 	ls := c.PG.List(ctx, names, pg.Filter{MinDuration: *minDur, Database: *db, User: *user, Application: *app, State: st})
 	if *asJSON {
@@ -74,6 +71,17 @@ func (c *CLI) List(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+// only turns a -target flag into the target list: empty means all.
+func (c *CLI) only(target string) ([]string, error) {
+	if target == "" {
+		return nil, nil
+	}
+	if err := c.checkTarget(target); err != nil {
+		return nil, err
+	}
+	return []string{target}, nil
 }
 
 func (c *CLI) checkTarget(name string) error {
@@ -203,12 +211,9 @@ func (c *CLI) Doctor(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return ErrFailed
 	}
-	var names []string
-	if *target != "" {
-		if err := c.checkTarget(*target); err != nil {
-			return err
-		}
-		names = []string{*target}
+	names, err := c.only(*target)
+	if err != nil {
+		return err
 	}
 	var failed error
 	for _, r := range c.PG.Doctor(ctx, names) {

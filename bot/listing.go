@@ -10,13 +10,10 @@ import (
 	"github.com/pgkill/pgkill/blocks"
 )
 
-// Command does the work of a /pgkill command after its ack: listings and
-// doctor reports. Usage errors, help and targets were answered in the ack.
-func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
-	q, err := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
-	if err != nil || (q.Kind != KindList && q.Kind != KindDoctor) {
-		return
-	}
+// Command does the work of a parsed /pgkill command after its ack:
+// listings and doctor reports. Usage errors, help and targets were answered
+// in the ack.
+func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", q.Kind), slog.String("args", q.Args))
 	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
 	defer cancel()

@@ -27,14 +27,14 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			if !ok || evt.Request == nil {
 				continue
 			}
-			q, perr := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
-			b.metrics.command(commandKind(q, perr))
-			var payload []any
-			if m := b.Ack(cmd.Text); m != nil {
-				payload = append(payload, map[string]any{"response_type": "ephemeral", "text": m.Text, "blocks": m.Blocks})
+			q, err := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
+			b.metrics.command(commandKind(q, err))
+			if m := b.Answer(q, err); m != nil {
+				b.ack(client, evt.Request, map[string]any{"response_type": "ephemeral", "text": m.Text, "blocks": m.Blocks})
+				continue
 			}
-			b.ack(client, evt.Request, payload...)
-			b.goWork(func(ctx context.Context) { b.Command(ctx, cmd) })
+			b.ack(client, evt.Request)
+			b.goWork(func(ctx context.Context) { b.Command(ctx, cmd, q) })
 		case socketmode.EventTypeInteractive:
 			cb, ok := evt.Data.(slack.InteractionCallback)
 			if evt.Request != nil {

@@ -204,7 +204,7 @@ func lookupNote(err error) string {
 }
 
 func (b *Bot) card(a Approval) blocks.Message {
-	return blocks.RequestMessage(a.view(b.cfg.Approvers, b.now()))
+	return blocks.RequestMessage(a.view(b.cfg.Approvers))
 }
 
 // refreshCard shows a request's current state on its card.

@@ -66,20 +66,17 @@ type Listing struct {
 // List lists the named targets (all when names is empty) concurrently, in
 // the order asked.
 func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listing {
-	targets := f.targets
-	if len(names) > 0 {
-		targets = nil
-		for _, n := range names {
-			t, err := f.Target(n)
-			if err != nil {
-				continue
-			}
-			targets = append(targets, t)
-		}
+	if len(names) == 0 {
+		names = f.Names()
 	}
-	out := make([]Listing, len(targets))
+	out := make([]Listing, len(names))
 	var g errgroup.Group
-	for i, t := range targets {
+	for i, n := range names {
+		t, err := f.Target(n)
+		if err != nil {
+			out[i] = Listing{Target: n, Err: err}
+			continue
+		}
 		g.Go(func() error {
 			bs, err := t.List(ctx, filter)
 			out[i] = Listing{Target: t.Name, Backends: bs, Err: err}

@@ -201,15 +201,13 @@ func FindButton(m Message, actionID, valueHas string) (blockID, value string, er
 	}
 	for _, b := range bs {
 		for _, e := range b.Elements {
-			if e.ActionID == actionID && contains(e.Value, valueHas) {
+			if e.ActionID == actionID && strings.Contains(e.Value, valueHas) {
 				return b.BlockID, e.Value, nil
 			}
 		}
 	}
 	return "", "", ErrNoButton
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
 // Disconnect sends Slack's disconnect message (slack-go reconnects at once).
 func (s *Server) Disconnect(tb testing.TB, reason string) {
