@@ -58,7 +58,25 @@ func (e *env) waitAlert(t *testing.T, within time.Duration, what, contains strin
 }
 
 func TestAlertLifecycleAndCancelFromAlert(t *testing.T) {
-	e := start(t, withAlerts)
+	// A target that accepts connections and never answers: it must not delay
+	// the healthy one's alerts.
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Close()
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	e := start(t, withAlerts, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+		*specs = append(*specs, pg.TargetSpec{Name: "hanging", DSN: "postgres://u@" + hang.Addr().String() + "/x?sslmode=disable"})
+	})
 	v := e.victim(t, "alert_victim", "SELECT pg_sleep(60)")
 	pid := fmt.Sprintf("*pid %d*", v.PID)
 	// Within two polls of crossing the threshold (plus posting).
@@ -67,6 +85,7 @@ func TestAlertLifecycleAndCancelFromAlert(t *testing.T) {
 	if !strings.Contains(string(m.Blocks), "Runaway query") || !strings.Contains(string(m.Blocks), blocks.ActionCancel) {
 		t.Errorf("alert: %s", m.Blocks)
 	}
+	e.waitAlert(t, 15*time.Second, "the hanging target's down alert", "*hanging cannot be polled*")
 
 	// Many polls and a reconnect later: still one alert, edited in place.
 	e.waitPolls(t, 5)

@@ -20,7 +20,7 @@ func pidValue(s *pgtest.Session) string { return fmt.Sprintf("|%d|", s.PID) }
 // list → Cancel → approval card → Approve → the query gets 57014.
 func TestCancelThroughApproval(t *testing.T) {
 	t.Parallel()
-	e := start(t)
+	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.AuditChannel = "C0AUDIT" })
 	v := e.victim(t, "e2e_cancel", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "main 0s app=e2e_cancel")
 	if !strings.Contains(string(listing.Blocks), "pg_sleep(60)") || !strings.Contains(string(listing.Blocks), fmt.Sprintf("*pid %d*", v.PID)) {
@@ -48,6 +48,22 @@ func TestCancelThroughApproval(t *testing.T) {
 	}
 	if r := e.audits(bot.AuditOutcome); len(r) == 1 && (r[0]["result"] != "ended" || r[0]["requester"] != requester || r[0]["actor"] != approver) {
 		t.Errorf("outcome record = %v", r[0])
+	}
+	var lines []string
+	e.slack.Eventually(t, 10*time.Second, "three lines in the audit channel", func() bool {
+		lines = nil
+		for _, m := range e.slack.Messages(func(m fakeslack.Message) bool { return m.Channel == "C0AUDIT" }) {
+			lines = append(lines, m.Text)
+		}
+		return len(lines) == 3
+	})
+	for i, want := range []string{"R1 request cancel pid", "R1 approve cancel", "R1 outcome cancel"} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("audit line %d = %q, want %q", i, lines[i], want)
+		}
+	}
+	if !strings.Contains(lines[2], ": ended") {
+		t.Errorf("outcome line = %q", lines[2])
 	}
 }
 
