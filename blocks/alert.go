@@ -37,22 +37,22 @@ func AlertMessage(a Alert) Message {
 		}
 		text := fmt.Sprintf(":white_check_mark: *Resolved* — %s: pid %d on *%s* ran for at least *%s*; %s.",
 			strings.ToLower(kind), b.PID, Escape(b.Target), Duration(a.RanFor), how)
-		return Message{
+		return revise(Message{
 			Text: fmt.Sprintf("pgkill: resolved: pid %d on %s ran for %s", b.PID, b.Target, Duration(a.RanFor)),
 			Blocks: []slack.Block{
 				section("alert", text+"\n"+codeBlock(b.Query, 800)),
 				contextLine("when", fmt.Sprintf("Alerted %s · resolved %s", slackDate(a.Since), slackDate(a.Now))),
 			},
-		}
+		}, a.Now, "resolved")
 	}
-	return Message{
+	return revise(Message{
 		Text: fmt.Sprintf("pgkill: %s on %s: pid %d for %s", strings.ToLower(kind), b.Target, b.PID, Duration(b.Duration)),
 		Blocks: []slack.Block{
 			section("alert", fmt.Sprintf(":rotating_light: *%s* on *%s*\n%s", kind, Escape(b.Target), backendText(b, 1800))),
 			backendActions("actions", b),
 			contextLine("when", fmt.Sprintf("Alerted %s · updated %s · Cancel/Terminate need an approver", slackDate(a.Since), slackDate(a.Now))),
 		},
-	}
+	}, a.Now, "")
 }
 
 // AlertSummary replaces a storm of alerts: counts by target, user and
@@ -115,11 +115,11 @@ func TargetUp(target string, downFor time.Duration, now time.Time) Message {
 
 // AlertSummaryResolved replaces a summary once all its queries have ended.
 func AlertSummaryResolved(total int, since, now time.Time) Message {
-	return Message{
+	return revise(Message{
 		Text: fmt.Sprintf("pgkill: resolved: all %d runaway queries have ended", total),
 		Blocks: []slack.Block{
 			section("resolved", fmt.Sprintf(":white_check_mark: *Resolved* — all %d runaway queries of this summary have ended.", total)),
 			contextLine("when", fmt.Sprintf("Alerted %s · resolved %s", slackDate(since), slackDate(now))),
 		},
-	}
+	}, now, "resolved")
 }

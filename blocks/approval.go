@@ -81,7 +81,11 @@ func RequestMessage(r Request) Message {
 		}
 	}
 	bs = append(bs, contextLine("trail", trail(r)))
-	return Message{Text: text, Blocks: bs}
+	at := r.RequestedAt
+	if !r.DecidedAt.IsZero() {
+		at = r.DecidedAt
+	}
+	return revise(Message{Text: text, Blocks: bs}, at, r.State)
 }
 
 // outcomeText states what happened, plainly.

@@ -255,3 +255,32 @@ func TestRequestAbortedTransaction(t *testing.T) {
 		Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true, How: "query ended", AbortedTxOpen: true, State: pg.StateIdleInTxAborted}}
 	golden(t, "request_cancel_aborted_tx", blocks.RequestMessage(r))
 }
+
+// Slack asks for new block_ids when a message is updated: each revision of
+// a card, listing or alert has its own.
+func TestRevisionsHaveNewBlockIDs(t *testing.T) {
+	ids := func(m blocks.Message) string {
+		raw, _ := json.Marshal(m.Blocks)
+		var bs []struct {
+			BlockID string `json:"block_id"`
+		}
+		_ = json.Unmarshal(raw, &bs)
+		var out []string
+		for _, b := range bs {
+			out = append(out, b.BlockID)
+		}
+		return strings.Join(out, ",")
+	}
+	r := blocks.Request{ID: "R1", Action: pg.Cancel, Backend: backend(1), Requester: "U1", State: blocks.StatePending, RequestedAt: now}
+	pending := ids(blocks.RequestMessage(r))
+	r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U2", now.Add(time.Second)
+	if denied := ids(blocks.RequestMessage(r)); strings.Contains(denied, strings.Split(pending, ",")[0]) {
+		t.Errorf("card revisions share block_ids: %s / %s", pending, denied)
+	}
+	l := blocks.Listing{Targets: []string{"prod"}, Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}}}, Now: now}
+	first := ids(blocks.ListingMessage(l))
+	l.Now = now.Add(time.Minute)
+	if ids(blocks.ListingMessage(l)) == first {
+		t.Error("a refreshed listing reuses its block_ids")
+	}
+}

@@ -80,7 +80,7 @@ func ListingMessage(l Listing) Message {
 	if len(failed) > 0 {
 		text += fmt.Sprintf("; %d target(s) could not be read", len(failed))
 	}
-	return Message{Text: text, Blocks: bs}
+	return revise(Message{Text: text, Blocks: bs}, l.Now, "")
 }
 
 func targetList(ts []string) string {

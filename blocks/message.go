@@ -2,6 +2,7 @@ package blocks
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -109,4 +110,32 @@ func Mentions(ids []string) string {
 		parts = append(parts, mention(id))
 	}
 	return strings.Join(parts, " ")
+}
+
+// revise makes every block_id of m unique to this revision of the message:
+// Slack asks for new block_ids when a message is updated, and clients may
+// otherwise keep showing the old blocks (buttons that should be gone).
+func revise(m Message, at time.Time, state string) Message {
+	rev := strconv.FormatInt(at.Unix(), 36)
+	if state != "" {
+		rev = state + "." + rev
+	}
+	for _, b := range m.Blocks {
+		switch b := b.(type) {
+		case *slack.SectionBlock:
+			b.BlockID = revised(b.BlockID, rev)
+		case *slack.ContextBlock:
+			b.BlockID = revised(b.BlockID, rev)
+		case *slack.ActionBlock:
+			b.BlockID = revised(b.BlockID, rev)
+		}
+	}
+	return m
+}
+
+func revised(id, rev string) string {
+	if id == "" {
+		return id
+	}
+	return Truncate(id+"."+rev, MaxID)
 }
