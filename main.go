@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
@@ -89,7 +90,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer fleet.Close()
 
 	if cmd == "serve" {
-		return bot.Serve(ctx, cfg, fleet, stderr)
+		var store bot.StateStore // nil: state in memory
+		if cfg.StateDSN != "" {
+			sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			s, err := pg.OpenStore(sctx, cfg.StateDSN)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("PGKILL_STATE_DSN: %w", err)
+			}
+			defer s.Close()
+			store = s
+		}
+		return bot.Serve(ctx, cfg, fleet, store, stderr)
 	}
 	cli := &bot.CLI{PG: fleet, Cfg: cfg, In: stdin, Out: stdout, Err: stderr}
 	switch cmd {

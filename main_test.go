@@ -303,3 +303,22 @@ func TestStaticBuildAsDockerfile(t *testing.T) {
 		t.Errorf("static binary: %q %v", b, err)
 	}
 }
+
+func TestServeStateStoreErrors(t *testing.T) {
+	fake := fakeslack.New(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	for _, tc := range []struct{ dsn, say string }{
+		{"postgres://u:topsecret@h:notaport/x", "PGKILL_STATE_DSN: invalid DSN"},
+		{"postgres://u:topsecret@" + dead + "/x?sslmode=disable&connect_timeout=2", "PGKILL_STATE_DSN: state store"},
+	} {
+		r := pgkill(t, append(serveEnv(t, fake, fakeslack.AppToken), "PGKILL_STATE_DSN="+tc.dsn), "", "serve")
+		if r.code == 0 || !strings.Contains(r.stderr, tc.say) || strings.Contains(r.stderr, "topsecret") {
+			t.Errorf("%s: %+v", tc.dsn, r)
+		}
+	}
+}

@@ -13,19 +13,6 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// alertKey is one alert: a statement execution (or an idle transaction) on
-// one server. The same session idle after its query is a different alert.
-type alertKey struct {
-	id   pg.Identity
-	idle bool
-}
-
-func keyOf(b pg.Backend) alertKey {
-	id := b.Identity
-	id.Target = b.Target
-	return alertKey{id: id, idle: b.State.Idle()}
-}
-
 type alert struct {
 	backend   pg.Backend
 	ts        string // the alert message, or the summary it is part of
@@ -57,7 +44,7 @@ func newWatcher(b *Bot) *watcher { return &watcher{b: b, pace: time.Second} }
 // alertsFor is one target's alert state.
 type alertsFor struct {
 	target    string
-	alerts    map[alertKey]*alert
+	alerts    map[string]*alert // by alertKey
 	down      bool
 	downSince time.Time
 }
@@ -69,7 +56,7 @@ func (w *watcher) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st := &alertsFor{target: name, alerts: map[alertKey]*alert{}}
+			st := w.load(ctx, name)
 			t := time.NewTicker(w.b.cfg.PollInterval)
 			defer t.Stop()
 			for {
@@ -132,6 +119,9 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	if ctx.Err() != nil { // shutting down: that error says nothing about the target
 		return
 	}
+	// From here on the poll finishes what it starts — posts and their state —
+	// even when shutdown begins, within the grace period of in-flight work.
+	ctx = w.b.work
 	w.b.metrics.polled(st.target, time.Since(start), ls[0].Err == nil)
 	w.b.health.checked(st.target, ls[0].Err, w.b.now())
 	now := w.b.now()
@@ -152,13 +142,13 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	}
 
 	w.b.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
-	seen := map[alertKey]bool{}
+	seen := map[string]bool{}
 	var fresh []pg.Backend
 	for _, b := range ls[0].Backends {
 		if !w.runaway(b) {
 			continue
 		}
-		k := keyOf(b)
+		k := alertKey(b)
 		seen[k] = true
 		if a, ok := st.alerts[k]; ok {
 			w.refresh(ctx, a, b, now)
@@ -170,8 +160,10 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		if !seen[k] {
 			w.resolve(ctx, a, now)
 			delete(st.alerts, k)
+			w.forget(ctx, k)
 		}
 	}
+	fresh = w.claim(ctx, st, fresh, now)
 	if len(fresh) > w.b.cfg.AlertMaxPerPoll {
 		w.flood(ctx, st, fresh, now)
 		return
@@ -179,7 +171,8 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	for _, b := range fresh {
 		a := &alert{backend: b, since: now, lastEdit: now, lastShown: blockingState(b)}
 		a.ts = w.post(ctx, blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}))
-		st.alerts[keyOf(b)] = a // even when posting failed: one attempt per query, never a storm of retries
+		st.alerts[alertKey(b)] = a // even when posting failed: one attempt per query, never a storm of retries
+		w.save(ctx, st.target, alertKey(b), a)
 		w.b.metrics.alert("posted")
 	}
 }
@@ -190,7 +183,9 @@ func (w *watcher) flood(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 	s := &summary{total: len(fresh), open: len(fresh), since: now}
 	s.ts = w.post(ctx, blocks.AlertSummary(fresh, 3, now))
 	for _, b := range fresh {
-		st.alerts[keyOf(b)] = &alert{backend: b, ts: s.ts, summary: s, since: now, lastEdit: now}
+		a := &alert{backend: b, ts: s.ts, summary: s, since: now, lastEdit: now}
+		st.alerts[alertKey(b)] = a
+		w.save(ctx, st.target, alertKey(b), a)
 	}
 	w.b.metrics.alert("summary")
 }
@@ -231,7 +226,7 @@ func (w *watcher) resolve(ctx context.Context, a *alert, now time.Time) {
 
 // endedBy says which approved request ended the query, if one did.
 func (w *watcher) endedBy(id pg.Identity) string {
-	a, ok := w.b.approvals.endedBy(id)
+	a, ok := w.b.requests.endedBy(context.Background(), id)
 	if !ok {
 		return ""
 	}

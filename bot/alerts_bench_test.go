@@ -59,7 +59,7 @@ func benchBot(b *testing.B, targets int) (*Bot, *countingDB) {
 	db := &countingDB{Postgres: fleet}
 	cfg := Config{AlertChannel: "C0ALERTS", AlertAfter: time.Millisecond, PollInterval: time.Hour, AlertEditEvery: time.Hour,
 		AlertMaxPerPoll: 1000, ConnectTimeout: 5 * time.Second, AlertIgnoreApps: []string{"bench_idle"}}
-	return New(context.Background(), cfg, db, &nopSlack{}, slog.New(slog.NewTextHandler(io.Discard, nil))), db
+	return New(context.Background(), cfg, db, &nopSlack{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), db
 }
 
 // BenchmarkPoll200 is one steady-state poll of a target with 200 client
@@ -73,7 +73,7 @@ func BenchmarkPoll200(b *testing.B) {
 	}
 	bot, db := benchBot(b, 1)
 	w := &watcher{b: bot} // unpaced: no Slack here
-	st := &alertsFor{target: "t0", alerts: map[alertKey]*alert{}}
+	st := &alertsFor{target: "t0", alerts: map[string]*alert{}}
 	ctx := context.Background()
 	for len(st.alerts) < 200 { // the first polls post the alerts
 		w.poll(ctx, st)
@@ -92,7 +92,7 @@ func BenchmarkRSS20Targets(b *testing.B) {
 	w := &watcher{b: bot} // unpaced: no Slack here
 	var sts []*alertsFor
 	for _, n := range bot.targets() {
-		sts = append(sts, &alertsFor{target: n, alerts: map[alertKey]*alert{}})
+		sts = append(sts, &alertsFor{target: n, alerts: map[string]*alert{}})
 	}
 	ctx := context.Background()
 	for b.Loop() {

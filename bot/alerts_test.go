@@ -287,3 +287,27 @@ func TestAlertIdleInTransaction(t *testing.T) {
 		return strings.Contains(string(m.Blocks), "Resolved")
 	})
 }
+
+// With a state store, a restarted pgkill does not alert again about a query
+// it already alerted about, and still resolves that alert.
+func TestAlertStateSurvivesRestart(t *testing.T) {
+	fake := fakeslack.New(t)
+	opts := []option{withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alerts") }}
+	first, stop := startOn(t, fake, opts...)
+	v := first.victim(t, "alert_restart", "SELECT pg_sleep(60)")
+	pid := fmt.Sprintf("*pid %d*", v.PID)
+	m := first.waitAlert(t, 10*time.Second, "the alert", pid)
+	stop()
+
+	second, _ := startOn(t, fake, opts...)
+	second.waitPolls(t, 5)
+	if n := len(second.alerts(pid)); n != 1 {
+		t.Fatalf("%d alerts for one query across a restart", n)
+	}
+	pgtest.Exec(t, "SELECT pg_cancel_backend($1)", v.PID)
+	v.Result(t)
+	fake.Eventually(t, 15*time.Second, "the alert resolved by the new process", func() bool {
+		m, _ = fake.Message(alertChannel, m.TS)
+		return strings.Contains(string(m.Blocks), "Resolved")
+	})
+}

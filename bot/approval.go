@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -14,8 +15,9 @@ import (
 //	pending → approved → done
 //	pending → denied | expired | withdrawn
 //
-// and each step is taken under the store's lock, so of two concurrent
-// clicks exactly one wins: a backend is signalled at most once per request.
+// and each step is one atomic compare-and-set (under a lock in memory, one
+// UPDATE … WHERE state = … in the state store), so of two concurrent clicks
+// exactly one wins: a backend is signalled at most once per request.
 type State string
 
 const (
@@ -46,41 +48,58 @@ type Approval struct {
 	Err       string
 }
 
-// approvals holds every request of this process.
-type approvals struct {
-	mu   sync.Mutex
-	seq  int
-	byID map[string]*Approval
-}
-
-func newApprovals() *approvals { return &approvals{byID: map[string]*Approval{}} }
-
-// add stores a new pending request and gives it an ID. If a request for the
-// same action on the same backend is already pending, it returns that one
-// and false.
-func (s *approvals) add(a Approval) (Approval, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, o := range s.byID {
-		if o.State == Pending && o.Action == a.Action && o.Backend.Identity == a.Backend.Identity {
-			return *o, false
-		}
-	}
-	s.prune(a.Requested)
-	s.seq++
-	a.ID = fmt.Sprintf("R%d", s.seq)
-	a.State = Pending
-	s.byID[a.ID] = &a
-	return a, true
+// requests keeps approval requests. Every method may fail only in the
+// state store (the database is unreachable); the in-memory one never fails.
+type requests interface {
+	// add stores a new pending request and gives it an ID; when one for the
+	// same action on the same backend is pending, it returns that one and false.
+	add(ctx context.Context, a Approval) (Approval, bool, error)
+	// get returns request id; false when it is unknown.
+	get(ctx context.Context, id string) (Approval, bool, error)
+	// transition moves id from one state to another applying change, as one
+	// atomic step; it returns the request as it is and false when the request
+	// was not in state from (somebody else got there first).
+	transition(ctx context.Context, id string, from, to State, change func(*Approval)) (Approval, bool, error)
+	// update changes a request without changing its state.
+	update(ctx context.Context, id string, change func(*Approval)) error
+	// endedBy finds the approved request whose signal went to execution id.
+	endedBy(ctx context.Context, id pg.Identity) (Approval, bool)
+	// pending lists the requests waiting for a decision (to re-arm expiry).
+	pending(ctx context.Context) ([]Approval, error)
 }
 
 // keepDecided is how long a decided request is remembered: clicks on its
 // card answer "already decided", and alerts name it as what ended a query.
 const keepDecided = 24 * time.Hour
 
+// memRequests keeps requests in this process (no PGKILL_STATE_DSN).
+type memRequests struct {
+	mu   sync.Mutex
+	seq  int
+	byID map[string]*Approval
+}
+
+func newMemRequests() *memRequests { return &memRequests{byID: map[string]*Approval{}} }
+
+func (s *memRequests) add(_ context.Context, a Approval) (Approval, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prune(a.Requested)
+	for _, o := range s.byID {
+		if o.State == Pending && o.Action == a.Action && o.Backend.Identity == a.Backend.Identity {
+			return *o, false, nil
+		}
+	}
+	s.seq++
+	a.ID = fmt.Sprintf("R%d", s.seq)
+	a.State = Pending
+	s.byID[a.ID] = &a
+	return a, true, nil
+}
+
 // prune forgets requests decided long ago, so a bot that runs for months
 // does not grow; call with s.mu held.
-func (s *approvals) prune(now time.Time) {
+func (s *memRequests) prune(now time.Time) {
 	for id, a := range s.byID {
 		if a.State != Pending && a.State != Approved && !a.Decided.IsZero() && now.Sub(a.Decided) > keepDecided {
 			delete(s.byID, id)
@@ -88,43 +107,69 @@ func (s *approvals) prune(now time.Time) {
 	}
 }
 
-func (s *approvals) get(id string) (Approval, bool) {
+func (s *memRequests) get(_ context.Context, id string) (Approval, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.byID[id]
 	if !ok {
-		return Approval{}, false
+		return Approval{}, false, nil
 	}
-	return *a, true
+	return *a, true, nil
 }
 
-// transition moves request id from one state to another and applies change,
-// atomically. It fails, returning the request as it is, when the request is
-// not in state from: somebody else got there first.
-func (s *approvals) transition(id string, from, to State, change func(*Approval)) (Approval, bool) {
+func (s *memRequests) transition(_ context.Context, id string, from, to State, change func(*Approval)) (Approval, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.byID[id]
 	if !ok {
-		return Approval{}, false
+		return Approval{}, false, nil
 	}
 	if a.State != from {
-		return *a, false
+		return *a, false, nil
 	}
 	a.State = to
 	if change != nil {
 		change(a)
 	}
-	return *a, true
+	return *a, true, nil
 }
 
-// update changes a request without changing its state (e.g. its card's ts).
-func (s *approvals) update(id string, change func(*Approval)) {
+func (s *memRequests) update(_ context.Context, id string, change func(*Approval)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a, ok := s.byID[id]; ok {
 		change(a)
 	}
+	return nil
+}
+
+func (s *memRequests) endedBy(_ context.Context, id pg.Identity) (Approval, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.byID {
+		if signalled(*a, id) {
+			return *a, true
+		}
+	}
+	return Approval{}, false
+}
+
+func (s *memRequests) pending(context.Context) ([]Approval, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Approval
+	for _, a := range s.byID {
+		if a.State == Pending {
+			out = append(out, *a)
+		}
+	}
+	return out, nil
+}
+
+// signalled reports whether a is a finished request whose signal went to
+// execution id.
+func signalled(a Approval, id pg.Identity) bool {
+	return a.State == Done && a.Outcome.Result == pg.Sent && a.Backend.Target == id.Target && sameExecution(a.Backend.Identity, id)
 }
 
 // view is the card's input.
@@ -134,16 +179,4 @@ func (a Approval) view(approvers []string) blocks.Request {
 		State: string(a.State), Decider: a.Decider, RequestedAt: a.Requested, DecidedAt: a.Decided,
 		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
 	}
-}
-
-// endedBy finds the approved request that signalled the execution id.
-func (s *approvals) endedBy(id pg.Identity) (Approval, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, a := range s.byID {
-		if a.State == Done && a.Outcome.Result == pg.Sent && sameExecution(a.Backend.Identity, id) && a.Backend.Target == id.Target {
-			return *a, true
-		}
-	}
-	return Approval{}, false
 }

@@ -1,70 +1,131 @@
 package bot
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
-func TestApprovalTransitionsOnce(t *testing.T) {
-	s := newApprovals()
-	a, ok := s.add(Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: pg.Identity{Target: "t", PID: 1}}})
-	if !ok || a.ID != "R1" || a.State != Pending {
-		t.Fatalf("add = %+v, %v", a, ok)
-	}
-	if dup, ok := s.add(Approval{Action: pg.Cancel, Backend: a.Backend}); ok || dup.ID != "R1" {
-		t.Errorf("duplicate pending request created: %+v", dup)
-	}
-	if _, ok := s.add(Approval{Action: pg.Terminate, Backend: a.Backend}); !ok {
-		t.Errorf("a terminate request next to a pending cancel was refused")
-	}
+// stores runs a test against both request stores: in memory, and in
+// PostgreSQL through pg.Store.
+func stores(t *testing.T, test func(t *testing.T, s requests)) {
+	t.Run("memory", func(t *testing.T) { test(t, newMemRequests()) })
+	t.Run("postgres", func(t *testing.T) {
+		st, err := pg.OpenStore(context.Background(), pgtest.Database(t, "state_unit"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		test(t, &storedRequests{store: st, now: time.Now})
+	})
+}
 
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, ok := s.transition("R1", Pending, Approved, nil); ok {
-				wins.Add(1)
+// identity makes a backend identity unique to this test run, since the
+// stored requests of all tests share one table.
+func identity(pid int32) pg.Identity {
+	return pg.Identity{Target: "t", PID: pid, BackendStart: time.Now(), QueryStart: time.Now().Round(time.Microsecond)}
+}
+
+func TestRequestsTransitionOnce(t *testing.T) {
+	stores(t, func(t *testing.T, s requests) {
+		ctx := context.Background()
+		id := identity(1)
+		a, ok, err := s.add(ctx, Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: id, Duration: time.Minute}, Requested: time.Now()})
+		if err != nil || !ok || a.State != Pending || a.ID == "" {
+			t.Fatalf("add = %+v, %v, %v", a, ok, err)
+		}
+		if dup, ok, _ := s.add(ctx, Approval{Action: pg.Cancel, Backend: a.Backend}); ok || dup.ID != a.ID {
+			t.Errorf("duplicate pending request created: %+v", dup)
+		}
+		if _, ok, _ := s.add(ctx, Approval{Action: pg.Terminate, Backend: a.Backend}); !ok {
+			t.Errorf("a terminate request next to a pending cancel was refused")
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				to := Approved
+				if i%2 == 1 {
+					to = Denied
+				}
+				if _, ok, err := s.transition(ctx, a.ID, Pending, to, func(x *Approval) { x.Decider = "U1" }); ok && err == nil {
+					wins.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Errorf("%d decisions won, want exactly 1", wins.Load())
+		}
+		got, ok, err := s.get(ctx, a.ID)
+		if err != nil || !ok || got.Decider != "U1" || got.Backend.Duration != time.Minute || (got.State != Approved && got.State != Denied) {
+			t.Errorf("get = %+v, %v, %v", got, ok, err)
+		}
+		if _, ok, _ := s.transition(ctx, a.ID, Pending, Expired, nil); ok {
+			t.Error("a decided request expired")
+		}
+		if _, ok, _ := s.get(ctx, "R999999999"); ok {
+			t.Error("unknown request found")
+		}
+		if err := s.update(ctx, a.ID, func(x *Approval) { x.CardTS = "1.2" }); err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := s.get(ctx, a.ID); got.CardTS != "1.2" || got.State != Approved && got.State != Denied {
+			t.Errorf("after update: %+v", got)
+		}
+	})
+}
+
+func TestRequestsEndedBy(t *testing.T) {
+	stores(t, func(t *testing.T, s requests) {
+		ctx := context.Background()
+		id := identity(2)
+		a, _, _ := s.add(ctx, Approval{Action: pg.Terminate, Backend: pg.Backend{Identity: id}, Requester: "U1"})
+		if _, ok := s.endedBy(ctx, id); ok {
+			t.Error("a pending request ended the query")
+		}
+		s.transition(ctx, a.ID, Pending, Approved, func(x *Approval) { x.Decider = "U2" })
+		s.transition(ctx, a.ID, Approved, Done, func(x *Approval) { x.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent} })
+		got, ok := s.endedBy(ctx, id)
+		if !ok || got.ID != a.ID || got.Decider != "U2" {
+			t.Errorf("endedBy = %+v, %v", got, ok)
+		}
+		other := id
+		other.QueryStart = other.QueryStart.Add(time.Second)
+		if _, ok := s.endedBy(ctx, other); ok {
+			t.Error("another execution matched")
+		}
+		pending, err := s.pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pending {
+			if p.ID == a.ID {
+				t.Error("a done request is listed as pending")
 			}
-			s.transition("R1", Pending, Denied, nil)
-		}()
-	}
-	wg.Wait()
-	got, _ := s.get("R1")
-	if wins.Load()+boolInt(got.State == Denied) != 1 {
-		t.Errorf("%d approvals won and state is %s; want exactly one decision", wins.Load(), got.State)
-	}
-	if _, ok := s.transition("R1", Pending, Expired, nil); ok {
-		t.Error("a decided request expired")
-	}
-	if _, ok := s.transition("nope", Pending, Approved, nil); ok {
-		t.Error("unknown request transitioned")
-	}
+		}
+	})
 }
 
-func boolInt(b bool) int32 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func TestApprovalsForgetOldDecisions(t *testing.T) {
-	s := newApprovals()
+func TestMemRequestsForgetOldDecisions(t *testing.T) {
+	ctx := context.Background()
+	s := newMemRequests()
 	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
-	old, _ := s.add(Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 1}}})
-	s.transition(old.ID, Pending, Denied, func(a *Approval) { a.Decided = day })
-	pending, _ := s.add(Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 2}}})
-	s.add(Approval{Action: pg.Cancel, Requested: day.Add(25 * time.Hour), Backend: pg.Backend{Identity: pg.Identity{PID: 3}}})
-	if _, ok := s.get(old.ID); ok {
+	old, _, _ := s.add(ctx, Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 1}}})
+	s.transition(ctx, old.ID, Pending, Denied, func(a *Approval) { a.Decided = day })
+	pending, _, _ := s.add(ctx, Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 2}}})
+	s.add(ctx, Approval{Action: pg.Cancel, Requested: day.Add(25 * time.Hour), Backend: pg.Backend{Identity: pg.Identity{PID: 3}}})
+	if _, ok, _ := s.get(ctx, old.ID); ok {
 		t.Error("a request decided over a day ago is still kept")
 	}
-	if _, ok := s.get(pending.ID); !ok {
+	if _, ok, _ := s.get(ctx, pending.ID); !ok {
 		t.Error("a pending request was forgotten")
 	}
 }

@@ -13,15 +13,16 @@ import (
 // socket loop (socket.go) acks each envelope at once and calls them in their
 // own goroutines.
 type Bot struct {
-	cfg       Config
-	db        Postgres
-	slack     SlackAPI
-	log       *slog.Logger
-	access    *access
-	approvals *approvals
-	metrics   *metrics
-	health    *health
-	now       func() time.Time
+	cfg      Config
+	db       Postgres
+	slack    SlackAPI
+	log      *slog.Logger
+	access   *access
+	requests requests
+	store    StateStore // nil: state lives in memory
+	metrics  *metrics
+	health   *health
+	now      func() time.Time
 
 	// work is the context for handlers: it outlives a SIGTERM long enough
 	// for in-flight actions to finish (see Serve).
@@ -29,10 +30,16 @@ type Bot struct {
 	inflight sync.WaitGroup
 }
 
-// New makes a bot. work bounds every handler's lifetime.
-func New(work context.Context, cfg Config, db Postgres, api SlackAPI, log *slog.Logger) *Bot {
-	b := &Bot{cfg: cfg, db: db, slack: api, log: log, approvals: newApprovals(), metrics: newMetrics(),
+// New makes a bot. work bounds every handler's lifetime; store may be nil
+// (state in memory).
+func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store StateStore, log *slog.Logger) *Bot {
+	b := &Bot{cfg: cfg, db: db, slack: api, log: log, metrics: newMetrics(),
 		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
+	b.requests = newMemRequests()
+	if store != nil {
+		b.store = store
+		b.requests = &storedRequests{store: store, now: b.now}
+	}
 	b.access = &access{bot: b, approvers: cfg.Approvers, requesters: cfg.Requesters, cache: map[string]cachedGroup{}}
 	return b
 }

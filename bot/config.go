@@ -33,6 +33,7 @@ type Config struct {
 	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
 	AuditChannel string        `envconfig:"PGKILL_AUDIT_CHANNEL"`
+	StateDSN     string        `envconfig:"PGKILL_STATE_DSN"`
 
 	AlertChannel     string        `envconfig:"PGKILL_ALERT_CHANNEL"`
 	AlertAfter       time.Duration `envconfig:"PGKILL_ALERT_AFTER" default:"5m"`
@@ -153,6 +154,11 @@ func (c Config) ValidateSlack() error {
 			if !slackUserOrGroup.MatchString(strings.TrimSpace(id)) {
 				return fmt.Errorf("%s: %q is not a Slack user ID (U…/W…) or user-group ID (S…)", list.name, id)
 			}
+		}
+	}
+	if c.StateDSN != "" {
+		if _, err := pg.ParseTargets("state="+c.StateDSN, ""); err != nil {
+			return fmt.Errorf("PGKILL_STATE_DSN: %s", strings.TrimPrefix(err.Error(), `target "state": `))
 		}
 	}
 	if !strings.HasPrefix(c.Command, "/") || strings.ContainsAny(c.Command, " \t") {

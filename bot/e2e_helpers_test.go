@@ -70,7 +70,15 @@ type option func(*bot.Config, *[]pg.TargetSpec)
 // is connected.
 func start(t testing.TB, opts ...option) *env {
 	t.Helper()
-	e := &env{slack: fakeslack.New(t), logs: &syncBuffer{}, dsn: pgtest.DSN(t)}
+	e, _ := startOn(t, fakeslack.New(t), opts...)
+	return e
+}
+
+// startOn runs a bot against an existing fake Slack; stop ends it early (a
+// restart), otherwise it ends with the test.
+func startOn(t testing.TB, fake *fakeslack.Server, opts ...option) (*env, func()) {
+	t.Helper()
+	e := &env{slack: fake, logs: &syncBuffer{}, dsn: pgtest.DSN(t)}
 	e.slack.SetGroup("S0DBA", groupie)
 	e.slack.Grant(bot.Scopes...) // exactly what the manifest asks for
 	e.cfg = bot.Config{
@@ -90,18 +98,39 @@ func start(t testing.TB, opts ...option) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- bot.Serve(ctx, e.cfg, fleet, e.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve returned %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Serve did not return after cancel")
+	var store bot.StateStore
+	if e.cfg.StateDSN != "" {
+		s, err := pg.OpenStore(ctx, e.cfg.StateDSN)
+		if err != nil {
+			t.Fatal(err)
 		}
-		fleet.Close()
+		t.Cleanup(s.Close)
+		store = s
+	}
+	go func() { done <- bot.Serve(ctx, e.cfg, fleet, store, e.logs) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve returned %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("Serve did not return after cancel")
+			}
+			fleet.Close()
+		})
+	}
+	t.Cleanup(func() {
+		if t.Failed() && testing.Verbose() {
+			t.Logf("logs:\n%s", e.logs.String())
+			for _, m := range e.slack.Messages(nil) {
+				t.Logf("message %s channel=%s thread=%s eph=%v user=%s updates=%d text=%q", m.TS, m.Channel, m.ThreadTS, m.Ephemeral, m.User, m.Updates, m.Text)
+			}
+		}
+		stop()
 		for _, v := range e.slack.Violations() {
 			t.Errorf("fake Slack saw: %s", v)
 		}
@@ -112,8 +141,10 @@ func start(t testing.TB, opts ...option) *env {
 			}
 		}
 	})
-	e.slack.Eventually(t, 15*time.Second, "the bot to connect", e.slack.Connected)
-	return e
+	e.slack.Eventually(t, 15*time.Second, "the bot to connect", func() bool {
+		return e.slack.Connected() && len(e.logs.records("connected to Slack")) > 0
+	})
+	return e, stop
 }
 
 // victim starts a session running sql as application app and waits until
@@ -160,14 +191,6 @@ func (e *env) list(t *testing.T, user, text string) fakeslack.Message {
 func (e *env) card(t *testing.T, thread string, what string, ok func(fakeslack.Message) bool) fakeslack.Message {
 	t.Helper()
 	var card fakeslack.Message
-	t.Cleanup(func() {
-		if t.Failed() && testing.Verbose() {
-			t.Logf("logs:\n%s", e.logs.String())
-			for _, m := range e.slack.Messages(nil) {
-				t.Logf("message %s thread=%s eph=%v user=%s text=%q blocks=%s", m.TS, m.ThreadTS, m.Ephemeral, m.User, m.Text, m.Blocks)
-			}
-		}
-	})
 	e.slack.Eventually(t, 20*time.Second, what, func() bool {
 		for _, m := range e.slack.Messages(func(m fakeslack.Message) bool { return m.ThreadTS == thread && !m.Ephemeral }) {
 			if ok(m) {

@@ -36,8 +36,9 @@ func NewLogger(cfg Config, out io.Writer) *slog.Logger {
 
 // Serve runs the Slack bot until ctx ends (SIGINT/SIGTERM): then it stops
 // taking events, lets in-flight actions finish (bounded), and returns nil.
-// It returns an error only when Slack refuses the tokens.
-func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error {
+// It returns an error only when Slack refuses the tokens. store may be nil:
+// requests and alerts then live in memory.
+func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOut io.Writer) error {
 	log := NewLogger(cfg, logOut)
 	api := slack.New(cfg.BotToken, slack.OptionAppLevelToken(cfg.AppToken), slack.OptionAPIURL(cfg.APIURL))
 	client := socketmode.New(api)
@@ -45,8 +46,17 @@ func Serve(ctx context.Context, cfg Config, db Postgres, logOut io.Writer) error
 	// Handlers get a context that survives ctx by the grace period.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	b := New(work, cfg, db, api, log)
-	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command), slog.String("api_url", cfg.APIURL))
+	b := New(work, cfg, db, api, store, log)
+	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command),
+		slog.String("api_url", cfg.APIURL), slog.Bool("state_store", store != nil))
+	// Requests pending from an earlier run expire on time.
+	if pending, err := b.requests.pending(ctx); err != nil {
+		log.Error("could not read pending requests", slog.String("error", err.Error()))
+	} else {
+		for _, a := range pending {
+			b.expireAt(a.ID, a.Expires)
+		}
+	}
 
 	var l net.Listener
 	if cfg.Listen != "" {

@@ -51,10 +51,14 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 		thread = cb.Container.MessageTs
 	}
 	now := b.now()
-	a, created := b.approvals.add(Approval{
+	a, created, err := b.requests.add(ctx, Approval{
 		Action: sig.Action, Backend: cur, Requester: user, Channel: cb.Channel.ID, ThreadTS: thread,
 		Requested: now, Expires: now.Add(b.cfg.ApprovalTTL),
 	})
+	if err != nil {
+		b.storeFailed(ctx, cb.ResponseURL, "record the request", err)
+		return
+	}
 	if !created {
 		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":information_source: request %s to %s this backend is already waiting for approval.", a.ID, a.Action))
 		return
@@ -63,19 +67,31 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	b.metrics.request(string(a.Action))
 	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
 	if err != nil {
-		if a, ok := b.approvals.transition(a.ID, Pending, Withdrawn, func(x *Approval) { x.Decided = b.now() }); ok {
+		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) { x.Decided = b.now() }); ok {
 			b.audit(ctx, AuditWithdraw, "pgkill", a)
 		}
 		b.tell(ctx, cb.ResponseURL, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
 		return
 	}
-	b.approvals.update(a.ID, func(x *Approval) { x.CardTS = ts })
+	if err := b.requests.update(ctx, a.ID, func(x *Approval) { x.CardTS = ts }); err != nil {
+		b.log.Error("could not record the card of a request", slog.String("request_id", a.ID), slog.String("error", err.Error()))
+	}
 	// A click may have decided the request while its card was being posted,
 	// before its ts was known: show that decision now.
-	if cur, ok := b.approvals.get(a.ID); ok && cur.State != Pending {
+	if cur, ok, _ := b.requests.get(ctx, a.ID); ok && cur.State != Pending {
 		b.refreshCard(ctx, cur)
 	}
-	time.AfterFunc(b.cfg.ApprovalTTL, func() { b.goWork(func(ctx context.Context) { b.Expire(ctx, a.ID) }) })
+	b.expireAt(a.ID, a.Expires)
+}
+
+// expireAt arranges for request id to expire at t.
+func (b *Bot) expireAt(id string, t time.Time) {
+	time.AfterFunc(max(0, t.Sub(b.now())), func() {
+		if b.work.Err() != nil { // this bot has stopped; the next run re-arms pending requests
+			return
+		}
+		b.goWork(func(ctx context.Context) { b.Expire(ctx, id) })
+	})
 }
 
 // sameExecution compares the parts of an identity that pin one statement
@@ -97,7 +113,11 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 		b.tell(ctx, cb.ResponseURL, ":no_entry: you asked for this, so another approver must approve it (PGKILL_SELF_APPROVAL is off).")
 		return
 	}
-	a, won := b.approvals.transition(id, Pending, Approved, func(x *Approval) { x.Decider, x.Decided = user, b.now() })
+	a, won, err := b.requests.transition(ctx, id, Pending, Approved, func(x *Approval) { x.Decider, x.Decided = user, b.now() })
+	if err != nil {
+		b.storeFailed(ctx, cb.ResponseURL, "record the approval", err)
+		return
+	}
 	if !won {
 		b.tellDecided(ctx, cb.ResponseURL, a)
 		return
@@ -111,18 +131,25 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 	if err == nil && out.Result == pg.Sent {
 		v, err = b.db.Verify(ctx, a.Action, a.Backend.Identity, b.cfg.VerifyTimeout)
 	}
-	a, _ = b.approvals.transition(id, Approved, Done, func(x *Approval) {
+	finish := func(x *Approval) {
 		x.Outcome, x.Verified = out, v
 		if err != nil {
 			x.Err = err.Error()
 		}
-	})
-	b.audit(ctx, AuditOutcome, user, a)
-	b.metrics.signal(string(a.Action), outcomeWord(a))
-	if a.Outcome.Result == pg.Sent {
-		b.metrics.verified(string(a.Action), a.Verified.After)
 	}
-	b.refreshCard(ctx, a)
+	done, _, serr := b.requests.transition(ctx, id, Approved, Done, finish)
+	if serr != nil { // the signal happened: report it even if the store cannot record it
+		b.log.Error("could not record the outcome of a request", slog.String("request_id", id), slog.String("error", serr.Error()))
+		done = a
+		done.State = Done
+		finish(&done)
+	}
+	b.audit(ctx, AuditOutcome, user, done)
+	b.metrics.signal(string(done.Action), outcomeWord(done))
+	if done.Outcome.Result == pg.Sent {
+		b.metrics.verified(string(done.Action), done.Verified.After)
+	}
+	b.refreshCard(ctx, done)
 }
 
 // Deny handles Deny: approvers only.
@@ -130,40 +157,50 @@ func (b *Bot) Deny(ctx context.Context, cb slack.InteractionCallback, id string)
 	if _, ok := b.decidable(ctx, cb, id); !ok {
 		return
 	}
-	a, won := b.approvals.transition(id, Pending, Denied, func(x *Approval) { x.Decider, x.Decided = cb.User.ID, b.now() })
-	if !won {
-		b.tellDecided(ctx, cb.ResponseURL, a)
-		return
-	}
-	b.audit(ctx, AuditDeny, cb.User.ID, a)
-	b.metrics.decision("denied")
-	b.refreshCard(ctx, a)
+	b.decide(ctx, cb, id, Denied, AuditDeny, func(x *Approval) { x.Decider, x.Decided = cb.User.ID, b.now() })
 }
 
 // Withdraw handles Withdraw: only the requester.
 func (b *Bot) Withdraw(ctx context.Context, cb slack.InteractionCallback, id string) {
-	a, ok := b.approvals.get(id)
-	if !ok {
+	a, ok, err := b.requests.get(ctx, id)
+	switch {
+	case err != nil:
+		b.storeFailed(ctx, cb.ResponseURL, "read the request", err)
+		return
+	case !ok:
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return
-	}
-	if a.Requester != cb.User.ID {
+	case a.Requester != cb.User.ID:
 		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":no_entry: only %s, who asked, may withdraw request %s.", blocks.Mentions([]string{a.Requester}), a.ID))
 		return
 	}
-	a, won := b.approvals.transition(id, Pending, Withdrawn, func(x *Approval) { x.Decided = b.now() })
-	if !won {
+	b.decide(ctx, cb, id, Withdrawn, AuditWithdraw, func(x *Approval) { x.Decided = b.now() })
+}
+
+// decide ends a pending request without a signal (deny, withdraw).
+func (b *Bot) decide(ctx context.Context, cb slack.InteractionCallback, id string, to State, event string, change func(*Approval)) {
+	a, won, err := b.requests.transition(ctx, id, Pending, to, change)
+	switch {
+	case err != nil:
+		b.storeFailed(ctx, cb.ResponseURL, "record the decision", err)
+		return
+	case !won:
 		b.tellDecided(ctx, cb.ResponseURL, a)
 		return
 	}
-	b.audit(ctx, AuditWithdraw, cb.User.ID, a)
-	b.metrics.decision("withdrawn")
+	b.audit(ctx, event, cb.User.ID, a)
+	b.metrics.decision(string(to))
 	b.refreshCard(ctx, a)
 }
 
 // Expire ends a request nobody decided in time.
 func (b *Bot) Expire(ctx context.Context, id string) {
-	a, ok := b.approvals.transition(id, Pending, Expired, func(x *Approval) { x.Decided = b.now() })
+	a, ok, err := b.requests.transition(ctx, id, Pending, Expired, func(x *Approval) { x.Decided = b.now() })
+	if err != nil {
+		b.log.Error("could not expire a request; retrying in a minute", slog.String("request_id", id), slog.String("error", err.Error()))
+		b.expireAt(id, b.now().Add(time.Minute))
+		return
+	}
 	if !ok {
 		return
 	}
@@ -172,11 +209,15 @@ func (b *Bot) Expire(ctx context.Context, id string) {
 	b.refreshCard(ctx, a)
 }
 
-const unknownRequest = ":information_source: pgkill does not know this request (it may have restarted since): nothing was signalled. List again and make a new request."
+const unknownRequest = ":information_source: pgkill does not know this request (it may have restarted since, without a state store): nothing was signalled. List again and make a new request."
 
 // decidable checks that id exists and that the clicker is an approver.
 func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id string) (Approval, bool) {
-	a, ok := b.approvals.get(id)
+	a, ok, err := b.requests.get(ctx, id)
+	if err != nil {
+		b.storeFailed(ctx, cb.ResponseURL, "read the request", err)
+		return a, false
+	}
 	if !ok {
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return a, false
@@ -186,6 +227,11 @@ func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id st
 		return a, false
 	}
 	return a, true
+}
+
+func (b *Bot) storeFailed(ctx context.Context, responseURL, what string, err error) {
+	b.log.Error("state store failed", slog.String("doing", what), slog.String("error", err.Error()))
+	b.tell(ctx, responseURL, ":x: pgkill could not "+what+" (state store: "+blocks.Escape(err.Error())+"). Nothing was signalled; try again.")
 }
 
 func (b *Bot) tellDecided(ctx context.Context, responseURL string, a Approval) {
@@ -210,7 +256,7 @@ func (b *Bot) card(a Approval) blocks.Message {
 // refreshCard shows a request's current state on its card.
 func (b *Bot) refreshCard(ctx context.Context, a Approval) {
 	if a.CardTS == "" {
-		if got, ok := b.approvals.get(a.ID); ok {
+		if got, ok, _ := b.requests.get(ctx, a.ID); ok {
 			a.CardTS = got.CardTS
 		}
 	}

@@ -1,0 +1,142 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// alertKey names one alert: a statement execution (or an idle transaction)
+// on one server. The same session idle after its query is a different alert.
+// It is a string so that keys read back from the state store compare equal.
+func alertKey(b pg.Backend) string {
+	state := "active"
+	if b.State.Idle() {
+		state = "idle"
+	}
+	return strings.Join([]string{b.Target, strconv.Itoa(int(b.PID)), b.BackendStart.UTC().Format(time.RFC3339Nano),
+		b.QueryStart.UTC().Format(time.RFC3339Nano), b.ServerStart.UTC().Format(time.RFC3339Nano), state}, "|")
+}
+
+// alertDoc is an alert as the state store keeps it.
+type alertDoc struct {
+	Backend         pg.Backend
+	BackendDuration time.Duration
+	TS              string
+	Since           time.Time
+	SummaryTS       string
+	SummaryTotal    int
+}
+
+// load starts a target's alert state, with the alerts an earlier run (or
+// another process) posted and that are still open.
+func (w *watcher) load(ctx context.Context, target string) *alertsFor {
+	st := &alertsFor{target: target, alerts: map[string]*alert{}}
+	if w.b.store == nil {
+		return st
+	}
+	docs, err := w.b.store.Alerts(ctx, target)
+	if err != nil {
+		w.b.log.Error("could not load alerts from the state store", slog.String("target", target), slog.String("error", err.Error()))
+		return st
+	}
+	summaries := map[string]*summary{}
+	for k, raw := range docs {
+		a, ok := decodeAlert(raw)
+		if !ok {
+			continue
+		}
+		if a.summary != nil {
+			s, ok := summaries[a.summary.ts]
+			if !ok {
+				s = a.summary
+				summaries[s.ts] = s
+			}
+			s.open++
+			a.summary = s
+		}
+		st.alerts[k] = a
+	}
+	return st
+}
+
+func decodeAlert(raw []byte) (*alert, bool) {
+	var d alertDoc
+	if json.Unmarshal(raw, &d) != nil {
+		return nil, false
+	}
+	d.Backend.Duration = d.BackendDuration
+	a := &alert{backend: d.Backend, ts: d.TS, since: d.Since, lastEdit: d.Since, lastShown: blockingState(d.Backend)}
+	if d.SummaryTS != "" {
+		a.summary = &summary{ts: d.SummaryTS, total: d.SummaryTotal, since: d.Since}
+	}
+	return a, true
+}
+
+func encodeAlert(a *alert) []byte {
+	d := alertDoc{Backend: a.backend, BackendDuration: a.backend.Duration, TS: a.ts, Since: a.since}
+	if a.summary != nil {
+		d.SummaryTS, d.SummaryTotal = a.summary.ts, a.summary.total
+	}
+	raw, _ := json.Marshal(d)
+	return raw
+}
+
+// claim keeps the fresh queries this process is to alert about: with a
+// state store, a query another process (or an earlier run) already claimed
+// is taken over as it was posted instead of being posted again.
+func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) []pg.Backend {
+	if w.b.store == nil {
+		return fresh
+	}
+	var mine []pg.Backend
+	for _, b := range fresh {
+		k := alertKey(b)
+		claimed, stored, err := w.b.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}))
+		if err != nil { // better an alert twice than none
+			w.b.log.Error("could not claim an alert in the state store", slog.String("target", st.target), slog.String("error", err.Error()))
+			mine = append(mine, b)
+			continue
+		}
+		if claimed {
+			mine = append(mine, b)
+			continue
+		}
+		a, ok := decodeAlert(stored)
+		if ok && a.ts == "" && now.Sub(a.since) > time.Minute {
+			// Claimed but never posted (that process died): post it now.
+			mine = append(mine, b)
+			continue
+		}
+		if ok {
+			a.backend = b
+			st.alerts[k] = a
+		}
+	}
+	return mine
+}
+
+// save records a posted alert (its ts) in the state store.
+func (w *watcher) save(ctx context.Context, target, key string, a *alert) {
+	if w.b.store == nil {
+		return
+	}
+	if err := w.b.store.PutAlert(ctx, target, key, encodeAlert(a)); err != nil {
+		w.b.log.Error("could not save an alert in the state store", slog.String("target", target), slog.String("error", err.Error()))
+	}
+}
+
+// forget drops a resolved alert from the state store.
+func (w *watcher) forget(ctx context.Context, key string) {
+	if w.b.store == nil {
+		return
+	}
+	if err := w.b.store.DeleteAlert(ctx, key); err != nil {
+		w.b.log.Error("could not delete an alert from the state store", slog.String("error", err.Error()))
+	}
+}

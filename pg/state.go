@@ -1,0 +1,226 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store keeps pgkill's own state — approval requests and posted alerts — in
+// a PostgreSQL database (PGKILL_STATE_DSN), so that a restart loses no
+// pending approval and re-posts no alert, and so that two bot processes
+// still decide each request exactly once: every state change is one
+// UPDATE … WHERE state = <expected>.
+//
+// Documents are opaque JSON written by the caller; the store only knows
+// ids, states, deduplication keys and times.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// stateSchema is applied at open, under an advisory lock so that two
+// processes starting together do not race on CREATE.
+const stateSchema = `
+CREATE TABLE IF NOT EXISTS pgkill_request (
+  id         bigserial PRIMARY KEY,
+  dedup      text NOT NULL,        -- action and backend identity
+  state      text NOT NULL,
+  doc        jsonb NOT NULL,
+  decided_at timestamptz
+);
+-- one pending request per action and backend
+CREATE UNIQUE INDEX IF NOT EXISTS pgkill_request_pending ON pgkill_request (dedup) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS pgkill_request_dedup ON pgkill_request (dedup);
+CREATE TABLE IF NOT EXISTS pgkill_alert (
+  key    text PRIMARY KEY,          -- target and backend identity
+  target text NOT NULL,
+  doc    jsonb NOT NULL
+);`
+
+// stateLock is the advisory lock key for schema changes ("pgkill" in hex).
+const stateLock = 0x70676b696c6c
+
+// OpenStore connects to dsn and creates the tables when missing.
+func OpenStore(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("state store: invalid DSN: %s", redact(err.Error()))
+	}
+	cfg.MaxConns = 4
+	cfg.ConnConfig.RuntimeParams["application_name"] = AppName + "-state"
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "5000"
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("state store: %s", redact(err.Error()))
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(stateLock)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, stateSchema)
+		return err
+	})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("state store: create tables: %w", translate(err))
+	}
+	return &Store{pool: pool}, nil
+}
+
+// Close releases the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// StoredRequest is one approval request as stored.
+type StoredRequest struct {
+	ID    int64
+	State string
+	Doc   []byte
+}
+
+// AddRequest stores a new pending request with doc, unless a request with
+// the same dedup key is pending: then it returns that one and false.
+func (s *Store) AddRequest(ctx context.Context, dedup string, doc []byte) (StoredRequest, bool, error) {
+	var r StoredRequest
+	err := s.pool.QueryRow(ctx, `
+INSERT INTO pgkill_request (dedup, state, doc) VALUES ($1, 'pending', $2)
+ON CONFLICT (dedup) WHERE state = 'pending' DO NOTHING
+RETURNING id, state, doc`, dedup, doc).Scan(&r.ID, &r.State, &r.Doc)
+	if err == nil {
+		return r, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return r, false, fmt.Errorf("state store: add request: %w", translate(err))
+	}
+	err = s.pool.QueryRow(ctx, `SELECT id, state, doc FROM pgkill_request WHERE dedup = $1 AND state = 'pending'`, dedup).
+		Scan(&r.ID, &r.State, &r.Doc)
+	if errors.Is(err, pgx.ErrNoRows) { // decided in between: try once more
+		return s.AddRequest(ctx, dedup, doc)
+	}
+	if err != nil {
+		return r, false, fmt.Errorf("state store: add request: %w", translate(err))
+	}
+	return r, false, nil
+}
+
+// Request reads one request; ErrNotFound when there is none.
+func (s *Store) Request(ctx context.Context, id int64) (StoredRequest, error) {
+	r := StoredRequest{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT state, doc FROM pgkill_request WHERE id = $1`, id).Scan(&r.State, &r.Doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("request %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("state store: request %d: %w", id, translate(err))
+	}
+	return r, nil
+}
+
+// Transition moves request id from state from to state to with the new
+// doc, in one statement: it reports false, changing nothing, when the
+// request is not in state from (somebody else got there first).
+func (s *Store) Transition(ctx context.Context, id int64, from, to string, doc []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+UPDATE pgkill_request SET state = $3, doc = $4,
+       decided_at = CASE WHEN $3 IN ('pending', 'approved') THEN decided_at ELSE clock_timestamp() END
+WHERE id = $1 AND state = $2`, id, from, to, doc)
+	if err != nil {
+		return false, fmt.Errorf("state store: request %d %s→%s: %w", id, from, to, translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// RequestsByDedup returns the requests with any of the dedup keys in state.
+func (s *Store) RequestsByDedup(ctx context.Context, dedups []string, state string) ([]StoredRequest, error) {
+	return s.requests(ctx, `SELECT id, state, doc FROM pgkill_request WHERE dedup = ANY($1) AND state = $2 ORDER BY id`, dedups, state)
+}
+
+// RequestsIn returns every request in state, oldest first.
+func (s *Store) RequestsIn(ctx context.Context, state string) ([]StoredRequest, error) {
+	return s.requests(ctx, `SELECT id, state, doc FROM pgkill_request WHERE state = $1 ORDER BY id`, state)
+}
+
+func (s *Store) requests(ctx context.Context, sql string, args ...any) ([]StoredRequest, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state store: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StoredRequest, error) {
+		var r StoredRequest
+		return r, row.Scan(&r.ID, &r.State, &r.Doc)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state store: %w", translate(err))
+	}
+	return out, nil
+}
+
+// PruneRequests deletes requests decided before t.
+func (s *Store) PruneRequests(ctx context.Context, before time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pgkill_request WHERE decided_at < $1`, before); err != nil {
+		return fmt.Errorf("state store: prune: %w", translate(err))
+	}
+	return nil
+}
+
+// ClaimAlert records that an alert for key is being posted. It reports
+// false, with the stored doc, when another process (or an earlier run)
+// already claimed it.
+func (s *Store) ClaimAlert(ctx context.Context, target, key string, doc []byte) (bool, []byte, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO pgkill_alert (key, target, doc) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, key, target, doc)
+	if err != nil {
+		return false, nil, fmt.Errorf("state store: claim alert: %w", translate(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return true, doc, nil
+	}
+	var stored []byte
+	err = s.pool.QueryRow(ctx, `SELECT doc FROM pgkill_alert WHERE key = $1`, key).Scan(&stored)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, nil, fmt.Errorf("state store: claim alert: %w", translate(err))
+	}
+	return false, stored, nil
+}
+
+// PutAlert replaces an alert's doc.
+func (s *Store) PutAlert(ctx context.Context, target, key string, doc []byte) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO pgkill_alert (key, target, doc) VALUES ($1, $2, $3)
+ON CONFLICT (key) DO UPDATE SET doc = excluded.doc`, key, target, doc)
+	if err != nil {
+		return fmt.Errorf("state store: put alert: %w", translate(err))
+	}
+	return nil
+}
+
+// DeleteAlert forgets a resolved alert.
+func (s *Store) DeleteAlert(ctx context.Context, key string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pgkill_alert WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("state store: delete alert: %w", translate(err))
+	}
+	return nil
+}
+
+// Alerts returns the stored alerts of target by key.
+func (s *Store) Alerts(ctx context.Context, target string) (map[string][]byte, error) {
+	rows, err := s.pool.Query(ctx, `SELECT key, doc FROM pgkill_alert WHERE target = $1`, target)
+	if err != nil {
+		return nil, fmt.Errorf("state store: alerts: %w", translate(err))
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var k string
+		var d []byte
+		if err := rows.Scan(&k, &d); err != nil {
+			return nil, fmt.Errorf("state store: alerts: %w", translate(err))
+		}
+		out[k] = d
+	}
+	return out, translate(rows.Err())
+}
