@@ -80,7 +80,7 @@ func TestAlertLifecycleAndCancelFromAlert(t *testing.T) {
 	v := e.victim(t, "alert_victim", "SELECT pg_sleep(60)")
 	pid := fmt.Sprintf("*pid %d*", v.PID)
 	// Within two polls of crossing the threshold (plus posting).
-	within := e.cfg.AlertAfter + 2*e.cfg.PollInterval + 2*time.Second
+	within := e.cfg.AlertAfter + 2*e.cfg.PollInterval + 4*time.Second
 	m := e.waitAlert(t, within, "the alert", pid)
 	if !strings.Contains(string(m.Blocks), "Runaway query") || !strings.Contains(string(m.Blocks), blocks.ActionCancel) {
 		t.Errorf("alert: %s", m.Blocks)
