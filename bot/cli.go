@@ -150,8 +150,8 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 		fmt.Fprintf(c.Err, "refused: %s; nothing signalled\n", b.Protected)
 		return ErrFailed
 	}
-	if action == pg.Cancel && b.State.Idle() {
-		fmt.Fprintf(c.Err, "refused: cancel does nothing to a session that is %s; use terminate\n", b.State)
+	if action == pg.Cancel && b.State != pg.StateActive {
+		fmt.Fprintf(c.Err, "refused: cancel does nothing to a session that is %s (only a running statement can be cancelled); use terminate\n", b.State)
 		return ErrFailed
 	}
 	if !*yes && !c.confirm(fmt.Sprintf("%s this backend? [y/N] ", action)) {

@@ -38,7 +38,7 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	case !cur.Signallable():
 		b.tell(ctx, cb.ResponseURL, ":lock: pgkill will not signal this backend: "+blocks.Escape(cur.Protected))
 		return
-	case sig.Action == pg.Cancel && cur.State.Idle():
+	case sig.Action == pg.Cancel && cur.State != pg.StateActive:
 		b.tell(ctx, cb.ResponseURL, ":information_source: the session is "+string(cur.State)+": cancel would do nothing there. Use *Terminate*.")
 		return
 	}

@@ -59,7 +59,9 @@ type Outcome struct {
 // for a row that passed it. 0 rows means nothing was signalled.
 //
 // Cancel also requires state = 'active': an idle session ignores SIGINT, and
-// a session that went idle has finished the approved statement.
+// a session that went idle has finished the approved statement. Terminate
+// spares a session that is plain idle: its statement is over and no
+// transaction is open, so ending it would only hurt the application.
 const signalSQL = `
 SELECT CASE WHEN $5::text = 'cancel' THEN pg_cancel_backend(a.pid)
             ELSE pg_terminate_backend(a.pid) END
@@ -70,7 +72,8 @@ WHERE a.pid = $1
   AND pg_postmaster_start_time() = $4
   AND a.backend_type = 'client backend'
   AND a.pid <> pg_backend_pid()
-  AND ($5::text <> 'cancel' OR a.state = 'active')`
+  AND ($5::text <> 'cancel' OR a.state = 'active')
+  AND a.state <> 'idle'`
 
 // serverStartSQL tells a restart apart from a vanished backend after a
 // mismatch; it is only read, never used to decide whether to signal.

@@ -315,3 +315,23 @@ func TestVerifyCancelLeavesAbortedTransaction(t *testing.T) {
 		t.Errorf("why = %q", why)
 	}
 }
+
+// A terminate approved for a query that has since finished, leaving the
+// session plain idle (no transaction), spares the session.
+func TestTerminateSparesSessionWhoseQueryFinished(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	s := pgtest.NewSession(t, dsn, "terminate_finished")
+	s.Run("SELECT pg_sleep(0.5)")
+	tg := newTarget(t, dsn, pg.Options{})
+	b := waitBackend(t, tg, pg.Filter{Application: "terminate_finished"}, s.PID, func(b pg.Backend) bool { return b.State == pg.StateActive })
+	if err := s.Result(t); err != nil {
+		t.Fatal(err)
+	}
+	waitBackend(t, tg, pg.Filter{PID: s.PID}, s.PID, func(x pg.Backend) bool { return x.State == "idle" && x.QueryStart.Equal(b.QueryStart) })
+	out, err := tg.Signal(ctx(t), pg.Terminate, b.Identity)
+	if err != nil || out.Result != pg.Gone {
+		t.Errorf("terminate = %+v, %v; want gone", out, err)
+	}
+	s.Exec(t, "SELECT 1") // the session is alive
+}
