@@ -351,3 +351,25 @@ func (e *env) listNow(t *testing.T, app string) []pg.Backend {
 	bs, _ := tg.List(t.Context(), pg.Filter{Application: app})
 	return bs
 }
+
+// SIGTERM while an approved signal is being verified: pgkill stops taking
+// events but finishes the action and reports it before it returns.
+func TestShutdownFinishesInFlightAction(t *testing.T) {
+	t.Parallel()
+	fake := fakeslack.New(t)
+	e, stop := startOn(t, fake, func(c *bot.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = 2 * time.Second })
+	v := e.victim(t, "e2e_shutdown", `DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
+	listing := e.list(t, requester, "0s app=e2e_shutdown")
+	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
+	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	e.slack.Eventually(t, 10*time.Second, "the approval", func() bool { return len(e.audits(bot.AuditApprove)) == 1 })
+	stop() // as on SIGTERM, in the middle of the 2 s verification
+	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+		t.Fatalf("%d outcomes recorded by the time Serve returned, want 1", n)
+	}
+	if m, _ := e.slack.Message(card.Channel, card.TS); !strings.Contains(string(m.Blocks), "still running") {
+		t.Errorf("card not updated before exit: %s", m.Blocks)
+	}
+	pgtest.Exec(t, "SELECT pg_terminate_backend($1)", v.PID)
+}
