@@ -2,6 +2,7 @@ package pg_test
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,11 +34,12 @@ func openStores(t *testing.T, n int) []*pg.Store {
 func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	ss := openStores(t, 3)
-	r, created, err := ss[0].AddRequest(ctx(t), "cancel|once", []byte(`{"n":1}`))
+	key := fmt.Sprintf("cancel|once|%d", time.Now().UnixNano()) // unique per run: the tables outlive a test
+	r, created, err := ss[0].AddRequest(ctx(t), key, []byte(`{"n":1}`))
 	if err != nil || !created || r.State != "pending" {
 		t.Fatalf("add = %+v %v %v", r, created, err)
 	}
-	again, created, err := ss[1].AddRequest(ctx(t), "cancel|once", []byte(`{"n":2}`))
+	again, created, err := ss[1].AddRequest(ctx(t), key, []byte(`{"n":2}`))
 	if err != nil || created || again.ID != r.ID {
 		t.Errorf("second pending request for the same backend: %+v %v %v", again, created, err)
 	}
@@ -68,12 +70,12 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 	if ok, _ := ss[0].Transition(ctx(t), r.ID, "approved", "done", []byte(`{}`)); !ok {
 		t.Error("approved → done refused")
 	}
-	done, err := ss[1].RequestsByDedup(ctx(t), []string{"cancel|once", "terminate|once"}, "done")
+	done, err := ss[1].RequestsByDedup(ctx(t), []string{key, "terminate|once"}, "done")
 	if err != nil || len(done) != 1 || done[0].ID != r.ID {
 		t.Errorf("done = %+v, %v", done, err)
 	}
 	// Decided: a new request for the same backend may be made.
-	if _, created, _ := ss[0].AddRequest(ctx(t), "cancel|once", []byte(`{}`)); !created {
+	if _, created, _ := ss[0].AddRequest(ctx(t), key, []byte(`{}`)); !created {
 		t.Error("a decided request blocks a new one")
 	}
 	if err := ss[0].PruneRequests(ctx(t), time.Now().Add(time.Hour)); err != nil {
@@ -90,14 +92,16 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 func TestStoreAlerts(t *testing.T) {
 	t.Parallel()
 	ss := openStores(t, 2)
-	ok, _, err := ss[0].ClaimAlert(ctx(t), "store_t", "store_t|1", []byte(`{"ts":""}`))
+	pgtest.Exec(t, "SELECT 1")
+	key := fmt.Sprintf("store_t|%d", time.Now().UnixNano())
+	ok, _, err := ss[0].ClaimAlert(ctx(t), "store_t", key, []byte(`{"ts":""}`))
 	if err != nil || !ok {
 		t.Fatalf("claim = %v %v", ok, err)
 	}
-	if err := ss[0].PutAlert(ctx(t), "store_t", "store_t|1", []byte(`{"ts":"1.2"}`)); err != nil {
+	if err := ss[0].PutAlert(ctx(t), "store_t", key, []byte(`{"ts":"1.2"}`)); err != nil {
 		t.Fatal(err)
 	}
-	ok, doc, err := ss[1].ClaimAlert(ctx(t), "store_t", "store_t|1", []byte(`{"ts":""}`))
+	ok, doc, err := ss[1].ClaimAlert(ctx(t), "store_t", key, []byte(`{"ts":""}`))
 	if err != nil || ok || string(doc) != `{"ts": "1.2"}` {
 		t.Errorf("second claim = %v %s %v", ok, doc, err)
 	}
@@ -105,7 +109,7 @@ func TestStoreAlerts(t *testing.T) {
 	if err != nil || len(all) != 1 {
 		t.Errorf("alerts = %v %v", all, err)
 	}
-	if err := ss[1].DeleteAlert(ctx(t), "store_t|1"); err != nil {
+	if err := ss[1].DeleteAlert(ctx(t), key); err != nil {
 		t.Fatal(err)
 	}
 	if all, _ := ss[0].Alerts(ctx(t), "store_t"); len(all) != 0 {
