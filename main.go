@@ -72,14 +72,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := envconfig.Process("", &cfg); err != nil {
 		return err
 	}
-	if cmd == "serve" {
-		if err := cfg.ValidateSlack(); err != nil {
-			return err
-		}
-	} else if err := cfg.Validate(); err != nil {
+	specs, err := cfg.TargetSpecs()
+	if err != nil {
 		return err
 	}
-	specs, err := cfg.TargetSpecs()
+	if cmd == "serve" {
+		err = cfg.ValidateSlack()
+	} else {
+		err = cfg.Validate()
+	}
 	if err != nil {
 		return err
 	}

@@ -64,12 +64,9 @@ func (c Config) PGOptions() pg.Options {
 	return pg.Options{ProtectedUsers: c.ProtectedUsers, ProtectedApps: c.ProtectedApps, ConnectTimeout: c.ConnectTimeout}
 }
 
-// Validate checks what the command-line tools need: one clear error naming
-// the variable.
+// Validate checks what the command-line tools need besides the targets
+// (TargetSpecs): one clear error naming the variable.
 func (c Config) Validate() error {
-	if _, err := c.TargetSpecs(); err != nil {
-		return err
-	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -157,8 +154,8 @@ func (c Config) ValidateSlack() error {
 		}
 	}
 	if c.StateDSN != "" {
-		if _, err := pg.ParseTargets("state="+c.StateDSN, ""); err != nil {
-			return fmt.Errorf("PGKILL_STATE_DSN: %s", strings.TrimPrefix(err.Error(), `target "state": `))
+		if err := pg.CheckDSN(c.StateDSN); err != nil {
+			return fmt.Errorf("PGKILL_STATE_DSN: %w", err)
 		}
 	}
 	if !strings.HasPrefix(c.Command, "/") || strings.ContainsAny(c.Command, " \t") {

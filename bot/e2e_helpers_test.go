@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
@@ -235,4 +236,13 @@ func (e *env) audits(event string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// request presses action (blocks.ActionCancel or ActionTerminate) on v's row
+// of the listing as user and returns the approval card it posts.
+func (e *env) request(t *testing.T, user string, listing fakeslack.Message, v *pgtest.Session, action string) fakeslack.Message {
+	t.Helper()
+	verb := map[string]string{blocks.ActionCancel: "CANCEL", blocks.ActionTerminate: "TERMINATE"}[action]
+	e.slack.Click(t, user, listing, action, pidValue(v))
+	return e.card(t, listing.TS, "the "+strings.ToLower(verb)+" card", has("asks to *"+verb+"*"))
 }

@@ -92,8 +92,7 @@ func TestApprovalRefusals(t *testing.T) {
 	e.slack.Click(t, stranger, listing, blocks.ActionCancel, pidValue(v))
 	e.told(t, stranger, "may ask to cancel or terminate")
 
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	// A second click on the same button does not make a second request.
 	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
 	e.told(t, requester, "already waiting for approval")
@@ -111,8 +110,7 @@ func TestApprovalRefusals(t *testing.T) {
 		t.Fatal("something was approved or signalled")
 	}
 	// An approver asking for something may not approve it too (self-approval off).
-	e.slack.Click(t, approver, listing, blocks.ActionTerminate, pidValue(v))
-	own := e.card(t, listing.TS, "the approver's own request", has("asks to *TERMINATE*"))
+	own := e.request(t, approver, listing, v, blocks.ActionTerminate)
 	e.slack.Click(t, approver, own, blocks.ActionApprove, "")
 	e.told(t, approver, "another approver must approve")
 
@@ -130,8 +128,7 @@ func TestSelfApprovalAllowed(t *testing.T) {
 	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.SelfApproval = true })
 	v := e.victim(t, "e2e_self", "SELECT pg_sleep(60)")
 	listing := e.list(t, approver, "0s app=e2e_self")
-	e.slack.Click(t, approver, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, approver, listing, v, blocks.ActionCancel)
 	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
 	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
 		t.Errorf("victim SQLSTATE %q, want 57014", code)
@@ -145,8 +142,7 @@ func TestConcurrentApprovalsSignalOnce(t *testing.T) {
 	e := start(t)
 	v := e.victim(t, "e2e_double", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=e2e_double")
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	var wg sync.WaitGroup
 	for _, u := range []string{approver, groupie, approver} {
 		wg.Add(1)
@@ -172,8 +168,7 @@ func TestApprovalAfterIdentityChanged(t *testing.T) {
 	e := start(t)
 	v := e.victim(t, "e2e_changed", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=e2e_changed")
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 
 	pgtest.Exec(t, "SELECT pg_cancel_backend($1)", v.PID)
 	v.Result(t)
@@ -198,8 +193,7 @@ func TestDeny(t *testing.T) {
 	e := start(t)
 	v := e.victim(t, "e2e_deny", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=e2e_deny")
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the cancel card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	e.slack.Click(t, approver, card, blocks.ActionDeny, "")
 	denied := e.card(t, listing.TS, "denied", has("*Denied* by <@U0APPROVER>"))
 	if strings.Contains(string(denied.Blocks), blocks.ActionApprove) {
@@ -236,8 +230,7 @@ func TestSwallowedCancelOffersTerminate(t *testing.T) {
 	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = time.Second })
 	v := e.victim(t, "e2e_swallow", `DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
 	listing := e.list(t, requester, "0s app=e2e_swallow")
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
 	stuck := e.card(t, listing.TS, "still running", has("still running", blocks.ActionRequestTerminate))
 	if !v.Running() {
@@ -360,8 +353,7 @@ func TestShutdownFinishesInFlightAction(t *testing.T) {
 	e, stop := startOn(t, fake, func(c *bot.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = 2 * time.Second })
 	v := e.victim(t, "e2e_shutdown", `DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
 	listing := e.list(t, requester, "0s app=e2e_shutdown")
-	e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := e.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
 	e.slack.Eventually(t, 10*time.Second, "the approval", func() bool { return len(e.audits(bot.AuditApprove)) == 1 })
 	stop() // as on SIGTERM, in the middle of the 2 s verification

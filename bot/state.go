@@ -91,7 +91,7 @@ func (s *storedRequests) get(ctx context.Context, id string) (Approval, bool, er
 	}
 	r, err := s.store.Request(ctx, n)
 	if err != nil {
-		if isNotFound(err) {
+		if errors.Is(err, pg.ErrNotFound) {
 			return Approval{}, false, nil
 		}
 		return Approval{}, false, err
@@ -170,5 +170,3 @@ func (s *storedRequests) pending(ctx context.Context) ([]Approval, error) {
 	}
 	return out, nil
 }
-
-func isNotFound(err error) bool { return errors.Is(err, pg.ErrNotFound) }

@@ -21,8 +21,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	first, stop := startOn(t, fake, state)
 	v := first.victim(t, "state_restart", "SELECT pg_sleep(60)")
 	listing := first.list(t, requester, "0s app=state_restart")
-	fake.Click(t, requester, listing, blocks.ActionCancel, pidValue(v))
-	card := first.card(t, listing.TS, "the approval card", has("asks to *CANCEL*"))
+	card := first.request(t, requester, listing, v, blocks.ActionCancel)
 	stop() // pgkill restarts
 
 	second, _ := startOn(t, fake, state)

@@ -48,12 +48,21 @@ func ParseTargets(spec, databaseURL string) ([]TargetSpec, error) {
 		if slices.ContainsFunc(out, func(t TargetSpec) bool { return t.Name == name }) {
 			return nil, fmt.Errorf("target name %q is used twice", name)
 		}
-		if _, err := pgxpool.ParseConfig(dsn); err != nil {
-			return nil, fmt.Errorf("target %q: invalid DSN: %s", name, redact(err.Error()))
+		if err := CheckDSN(dsn); err != nil {
+			return nil, fmt.Errorf("target %q: %w", name, err)
 		}
 		out = append(out, TargetSpec{Name: name, DSN: strings.TrimSpace(dsn)})
 	}
 	return out, nil
+}
+
+// CheckDSN reports whether dsn is a connection string pgx can use; the
+// error never shows the password.
+func CheckDSN(dsn string) error {
+	if _, err := pgxpool.ParseConfig(dsn); err != nil {
+		return fmt.Errorf("invalid DSN: %s", redact(err.Error()))
+	}
+	return nil
 }
 
 // Options are the settings every target shares.
