@@ -84,7 +84,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	fleet, err := pg.NewFleet(specs, cfg.PGOptions())
+	opts, err := cfg.PGOptions()
+	if err != nil {
+		return err
+	}
+	fleet, err := pg.NewFleet(specs, opts)
 	if err != nil {
 		return err
 	}

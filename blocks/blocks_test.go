@@ -98,7 +98,7 @@ func TestListingGolden(t *testing.T) {
 	chain[1].BlockedBy, chain[1].Blocking, chain[1].BlockingTotal = []int32{4001}, 1, 1
 	chain[2].WaitEventType, chain[2].WaitEvent, chain[2].BlockedBy = "Lock", "relation", []int32{4002}
 	protected := backend(4)
-	protected.User, protected.Protected = "rdsadmin", "protected user rdsadmin"
+	protected.User, protected.Protected = "rdsadmin", "protected (user=rdsadmin)"
 	prepared := backend(5)
 	prepared.WaitEventType, prepared.WaitEvent, prepared.BlockedBy = "Lock", "relation", []int32{0}
 

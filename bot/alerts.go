@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/match"
 )
 
 type alert struct {
@@ -34,12 +33,21 @@ type summary struct {
 type watcher struct {
 	b *Bot
 
+	protect match.Rules // never alerted: protected sessions
+	ignore  match.Rules // never alerted: PGKILL_ALERT_IGNORE
+
 	pace     time.Duration // between posts: Slack allows about one message per second per channel
 	postMu   sync.Mutex
 	lastPost time.Time
 }
 
-func newWatcher(b *Bot) *watcher { return &watcher{b: b, pace: time.Second} }
+// newWatcher makes the alert watcher; the rules were checked by Validate.
+func newWatcher(b *Bot) *watcher {
+	w := &watcher{b: b, pace: time.Second}
+	w.protect, _ = b.cfg.ProtectRules()
+	w.ignore, _ = b.cfg.AlertIgnoreRules()
+	return w
+}
 
 // alertsFor is one target's alert state.
 type alertsFor struct {
@@ -89,9 +97,7 @@ func (w *watcher) runaway(b pg.Backend) bool {
 	switch {
 	case b.BackendType != "client backend":
 		return false
-	case matchAny(cfg.ProtectedUsers, b.User), matchAny(cfg.ProtectedApps, b.Application):
-		return false
-	case matchAny(cfg.AlertIgnoreUsers, b.User), matchAny(cfg.AlertIgnoreApps, b.Application):
+	case w.skip(b):
 		return false
 	case b.State == pg.StateActive || b.State == pg.StateFastpath:
 		return b.Duration >= cfg.AlertAfter
@@ -101,13 +107,14 @@ func (w *watcher) runaway(b pg.Backend) bool {
 	return false
 }
 
-func matchAny(patterns []string, s string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(strings.TrimSpace(p), s); ok && p != "" {
-			return true
-		}
+// skip says whether a session is protected or ignored: the same parsed
+// rules and matcher the listing uses.
+func (w *watcher) skip(b pg.Backend) bool {
+	if _, ok := w.protect.Match(b.User, b.Application); ok {
+		return true
 	}
-	return false
+	_, ok := w.ignore.Match(b.User, b.Application)
+	return ok
 }
 
 // poll is one round for one target: one query.

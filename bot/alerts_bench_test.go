@@ -58,7 +58,7 @@ func benchBot(b *testing.B, targets int) (*Bot, *countingDB) {
 	b.Cleanup(fleet.Close)
 	db := &countingDB{Postgres: fleet}
 	cfg := Config{AlertChannel: "C0ALERTS", AlertAfter: time.Millisecond, PollInterval: time.Hour, AlertEditEvery: time.Hour,
-		AlertMaxPerPoll: 1000, ConnectTimeout: 5 * time.Second, AlertIgnoreApps: []string{"bench_idle"}}
+		AlertMaxPerPoll: 1000, ConnectTimeout: 5 * time.Second, AlertIgnoreApps: "bench_idle"}
 	return New(context.Background(), cfg, db, &nopSlack{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), db
 }
 

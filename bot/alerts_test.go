@@ -28,7 +28,7 @@ func withAlerts(c *bot.Config, _ *[]pg.TargetSpec) {
 	c.PollInterval = 200 * time.Millisecond
 	c.AlertEditEvery = 300 * time.Millisecond
 	c.AlertMaxPerPoll = 5
-	c.AlertIgnoreApps = []string{"pg_dump", "backup-*"}
+	c.AlertIgnoreApps = "pg_dump,backup-*"
 }
 
 func (e *env) alerts(contains string) []fakeslack.Message {

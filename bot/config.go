@@ -5,30 +5,33 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/match"
 )
 
 // Config is every setting, read from the environment (see README.md for
 // each variable and its default).
 type Config struct {
-	Targets        string        `envconfig:"PGKILL_TARGETS"`
-	DatabaseURL    string        `envconfig:"DATABASE_URL"`
-	MinDuration    time.Duration `envconfig:"PGKILL_MIN_DURATION" default:"1m"`
-	VerifyTimeout  time.Duration `envconfig:"PGKILL_VERIFY_TIMEOUT" default:"10s"`
-	ProtectedUsers []string      `envconfig:"PGKILL_PROTECTED_USERS" default:"rdsadmin"`
-	ProtectedApps  []string      `envconfig:"PGKILL_PROTECTED_APPS"`
+	Targets       string        `envconfig:"PGKILL_TARGETS"`
+	DatabaseURL   string        `envconfig:"DATABASE_URL"`
+	MinDuration   time.Duration `envconfig:"PGKILL_MIN_DURATION" default:"1m"`
+	VerifyTimeout time.Duration `envconfig:"PGKILL_VERIFY_TIMEOUT" default:"10s"`
+	// Session rules (pg/match): PGKILL_PROTECT takes user=/app= rules; the
+	// two shorthands take bare user or application patterns.
+	Protect        string        `envconfig:"PGKILL_PROTECT" default:"user=rdsadmin"`
+	ProtectedUsers string        `envconfig:"PGKILL_PROTECTED_USERS"`
+	ProtectedApps  string        `envconfig:"PGKILL_PROTECTED_APPS"`
 	ConnectTimeout time.Duration `envconfig:"PGKILL_CONNECT_TIMEOUT" default:"5s"`
 
 	AppToken     string        `envconfig:"SLACK_APP_TOKEN"`
 	BotToken     string        `envconfig:"SLACK_BOT_TOKEN"`
 	APIURL       string        `envconfig:"SLACK_API_URL" default:"https://slack.com/api/"`
-	Approvers    []string      `envconfig:"PGKILL_APPROVERS"`
-	Requesters   []string      `envconfig:"PGKILL_REQUESTERS"`
+	Approvers    IDList        `envconfig:"PGKILL_APPROVERS"`
+	Requesters   IDList        `envconfig:"PGKILL_REQUESTERS"`
 	SelfApproval bool          `envconfig:"PGKILL_SELF_APPROVAL" default:"false"`
 	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
@@ -40,8 +43,9 @@ type Config struct {
 	IdleTxAlertAfter time.Duration `envconfig:"PGKILL_IDLE_TX_ALERT_AFTER" default:"10m"`
 	PollInterval     time.Duration `envconfig:"PGKILL_POLL_INTERVAL" default:"15s"`
 	AlertMaxPerPoll  int           `envconfig:"PGKILL_ALERT_MAX_PER_POLL" default:"5"`
-	AlertIgnoreApps  []string      `envconfig:"PGKILL_ALERT_IGNORE_APPS" default:"pg_dump,pg_dumpall,pg_basebackup,pg_restore"`
-	AlertIgnoreUsers []string      `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
+	AlertIgnore      string        `envconfig:"PGKILL_ALERT_IGNORE"`
+	AlertIgnoreApps  string        `envconfig:"PGKILL_ALERT_IGNORE_APPS"`
+	AlertIgnoreUsers string        `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
 	AlertEditEvery   time.Duration `envconfig:"PGKILL_ALERT_EDIT_INTERVAL" default:"1m"`
 
 	Listen    string `envconfig:"PGKILL_LISTEN"`
@@ -59,9 +63,57 @@ func (c Config) TargetSpecs() ([]pg.TargetSpec, error) {
 	return specs, nil
 }
 
-// PGOptions are the settings every target shares.
-func (c Config) PGOptions() pg.Options {
-	return pg.Options{ProtectedUsers: c.ProtectedUsers, ProtectedApps: c.ProtectedApps, ConnectTimeout: c.ConnectTimeout}
+// IDList is a comma-separated list of Slack IDs, read with match.List
+// (trimmed, empty entries skipped) like every other list setting.
+type IDList []string
+
+// Decode implements envconfig.Decoder.
+func (l *IDList) Decode(s string) error {
+	*l = match.List(s)
+	return nil
+}
+
+// rules parses the session-rule settings: one parser for all of them.
+func (c Config) rules(vars ...struct{ name, value, bare string }) (match.Rules, error) {
+	var out match.Rules
+	for _, v := range vars {
+		rs, err := match.Parse(v.value, v.bare)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", v.name, err)
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// ProtectRules are the sessions never offered, signalled or alerted:
+// PGKILL_PROTECT with its two shorthands.
+func (c Config) ProtectRules() (match.Rules, error) {
+	return c.rules(
+		struct{ name, value, bare string }{"PGKILL_PROTECT", c.Protect, ""},
+		struct{ name, value, bare string }{"PGKILL_PROTECTED_USERS", c.ProtectedUsers, match.User},
+		struct{ name, value, bare string }{"PGKILL_PROTECTED_APPS", c.ProtectedApps, match.App},
+	)
+}
+
+// AlertIgnoreRules are the sessions never alerted: PGKILL_ALERT_IGNORE
+// with its two shorthands.
+func (c Config) AlertIgnoreRules() (match.Rules, error) {
+	return c.rules(
+		struct{ name, value, bare string }{"PGKILL_ALERT_IGNORE", c.AlertIgnore, ""},
+		struct{ name, value, bare string }{"PGKILL_ALERT_IGNORE_USERS", c.AlertIgnoreUsers, match.User},
+		struct{ name, value, bare string }{"PGKILL_ALERT_IGNORE_APPS", c.AlertIgnoreApps, match.App},
+	)
+}
+
+// PGOptions are the settings every target shares. It fails only on a
+// malformed protection rule (Validate reports those first).
+func (c Config) PGOptions() (pg.Options, error) {
+	protect, err := c.ProtectRules()
+	if err != nil {
+		return pg.Options{}, err
+	}
+	return pg.Options{Protect: protect, ConnectTimeout: c.ConnectTimeout}, nil
 }
 
 // Validate checks what the command-line tools need besides the targets
@@ -85,15 +137,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s must be a positive duration, not %v", d.name, d.v)
 		}
 	}
-	for _, list := range []struct {
-		name     string
-		patterns []string
-	}{{"PGKILL_ALERT_IGNORE_APPS", c.AlertIgnoreApps}, {"PGKILL_ALERT_IGNORE_USERS", c.AlertIgnoreUsers}} {
-		for _, p := range list.patterns {
-			if _, err := path.Match(p, ""); err != nil {
-				return fmt.Errorf("%s: %q is not a valid pattern", list.name, p)
-			}
-		}
+	if _, err := c.ProtectRules(); err != nil {
+		return err
+	}
+	if _, err := c.AlertIgnoreRules(); err != nil {
+		return err
 	}
 	if c.AlertMaxPerPoll < 1 {
 		return fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll)
@@ -148,7 +196,7 @@ func (c Config) ValidateSlack() error {
 		ids  []string
 	}{{"PGKILL_APPROVERS", c.Approvers}, {"PGKILL_REQUESTERS", c.Requesters}} {
 		for _, id := range list.ids {
-			if !slackUserOrGroup.MatchString(strings.TrimSpace(id)) {
+			if !slackUserOrGroup.MatchString(id) {
 				return fmt.Errorf("%s: %q is not a Slack user ID (U…/W…) or user-group ID (S…)", list.name, id)
 			}
 		}

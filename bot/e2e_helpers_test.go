@@ -86,14 +86,18 @@ func startOn(t testing.TB, fake *fakeslack.Server, opts ...option) (*env, func()
 		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: e.slack.APIURL(),
 		Approvers: []string{approver, "S0DBA"}, ApprovalTTL: time.Minute, Command: "/pgkill",
 		MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: time.Second,
-		ProtectedUsers: []string{"rdsadmin"}, LogFormat: "json", LogLevel: "debug",
+		Protect: "user=rdsadmin", LogFormat: "json", LogLevel: "debug",
 		AlertMaxPerPoll: 5, PollInterval: time.Second, AlertAfter: time.Minute,
 	}
 	specs := []pg.TargetSpec{{Name: "main", DSN: e.dsn}}
 	for _, o := range opts {
 		o(&e.cfg, &specs)
 	}
-	fleet, err := pg.NewFleet(specs, e.cfg.PGOptions())
+	pgOpts, err := e.cfg.PGOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := pg.NewFleet(specs, pgOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,15 +251,19 @@ func (t *Target) scanBackend(rows pgx.Rows) (Backend, error) {
 	return b, nil
 }
 
-// protection says why a backend is not offered, or "" when it is.
+// protection says why a backend is not offered, or "" when it is. The rule
+// is checked here, on the listing that every request and signal starts
+// from; the signal's identity check (query_start) then guarantees the
+// session has not run another statement (such as SET application_name)
+// since.
 func (t *Target) protection(b Backend, canSignal bool) string {
-	switch {
-	case b.BackendType != "client backend":
+	if b.BackendType != "client backend" {
 		return "not a client backend (" + b.BackendType + ")"
-	case contains(t.opts.ProtectedUsers, b.User):
-		return "protected user " + b.User
-	case contains(t.opts.ProtectedApps, b.Application) && b.Application != "":
-		return "protected application " + b.Application
+	}
+	if r, ok := t.opts.Protect.Match(b.User, b.Application); ok {
+		return "protected (" + r.String() + ")"
+	}
+	switch {
 	case b.Superuser && !canSignal:
 		return "superuser session: only a superuser can signal it"
 	case !canSignal:

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/match"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
@@ -210,8 +211,10 @@ func TestListProtected(t *testing.T) {
 		want string
 	}{
 		{"none", pg.Options{}, ""},
-		{"user", pg.Options{ProtectedUsers: []string{"rdsadmin", "prot_app_user"}}, "protected user prot_app_user"},
-		{"app", pg.Options{ProtectedApps: []string{"prot_backup"}}, "protected application prot_backup"},
+		{"user", pg.Options{Protect: match.Rules{{User: "rdsadmin"}, {User: "prot_app_user"}}}, "protected (user=prot_app_user)"},
+		{"app", pg.Options{Protect: match.Rules{{App: "prot_backup"}}}, "protected (app=prot_backup)"},
+		{"both", pg.Options{Protect: match.Rules{{User: "prot_app_user", App: "prot_*"}}}, "protected (user=prot_app_user app=prot_*)"},
+		{"other user", pg.Options{Protect: match.Rules{{User: "backup", App: "prot_backup"}}}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

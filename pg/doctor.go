@@ -20,6 +20,9 @@ type Report struct {
 	ReadAllStats  bool // sees other roles' query text and timestamps
 	Settings      []Setting
 	Problems      []string // what stops pgkill from doing its job, with the fix
+	// Missing lists the grants pgkill needs and lacks (pg_read_all_stats,
+	// pg_signal_backend): doctor fails while one is missing.
+	Missing []string
 }
 
 // Setting is one server setting worth reviewing, with advice when it is not

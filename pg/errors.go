@@ -26,6 +26,10 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrNotFound: no client backend with that pid.
 	ErrNotFound = errors.New("no such backend")
+	// ErrHidden: a session with that pid exists but belongs to another role
+	// that pgkill's role may not see (no pg_read_all_stats): it cannot be
+	// identified, so it is never signalled.
+	ErrHidden = errors.New("session hidden from pgkill's role")
 )
 
 // Error carries the server's own words next to the sentinel, so a user sees

@@ -61,6 +61,14 @@ type Listing struct {
 	Target   string
 	Backends []Backend
 	Err      error
+	// Hidden counts the client sessions of other roles that pgkill's role
+	// cannot see (pg_stat_activity shows them as <insufficient privilege>,
+	// without timestamps): they are never listed, whatever the filter, and
+	// must be told about (GRANT pg_read_all_stats).
+	Hidden int
+	// NoTree says why the blocking tree could not be computed (the sessions
+	// are listed without blocking counts); "" when it was.
+	NoTree string
 }
 
 // List lists the named targets (all when names is empty) concurrently, in

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgkill/pgkill/pg/match"
 )
 
 // AppName is the application_name of every session pgkill opens. Our own
@@ -67,8 +69,7 @@ func CheckDSN(dsn string) error {
 
 // Options are the settings every target shares.
 type Options struct {
-	ProtectedUsers   []string      // sessions of these users are never offered
-	ProtectedApps    []string      // nor of these application_names
+	Protect          match.Rules   // sessions never offered or signalled
 	ConnectTimeout   time.Duration // default 5s
 	StatementTimeout time.Duration // our own sessions' statement_timeout; default 5s
 }

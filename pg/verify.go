@@ -24,6 +24,15 @@ type Verification struct {
 	// ("idle in transaction (aborted)"): its locks are still held until the
 	// client rolls back, so Terminate may still be needed.
 	AbortedTxOpen bool
+	// Locks is the number of locks the session held at the last
+	// observation (granted rows of pg_locks, its own virtual transaction ID
+	// excluded); -1 when not read.
+	Locks int
+	// MaybeNext: by the first observation after the signal the session was
+	// already running a statement that started before the signal. The
+	// approved statement had ended by itself, and the signal may have
+	// reached the next one.
+	MaybeNext bool
 }
 
 // verifySQL looks at one session. Autocommit: a fresh pg_stat_activity
