@@ -7,11 +7,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgkill/pgkill/blocks"
 )
 
 // groupCacheTTL is how long user-group members are trusted before asking
 // Slack again: short, so a removed approver loses the right quickly.
 const groupCacheTTL = time.Minute
+
+// groupStaleMax bounds how long the last known members are trusted while
+// Slack cannot be asked: long enough to ride out a short Slack incident,
+// short enough that a removed approver does not keep the right.
+const groupStaleMax = 10 * time.Minute
 
 // access decides who may request and who may approve. Lists hold user IDs
 // (U…, W…) and user-group IDs (S…), whose members are resolved with
@@ -81,9 +88,13 @@ func (a *access) groupMembers(ctx context.Context, group string) ([]string, erro
 		return err
 	})
 	if err != nil {
-		if ok { // Slack is unwell: the last known members are better than nothing
-			a.bot.log.Warn("using cached user-group members", slog.String("group", group), slog.String("error", err.Error()))
+		age := a.bot.now().Sub(c.at)
+		if ok && age < groupStaleMax { // Slack is unwell: recent members are better than nothing
+			a.bot.log.Warn("using cached user-group members", slog.String("group", group), slog.Duration("age", age), slog.String("error", err.Error()))
 			return c.members, nil
+		}
+		if ok {
+			return nil, fmt.Errorf("members of user group %s: Slack does not answer (%w) and the last known members are %s old, over the %s pgkill trusts; try again when Slack answers", group, err, blocks.Duration(age), blocks.Duration(groupStaleMax))
 		}
 		return nil, fmt.Errorf("members of user group %s: %w", group, err)
 	}

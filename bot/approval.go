@@ -57,15 +57,20 @@ type requests interface {
 	// get returns request id; false when it is unknown.
 	get(ctx context.Context, id string) (Approval, bool, error)
 	// transition moves id from one state to another applying change, as one
-	// atomic step; it returns the request as it is and false when the request
-	// was not in state from (somebody else got there first).
-	transition(ctx context.Context, id string, from, to State, change func(*Approval)) (Approval, bool, error)
-	// update changes a request without changing its state.
+	// atomic step on the latest version; it returns the request as it is and
+	// false when the request was not in state from (somebody else got there
+	// first). When change returns an error nothing changes and that error is
+	// returned: change is where a condition that must hold at the moment of
+	// the step (not expired) is checked.
+	transition(ctx context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error)
+	// update changes a request's other fields on its latest version, never
+	// its state, and never overwriting a concurrent change.
 	update(ctx context.Context, id string, change func(*Approval)) error
 	// endedBy finds the approved request whose signal went to execution id.
 	endedBy(ctx context.Context, id pg.Identity) (Approval, bool)
-	// pending lists the requests waiting for a decision (to re-arm expiry).
-	pending(ctx context.Context) ([]Approval, error)
+	// inState lists the requests in state (the housekeeping sweep: expiry,
+	// and approvals left unfinished by a process that stopped).
+	inState(ctx context.Context, state State) ([]Approval, error)
 }
 
 // keepDecided is how long a decided request is remembered: clicks on its
@@ -117,7 +122,7 @@ func (s *memRequests) get(_ context.Context, id string) (Approval, bool, error) 
 	return *a, true, nil
 }
 
-func (s *memRequests) transition(_ context.Context, id string, from, to State, change func(*Approval)) (Approval, bool, error) {
+func (s *memRequests) transition(_ context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.byID[id]
@@ -127,18 +132,24 @@ func (s *memRequests) transition(_ context.Context, id string, from, to State, c
 	if a.State != from {
 		return *a, false, nil
 	}
-	a.State = to
+	next := *a
+	next.State = to
 	if change != nil {
-		change(a)
+		if err := change(&next); err != nil {
+			return *a, false, err
+		}
 	}
-	return *a, true, nil
+	*a = next
+	return next, true, nil
 }
 
 func (s *memRequests) update(_ context.Context, id string, change func(*Approval)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a, ok := s.byID[id]; ok {
+		state := a.State
 		change(a)
+		a.State = state
 	}
 	return nil
 }
@@ -154,12 +165,12 @@ func (s *memRequests) endedBy(_ context.Context, id pg.Identity) (Approval, bool
 	return Approval{}, false
 }
 
-func (s *memRequests) pending(context.Context) ([]Approval, error) {
+func (s *memRequests) inState(_ context.Context, state State) ([]Approval, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []Approval
 	for _, a := range s.byID {
-		if a.State == Pending {
+		if a.State == state {
 			out = append(out, *a)
 		}
 	}

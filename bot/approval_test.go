@@ -55,7 +55,7 @@ func TestRequestsTransitionOnce(t *testing.T) {
 				if i%2 == 1 {
 					to = Denied
 				}
-				if _, ok, err := s.transition(ctx, a.ID, Pending, to, func(x *Approval) { x.Decider = "U1" }); ok && err == nil {
+				if _, ok, err := s.transition(ctx, a.ID, Pending, to, func(x *Approval) error { x.Decider = "U1"; return nil }); ok && err == nil {
 					wins.Add(1)
 				}
 			}()
@@ -91,8 +91,8 @@ func TestRequestsEndedBy(t *testing.T) {
 		if _, ok := s.endedBy(ctx, id); ok {
 			t.Error("a pending request ended the query")
 		}
-		s.transition(ctx, a.ID, Pending, Approved, func(x *Approval) { x.Decider = "U2" })
-		s.transition(ctx, a.ID, Approved, Done, func(x *Approval) { x.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent} })
+		s.transition(ctx, a.ID, Pending, Approved, func(x *Approval) error { x.Decider = "U2"; return nil })
+		s.transition(ctx, a.ID, Approved, Done, func(x *Approval) error { x.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent}; return nil })
 		got, ok := s.endedBy(ctx, id)
 		if !ok || got.ID != a.ID || got.Decider != "U2" {
 			t.Errorf("endedBy = %+v, %v", got, ok)
@@ -102,7 +102,7 @@ func TestRequestsEndedBy(t *testing.T) {
 		if _, ok := s.endedBy(ctx, other); ok {
 			t.Error("another execution matched")
 		}
-		pending, err := s.pending(ctx)
+		pending, err := s.inState(ctx, Pending)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestMemRequestsForgetOldDecisions(t *testing.T) {
 	s := newMemRequests()
 	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	old, _, _ := s.add(ctx, Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 1}}})
-	s.transition(ctx, old.ID, Pending, Denied, func(a *Approval) { a.Decided = day })
+	s.transition(ctx, old.ID, Pending, Denied, func(a *Approval) error { a.Decided = day; return nil })
 	pending, _, _ := s.add(ctx, Approval{Action: pg.Cancel, Requested: day, Backend: pg.Backend{Identity: pg.Identity{PID: 2}}})
 	s.add(ctx, Approval{Action: pg.Cancel, Requested: day.Add(25 * time.Hour), Backend: pg.Backend{Identity: pg.Identity{PID: 3}}})
 	if _, ok, _ := s.get(ctx, old.ID); ok {
@@ -128,4 +128,45 @@ func TestMemRequestsForgetOldDecisions(t *testing.T) {
 	if _, ok, _ := s.get(ctx, pending.ID); !ok {
 		t.Error("a pending request was forgotten")
 	}
+}
+
+// A transition and an update of other fields at the same moment both stick:
+// once, a transition rewrote the whole request it had read earlier, and the
+// card's ts recorded meanwhile was lost (a card left "pending" with live
+// buttons after its query was cancelled).
+func TestRequestsConcurrentChangesAreNotLost(t *testing.T) {
+	stores(t, func(t *testing.T, s requests) {
+		ctx := context.Background()
+		var ids []string
+		for i := range 40 {
+			a, _, err := s.add(ctx, Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(int32(100 + i))}, Requested: time.Now(), Expires: time.Now().Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, a.ID)
+		}
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				if err := s.update(ctx, id, func(x *Approval) { x.CardTS = "ts-" + id }); err != nil {
+					t.Error(err)
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				if _, ok, err := s.transition(ctx, id, Pending, Approved, func(x *Approval) error { x.Decider = "U1"; return nil }); err != nil || !ok {
+					t.Errorf("transition %s: %v %v", id, ok, err)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, id := range ids {
+			got, _, err := s.get(ctx, id)
+			if err != nil || got.State != Approved || got.Decider != "U1" || got.CardTS != "ts-"+id {
+				t.Errorf("%s after concurrent changes: state=%s decider=%q card=%q err=%v", id, got.State, got.Decider, got.CardTS, err)
+			}
+		}
+	})
 }

@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -22,7 +21,7 @@ const (
 
 func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 	attrs := []any{
-		slog.String("event", event), slog.String("request_id", a.ID), slog.String("actor", actor),
+		slog.String("event", event), slog.String("request_id", a.ID), slog.String("actor", auditActor(actor)),
 		slog.String("requester", a.Requester), slog.String("action", string(a.Action)),
 		slog.String("target", a.Backend.Target), slog.Int("pid", int(a.Backend.PID)),
 		slog.Time("backend_start", a.Backend.BackendStart), slog.Time("query_start", a.Backend.QueryStart),
@@ -41,13 +40,37 @@ func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 	if b.cfg.AuditChannel == "" {
 		return
 	}
-	line := fmt.Sprintf("%s *%s* %s pid %d on %s (user %s, db %s) — by <@%s>",
-		blocks.Escape(a.ID), event, a.Action, a.Backend.PID, blocks.Escape(a.Backend.Target),
-		blocks.Escape(a.Backend.User), blocks.Escape(a.Backend.Database), actor)
+	result := ""
 	if event == AuditOutcome {
-		line += ": " + outcomeWord(a)
+		result = outcomeWord(a)
 	}
-	_, _ = b.post(ctx, b.cfg.AuditChannel, "", blocks.Notice(line))
+	b.postAudit(blocks.AuditLine(event, actor, a.view(nil), result))
+}
+
+// postAudit posts a line to the audit channel in the background, after the
+// line before it: the record is already in the log, and nothing — least of
+// all a signal — waits on Slack for it.
+func (b *Bot) postAudit(m blocks.Message) {
+	b.auditMu.Lock()
+	prev := b.auditTail
+	mine := make(chan struct{})
+	b.auditTail = mine
+	b.auditMu.Unlock()
+	b.goWork(func(ctx context.Context) {
+		defer close(mine)
+		if prev != nil {
+			<-prev
+		}
+		_, _ = b.post(ctx, b.cfg.AuditChannel, "", m)
+	})
+}
+
+// auditActor names who acted in a record: a Slack user ID, or pgkill.
+func auditActor(actor string) string {
+	if actor == "" {
+		return "pgkill"
+	}
+	return actor
 }
 
 // outcomeWord is the one-word result for logs and metrics.

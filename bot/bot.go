@@ -28,6 +28,10 @@ type Bot struct {
 	// for in-flight actions to finish (see Serve).
 	work     context.Context
 	inflight sync.WaitGroup
+
+	cardLocks [64]sync.Mutex // one card's updates run one at a time (refreshCard)
+	auditMu   sync.Mutex
+	auditTail chan struct{} // closed when the last audit line queued is posted
 }
 
 // New makes a bot. work bounds every handler's lifetime; store may be nil

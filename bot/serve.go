@@ -49,14 +49,6 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	b := New(work, cfg, db, api, store, log)
 	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command),
 		slog.String("api_url", cfg.APIURL), slog.Bool("state_store", store != nil))
-	// Requests pending from an earlier run expire on time.
-	if pending, err := b.requests.pending(ctx); err != nil {
-		log.Error("could not read pending requests", slog.String("error", err.Error()))
-	} else {
-		for _, a := range pending {
-			b.expireAt(a.ID, a.Expires)
-		}
-	}
 
 	var l net.Listener
 	if cfg.Listen != "" {
@@ -75,6 +67,7 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 		return fmt.Errorf("slack socket mode: %w", err)
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
+	g.Go(func() error { b.sweep(gctx); return nil }) // expiry, abandoned approvals
 	if cfg.AlertChannel != "" {
 		w := newWatcher(b)
 		g.Go(func() error { return w.run(gctx) })

@@ -17,9 +17,9 @@ import (
 type StateStore interface {
 	AddRequest(ctx context.Context, dedup string, doc []byte) (pg.StoredRequest, bool, error)
 	Request(ctx context.Context, id int64) (pg.StoredRequest, error)
-	// Transition changes state from → to with the new doc, atomically; false
-	// when the request was not in state from.
-	Transition(ctx context.Context, id int64, from, to string, doc []byte) (bool, error)
+	// Update writes a new state and doc if the request is still at version;
+	// false, changing nothing, when another change got there first.
+	Update(ctx context.Context, id, version int64, state string, doc []byte) (bool, error)
 	RequestsByDedup(ctx context.Context, dedups []string, state string) ([]pg.StoredRequest, error)
 	RequestsIn(ctx context.Context, state string) ([]pg.StoredRequest, error)
 	PruneRequests(ctx context.Context, before time.Time) error
@@ -85,63 +85,85 @@ func (s *storedRequests) add(ctx context.Context, a Approval) (Approval, bool, e
 }
 
 func (s *storedRequests) get(ctx context.Context, id string) (Approval, bool, error) {
+	a, _, ok, err := s.read(ctx, id)
+	return a, ok, err
+}
+
+// read returns request id with the version to compare and set on.
+func (s *storedRequests) read(ctx context.Context, id string) (Approval, int64, bool, error) {
 	n, ok := requestID(id)
 	if !ok {
-		return Approval{}, false, nil
+		return Approval{}, 0, false, nil
 	}
 	r, err := s.store.Request(ctx, n)
 	if err != nil {
 		if errors.Is(err, pg.ErrNotFound) {
-			return Approval{}, false, nil
+			return Approval{}, 0, false, nil
 		}
-		return Approval{}, false, err
+		return Approval{}, 0, false, err
 	}
 	a, err := decodeApproval(r)
-	return a, err == nil, err
+	return a, r.Version, err == nil, err
 }
 
-func (s *storedRequests) transition(ctx context.Context, id string, from, to State, change func(*Approval)) (Approval, bool, error) {
-	a, ok, err := s.get(ctx, id)
-	if err != nil || !ok || a.State != from {
-		return a, false, err
-	}
-	a.State = to
-	if change != nil {
-		change(&a)
-	}
-	doc, err := encodeApproval(a)
-	if err != nil {
-		return a, false, err
-	}
+// maxConflicts bounds how often one change is retried on a newer version:
+// each retry means another change landed, so this is never reached in
+// practice.
+const maxConflicts = 20
+
+// change applies fn to the latest version of request id and writes it back
+// compared and set on that version, re-reading after every conflict, so a
+// concurrent change is never overwritten. fn reports whether to write.
+func (s *storedRequests) change(ctx context.Context, id string, fn func(*Approval) (bool, error)) (Approval, bool, error) {
 	n, _ := requestID(id)
-	won, err := s.store.Transition(ctx, n, string(from), string(to), doc)
-	if err != nil {
-		return a, false, err
+	for range maxConflicts {
+		a, version, ok, err := s.read(ctx, id)
+		if err != nil || !ok {
+			return a, false, err
+		}
+		cur := a
+		write, err := fn(&a)
+		if err != nil || !write {
+			return cur, false, err
+		}
+		doc, err := encodeApproval(a)
+		if err != nil {
+			return cur, false, err
+		}
+		won, err := s.store.Update(ctx, n, version, string(a.State), doc)
+		if err != nil {
+			return cur, false, err
+		}
+		if won {
+			return a, true, nil
+		}
 	}
-	if !won { // another click, here or in another process, got there first
-		cur, _, err := s.get(ctx, id)
-		return cur, false, err
-	}
-	return a, true, nil
+	return Approval{}, false, fmt.Errorf("request %s: too many concurrent changes", id)
+}
+
+func (s *storedRequests) transition(ctx context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error) {
+	return s.change(ctx, id, func(a *Approval) (bool, error) {
+		if a.State != from { // another click, here or in another process, got there first
+			return false, nil
+		}
+		a.State = to
+		if change != nil {
+			if err := change(a); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
 }
 
 func (s *storedRequests) update(ctx context.Context, id string, change func(*Approval)) error {
-	for range 5 { // a concurrent transition may change the state under us: retry on the new one
-		a, ok, err := s.get(ctx, id)
-		if err != nil || !ok {
-			return err
-		}
-		change(&a)
-		doc, err := encodeApproval(a)
-		if err != nil {
-			return err
-		}
-		n, _ := requestID(id)
-		if won, err := s.store.Transition(ctx, n, string(a.State), string(a.State), doc); err != nil || won {
-			return err
-		}
-	}
-	return fmt.Errorf("request %s: too many concurrent changes", id)
+	_, _, err := s.change(ctx, id, func(a *Approval) (bool, error) {
+		state := a.State
+		change(a)
+		a.State = state // the state moves only through transition
+		return true, nil
+	})
+	return err
 }
 
 func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval, bool) {
@@ -157,8 +179,8 @@ func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval,
 	return Approval{}, false
 }
 
-func (s *storedRequests) pending(ctx context.Context) ([]Approval, error) {
-	rs, err := s.store.RequestsIn(ctx, string(Pending))
+func (s *storedRequests) inState(ctx context.Context, state State) ([]Approval, error) {
+	rs, err := s.store.RequestsIn(ctx, string(state))
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -67,8 +68,8 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	b.metrics.request(string(a.Action))
 	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
 	if err != nil {
-		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) { x.Decided = b.now() }); ok {
-			b.audit(ctx, AuditWithdraw, "pgkill", a)
+		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) error { x.Decided = b.now(); return nil }); ok {
+			b.audit(ctx, AuditWithdraw, "", a)
 		}
 		b.tell(ctx, cb.ResponseURL, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
 		return
@@ -81,17 +82,6 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	if cur, ok, _ := b.requests.get(ctx, a.ID); ok && cur.State != Pending {
 		b.refreshCard(ctx, cur)
 	}
-	b.expireAt(a.ID, a.Expires)
-}
-
-// expireAt arranges for request id to expire at t.
-func (b *Bot) expireAt(id string, t time.Time) {
-	time.AfterFunc(max(0, t.Sub(b.now())), func() {
-		if b.work.Err() != nil { // this bot has stopped; the next run re-arms pending requests
-			return
-		}
-		b.goWork(func(ctx context.Context) { b.Expire(ctx, id) })
-	})
 }
 
 // sameExecution compares the parts of an identity that pin one statement
@@ -100,9 +90,14 @@ func sameExecution(a, b pg.Identity) bool {
 	return a.PID == b.PID && a.BackendStart.Equal(b.BackendStart) && a.QueryStart.Equal(b.QueryStart) && a.ServerStart.Equal(b.ServerStart)
 }
 
+// errExpired aborts an approval that comes after the request's expiry.
+var errExpired = errors.New("request expired")
+
 // Approve handles Approve: approvers only, not one's own request unless
-// PGKILL_SELF_APPROVAL; exactly one approval wins. The winner signals with
-// the identity check, verifies, and updates the card in place.
+// PGKILL_SELF_APPROVAL, never after the request expired; exactly one
+// approval wins. The winner signals with the identity check, verifies and
+// records the outcome first, and only then tells Slack: a slow or hung
+// Slack never delays the signal.
 func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id string) {
 	a, ok := b.decidable(ctx, cb, id)
 	if !ok {
@@ -113,37 +108,33 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 		b.tell(ctx, cb.ResponseURL, ":no_entry: you asked for this, so another approver must approve it (PGKILL_SELF_APPROVAL is off).")
 		return
 	}
-	a, won, err := b.requests.transition(ctx, id, Pending, Approved, func(x *Approval) { x.Decider, x.Decided = user, b.now() })
-	if err != nil {
+	// The expiry is checked in the step itself, on the latest version: a
+	// timer may never have fired here (another process made the request, or
+	// the pending→expired step failed).
+	a, won, err := b.requests.transition(ctx, id, Pending, Approved, func(x *Approval) error {
+		if !b.now().Before(x.Expires) {
+			return errExpired
+		}
+		x.Decider, x.Decided = user, b.now()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errExpired):
+		b.Expire(ctx, id)
+		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":hourglass: request %s expired before your approval: nothing was signalled. List again and make a new request if it is still needed.", id))
+		return
+	case err != nil:
 		b.storeFailed(ctx, cb.ResponseURL, "record the approval", err)
 		return
-	}
-	if !won {
+	case !won:
 		b.tellDecided(ctx, cb.ResponseURL, a)
 		return
 	}
 	b.audit(ctx, AuditApprove, user, a)
 	b.metrics.decision("approved")
-	b.refreshCard(ctx, a)
+	b.goWork(func(ctx context.Context) { b.refreshCard(ctx, a) }) // "approved, signalling…", in parallel
 
-	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
-	var v pg.Verification
-	if err == nil && out.Result == pg.Sent {
-		v, err = b.db.Verify(ctx, a.Action, a.Backend.Identity, b.cfg.VerifyTimeout)
-	}
-	finish := func(x *Approval) {
-		x.Outcome, x.Verified = out, v
-		if err != nil {
-			x.Err = err.Error()
-		}
-	}
-	done, _, serr := b.requests.transition(ctx, id, Approved, Done, finish)
-	if serr != nil { // the signal happened: report it even if the store cannot record it
-		b.log.Error("could not record the outcome of a request", slog.String("request_id", id), slog.String("error", serr.Error()))
-		done = a
-		done.State = Done
-		finish(&done)
-	}
+	done := b.execute(ctx, a)
 	b.audit(ctx, AuditOutcome, user, done)
 	b.metrics.signal(string(done.Action), outcomeWord(done))
 	if done.Outcome.Result == pg.Sent {
@@ -152,12 +143,41 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 	b.refreshCard(ctx, done)
 }
 
+// execute signals an approved request's backend, verifies, and records the
+// outcome (approved → done). It never talks to Slack.
+func (b *Bot) execute(ctx context.Context, a Approval) Approval {
+	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
+	var v pg.Verification
+	if err == nil && out.Result == pg.Sent {
+		v, err = b.db.Verify(ctx, a.Action, a.Backend.Identity, b.cfg.VerifyTimeout)
+	}
+	finish := func(x *Approval) error {
+		x.Outcome, x.Verified = out, v
+		if err != nil {
+			x.Err = err.Error()
+		}
+		return nil
+	}
+	done, won, serr := b.requests.transition(ctx, a.ID, Approved, Done, finish)
+	if serr != nil || !won { // the signal happened: report it even if the store cannot record it
+		if serr != nil {
+			b.log.Error("could not record the outcome of a request", slog.String("request_id", a.ID), slog.String("error", serr.Error()))
+		} else {
+			b.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", a.ID), slog.String("state", string(done.State)))
+		}
+		done = a
+		done.State = Done
+		_ = finish(&done)
+	}
+	return done
+}
+
 // Deny handles Deny: approvers only.
 func (b *Bot) Deny(ctx context.Context, cb slack.InteractionCallback, id string) {
 	if _, ok := b.decidable(ctx, cb, id); !ok {
 		return
 	}
-	b.decide(ctx, cb, id, Denied, AuditDeny, func(x *Approval) { x.Decider, x.Decided = cb.User.ID, b.now() })
+	b.decide(ctx, cb, id, Denied, AuditDeny, func(x *Approval) error { x.Decider, x.Decided = cb.User.ID, b.now(); return nil })
 }
 
 // Withdraw handles Withdraw: only the requester.
@@ -174,11 +194,11 @@ func (b *Bot) Withdraw(ctx context.Context, cb slack.InteractionCallback, id str
 		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":no_entry: only %s, who asked, may withdraw request %s.", blocks.Mentions([]string{a.Requester}), a.ID))
 		return
 	}
-	b.decide(ctx, cb, id, Withdrawn, AuditWithdraw, func(x *Approval) { x.Decided = b.now() })
+	b.decide(ctx, cb, id, Withdrawn, AuditWithdraw, func(x *Approval) error { x.Decided = b.now(); return nil })
 }
 
 // decide ends a pending request without a signal (deny, withdraw).
-func (b *Bot) decide(ctx context.Context, cb slack.InteractionCallback, id string, to State, event string, change func(*Approval)) {
+func (b *Bot) decide(ctx context.Context, cb slack.InteractionCallback, id string, to State, event string, change func(*Approval) error) {
 	a, won, err := b.requests.transition(ctx, id, Pending, to, change)
 	switch {
 	case err != nil:
@@ -193,18 +213,19 @@ func (b *Bot) decide(ctx context.Context, cb slack.InteractionCallback, id strin
 	b.refreshCard(ctx, a)
 }
 
-// Expire ends a request nobody decided in time.
+// Expire ends a request nobody decided in time. Any process may call it,
+// as often as it likes: only one expiry wins (the housekeeping sweep retries
+// one that failed).
 func (b *Bot) Expire(ctx context.Context, id string) {
-	a, ok, err := b.requests.transition(ctx, id, Pending, Expired, func(x *Approval) { x.Decided = b.now() })
+	a, ok, err := b.requests.transition(ctx, id, Pending, Expired, func(x *Approval) error { x.Decided = b.now(); return nil })
 	if err != nil {
-		b.log.Error("could not expire a request; retrying in a minute", slog.String("request_id", id), slog.String("error", err.Error()))
-		b.expireAt(id, b.now().Add(time.Minute))
+		b.log.Error("could not expire a request; the next sweep retries", slog.String("request_id", id), slog.String("error", err.Error()))
 		return
 	}
 	if !ok {
 		return
 	}
-	b.audit(ctx, AuditExpire, "pgkill", a)
+	b.audit(ctx, AuditExpire, "", a)
 	b.metrics.decision("expired")
 	b.refreshCard(ctx, a)
 }
@@ -253,10 +274,21 @@ func (b *Bot) card(a Approval) blocks.Message {
 	return blocks.RequestMessage(a.view(b.cfg.Approvers))
 }
 
-// refreshCard shows a request's current state on its card.
+// refreshCard shows a request's latest state on its card. Updates of one
+// card run one at a time, and each shows the latest state known — the
+// stored one, or a (when the store could not record it) — so an update
+// that was slow to run never puts an older state back on the card.
 func (b *Bot) refreshCard(ctx context.Context, a Approval) {
-	if a.CardTS == "" {
-		if got, ok, _ := b.requests.get(ctx, a.ID); ok {
+	// Bounded: a hung chat.update must not hold the card's turn for ever.
+	ctx, cancel := context.WithTimeout(ctx, cardTimeout)
+	defer cancel()
+	mu := &b.cardLocks[stripe(a.ID, len(b.cardLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+	if got, ok, _ := b.requests.get(ctx, a.ID); ok {
+		if stage(got.State) >= stage(a.State) {
+			a = got
+		} else if a.CardTS == "" {
 			a.CardTS = got.CardTS
 		}
 	}
@@ -266,4 +298,91 @@ func (b *Bot) refreshCard(ctx context.Context, a Approval) {
 	if err := b.update(ctx, a.Channel, a.CardTS, b.card(a)); err != nil {
 		b.log.Error("could not update the request card", slog.String("request_id", a.ID), slog.String("error", err.Error()))
 	}
+}
+
+// cardTimeout bounds one card update, the wait for its turn included.
+const cardTimeout = 15 * time.Second
+
+// stage orders states along the only ways through the state machine.
+func stage(s State) int {
+	switch s {
+	case Pending:
+		return 0
+	case Approved:
+		return 1
+	}
+	return 2
+}
+
+func stripe(id string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % uint32(n))
+}
+
+// sweepInterval is how often the housekeeping sweep runs: a small part of
+// the approval TTL, so an expiry is at most that late.
+func (c Config) sweepInterval() time.Duration {
+	return min(max(c.ApprovalTTL/20, 200*time.Millisecond), 5*time.Second)
+}
+
+// stuckAfter is how long a request may stay approved: past it, the process
+// that was signalling has stopped (a signal, its verification and the
+// record take at most shutdownGrace).
+func (c Config) stuckAfter() time.Duration { return 2 * c.shutdownGrace() }
+
+// sweep runs the housekeeping until ctx ends. It is what expires requests:
+// not a timer of the process that made them, which may be gone.
+func (b *Bot) sweep(ctx context.Context) {
+	t := time.NewTicker(b.cfg.sweepInterval())
+	defer t.Stop()
+	for {
+		b.sweepOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sweepOnce expires every pending request past its expiry and finishes
+// every approval a stopped process left in approved.
+func (b *Bot) sweepOnce(ctx context.Context) {
+	now := b.now()
+	pending, err := b.requests.inState(ctx, Pending)
+	if err != nil {
+		b.log.Error("could not read pending requests; the next sweep retries", slog.String("error", err.Error()))
+	}
+	for _, a := range pending {
+		if !now.Before(a.Expires) {
+			b.Expire(ctx, a.ID)
+		}
+	}
+	approved, err := b.requests.inState(ctx, Approved)
+	if err != nil {
+		b.log.Error("could not read approved requests; the next sweep retries", slog.String("error", err.Error()))
+	}
+	for _, a := range approved {
+		if now.Sub(a.Decided) > b.cfg.stuckAfter() {
+			b.abandoned(ctx, a)
+		}
+	}
+}
+
+// abandoned finishes an approval whose process stopped between the approval
+// and the record of its outcome. Whether the signal was sent is unknown,
+// and the card says exactly that.
+func (b *Bot) abandoned(ctx context.Context, a Approval) {
+	done, won, err := b.requests.transition(ctx, a.ID, Approved, Done, func(x *Approval) error {
+		x.Err = fmt.Sprintf("pgkill stopped while it was signalling this request (approved %s ago): the signal may or may not have been sent. List again to see whether the query still runs.", blocks.Duration(b.now().Sub(x.Decided)))
+		return nil
+	})
+	if err != nil || !won {
+		return
+	}
+	b.log.Warn("finished an abandoned approval", slog.String("request_id", a.ID))
+	b.audit(ctx, AuditOutcome, "", done)
+	b.metrics.signal(string(done.Action), outcomeWord(done))
+	b.refreshCard(ctx, done)
 }

@@ -13,8 +13,9 @@ import (
 // Store keeps pgkill's own state — approval requests and posted alerts — in
 // a PostgreSQL database (PGKILL_STATE_DSN), so that a restart loses no
 // pending approval and re-posts no alert, and so that two bot processes
-// still decide each request exactly once: every state change is one
-// UPDATE … WHERE state = <expected>.
+// still decide each request exactly once: every change of a request is one
+// UPDATE … WHERE version = <the version read>, so a change made on a stale
+// copy is refused instead of overwriting a concurrent one.
 //
 // Documents are opaque JSON written by the caller; the store only knows
 // ids, states, deduplication keys and times.
@@ -35,6 +36,8 @@ CREATE TABLE IF NOT EXISTS pgkill_request (
 -- one pending request per action and backend
 CREATE UNIQUE INDEX IF NOT EXISTS pgkill_request_pending ON pgkill_request (dedup) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS pgkill_request_dedup ON pgkill_request (dedup);
+-- every change bumps it: writers compare and set on it
+ALTER TABLE pgkill_request ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS pgkill_alert (
   key    text PRIMARY KEY,          -- target and backend identity
   target text NOT NULL,
@@ -79,9 +82,10 @@ func (s *Store) Close() { s.pool.Close() }
 
 // StoredRequest is one approval request as stored.
 type StoredRequest struct {
-	ID    int64
-	State string
-	Doc   []byte
+	ID      int64
+	State   string
+	Version int64 // changes with every update: pass it back to Update
+	Doc     []byte
 }
 
 // AddRequest stores a new pending request with doc, unless a request with
@@ -91,15 +95,15 @@ func (s *Store) AddRequest(ctx context.Context, dedup string, doc []byte) (Store
 	err := s.pool.QueryRow(ctx, `
 INSERT INTO pgkill_request (dedup, state, doc) VALUES ($1, 'pending', $2)
 ON CONFLICT (dedup) WHERE state = 'pending' DO NOTHING
-RETURNING id, state, doc`, dedup, doc).Scan(&r.ID, &r.State, &r.Doc)
+RETURNING id, state, version, doc`, dedup, doc).Scan(&r.ID, &r.State, &r.Version, &r.Doc)
 	if err == nil {
 		return r, true, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return r, false, fmt.Errorf("state store: add request: %w", translate(err))
 	}
-	err = s.pool.QueryRow(ctx, `SELECT id, state, doc FROM pgkill_request WHERE dedup = $1 AND state = 'pending'`, dedup).
-		Scan(&r.ID, &r.State, &r.Doc)
+	err = s.pool.QueryRow(ctx, `SELECT id, state, version, doc FROM pgkill_request WHERE dedup = $1 AND state = 'pending'`, dedup).
+		Scan(&r.ID, &r.State, &r.Version, &r.Doc)
 	if errors.Is(err, pgx.ErrNoRows) { // decided in between: try once more
 		return s.AddRequest(ctx, dedup, doc)
 	}
@@ -112,7 +116,7 @@ RETURNING id, state, doc`, dedup, doc).Scan(&r.ID, &r.State, &r.Doc)
 // Request reads one request; ErrNotFound when there is none.
 func (s *Store) Request(ctx context.Context, id int64) (StoredRequest, error) {
 	r := StoredRequest{ID: id}
-	err := s.pool.QueryRow(ctx, `SELECT state, doc FROM pgkill_request WHERE id = $1`, id).Scan(&r.State, &r.Doc)
+	err := s.pool.QueryRow(ctx, `SELECT state, version, doc FROM pgkill_request WHERE id = $1`, id).Scan(&r.State, &r.Version, &r.Doc)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("request %d: %w", id, ErrNotFound)
 	}
@@ -122,28 +126,29 @@ func (s *Store) Request(ctx context.Context, id int64) (StoredRequest, error) {
 	return r, nil
 }
 
-// Transition moves request id from state from to state to with the new
-// doc, in one statement: it reports false, changing nothing, when the
-// request is not in state from (somebody else got there first).
-func (s *Store) Transition(ctx context.Context, id int64, from, to string, doc []byte) (bool, error) {
+// Update writes request id's new state and doc, in one statement, if and
+// only if it is still at version (as read): it reports false, changing
+// nothing, when somebody else changed it since. The first move to a final
+// state (not pending or approved) records when it was decided.
+func (s *Store) Update(ctx context.Context, id, version int64, state string, doc []byte) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-UPDATE pgkill_request SET state = $3, doc = $4,
-       decided_at = CASE WHEN $3 IN ('pending', 'approved') THEN decided_at ELSE clock_timestamp() END
-WHERE id = $1 AND state = $2`, id, from, to, doc)
+UPDATE pgkill_request SET state = $3, doc = $4, version = version + 1,
+       decided_at = CASE WHEN $3 IN ('pending', 'approved') THEN NULL ELSE coalesce(decided_at, clock_timestamp()) END
+WHERE id = $1 AND version = $2`, id, version, state, doc)
 	if err != nil {
-		return false, fmt.Errorf("state store: request %d %s→%s: %w", id, from, to, translate(err))
+		return false, fmt.Errorf("state store: request %d → %s: %w", id, state, translate(err))
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
 // RequestsByDedup returns the requests with any of the dedup keys in state.
 func (s *Store) RequestsByDedup(ctx context.Context, dedups []string, state string) ([]StoredRequest, error) {
-	return s.requests(ctx, `SELECT id, state, doc FROM pgkill_request WHERE dedup = ANY($1) AND state = $2 ORDER BY id`, dedups, state)
+	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request WHERE dedup = ANY($1) AND state = $2 ORDER BY id`, dedups, state)
 }
 
 // RequestsIn returns every request in state, oldest first.
 func (s *Store) RequestsIn(ctx context.Context, state string) ([]StoredRequest, error) {
-	return s.requests(ctx, `SELECT id, state, doc FROM pgkill_request WHERE state = $1 ORDER BY id`, state)
+	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request WHERE state = $1 ORDER BY id`, state)
 }
 
 func (s *Store) requests(ctx context.Context, sql string, args ...any) ([]StoredRequest, error) {
@@ -153,7 +158,7 @@ func (s *Store) requests(ctx context.Context, sql string, args ...any) ([]Stored
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StoredRequest, error) {
 		var r StoredRequest
-		return r, row.Scan(&r.ID, &r.State, &r.Doc)
+		return r, row.Scan(&r.ID, &r.State, &r.Version, &r.Doc)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state store: %w", translate(err))

@@ -50,7 +50,7 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := ss[i%3].Transition(ctx(t), r.ID, "pending", "approved", []byte(`{"n":3}`))
+			ok, err := ss[i%3].Update(ctx(t), r.ID, r.Version, "approved", []byte(`{"n":3}`))
 			if err != nil {
 				t.Error(err)
 			}
@@ -67,7 +67,10 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 	if err != nil || got.State != "approved" || string(got.Doc) != `{"n": 3}` {
 		t.Errorf("request = %+v (%s), %v", got, got.Doc, err)
 	}
-	if ok, _ := ss[0].Transition(ctx(t), r.ID, "approved", "done", []byte(`{}`)); !ok {
+	if ok, _ := ss[0].Update(ctx(t), r.ID, r.Version, "done", []byte(`{}`)); ok {
+		t.Error("an update on a stale version was accepted")
+	}
+	if ok, _ := ss[0].Update(ctx(t), r.ID, got.Version, "done", []byte(`{}`)); !ok {
 		t.Error("approved → done refused")
 	}
 	done, err := ss[1].RequestsByDedup(ctx(t), []string{key, "terminate|once"}, "done")
