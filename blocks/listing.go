@@ -24,6 +24,7 @@ type Listing struct {
 	Limit     int    // most backends to show; 0 or over MaxListed means MaxListed
 	Results   []pg.Listing
 	Now       time.Time
+	Withheld  []string // why targets the user asked for are not shown here (mrkdwn)
 }
 
 // ListingMessage renders a listing: a summary, a line per target that could
@@ -61,6 +62,9 @@ func ListingMessage(l Listing) Message {
 	}
 	if len(failed) > 0 {
 		bs = append(bs, section("errors", strings.Join(failed, "\n")))
+	}
+	if len(l.Withheld) > 0 {
+		bs = append(bs, contextLine("withheld", ":lock: Not shown here: "+strings.Join(l.Withheld, " ")))
 	}
 	if len(all) == 0 && len(failed) < len(l.Results) {
 		bs = append(bs, section("none", ":white_check_mark: Nothing has run that long."))

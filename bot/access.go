@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,13 +19,11 @@ const groupCacheTTL = time.Minute
 // short enough that a removed approver does not keep the right.
 const groupStaleMax = 10 * time.Minute
 
-// access decides who may request and who may approve. Lists hold user IDs
-// (U…, W…) and user-group IDs (S…), whose members are resolved with
-// usergroups.users.list.
+// access resolves user groups (S…) named in the policy to their members,
+// with usergroups.users.list, cached briefly and trusted stale only for a
+// bounded time. What is allowed is decided by bot/policy.
 type access struct {
-	bot        *Bot
-	approvers  []string
-	requesters []string // empty: anyone
+	bot *Bot
 
 	mu    sync.Mutex
 	cache map[string]cachedGroup
@@ -35,43 +32,6 @@ type access struct {
 type cachedGroup struct {
 	members []string
 	at      time.Time
-}
-
-func (a *access) mayRequest(ctx context.Context, user string) (bool, error) {
-	if len(a.requesters) == 0 {
-		return true, nil
-	}
-	return a.member(ctx, user, a.requesters)
-}
-
-func (a *access) mayApprove(ctx context.Context, user string) (bool, error) {
-	return a.member(ctx, user, a.approvers)
-}
-
-func (a *access) member(ctx context.Context, user string, list []string) (bool, error) {
-	var firstErr error
-	for _, id := range list {
-		id = strings.TrimSpace(id)
-		if id == user {
-			return true, nil
-		}
-		if !strings.HasPrefix(id, "S") {
-			continue
-		}
-		members, err := a.groupMembers(ctx, id)
-		if err != nil {
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		for _, m := range members {
-			if m == user {
-				return true, nil
-			}
-		}
-	}
-	return false, firstErr
 }
 
 func (a *access) groupMembers(ctx context.Context, group string) ([]string, error) {

@@ -20,6 +20,10 @@ import (
 // nopSlack accepts every call: the benchmarks measure polling, not Slack.
 type nopSlack struct{ posts atomic.Int64 }
 
+func (n *nopSlack) AuthTestContext(context.Context) (*slack.AuthTestResponse, error) {
+	return &slack.AuthTestResponse{TeamID: "T1"}, nil
+}
+
 func (n *nopSlack) PostMessageContext(context.Context, string, ...slack.MsgOption) (string, string, error) {
 	return "C", strconv.FormatInt(n.posts.Add(1), 10), nil
 }

@@ -17,6 +17,7 @@ const (
 	AuditWithdraw = "withdraw"
 	AuditExpire   = "expire"
 	AuditOutcome  = "outcome"
+	AuditRefuse   = "refuse" // a command or click the policy refused (log only)
 )
 
 func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
@@ -84,4 +85,14 @@ func outcomeWord(a Approval) string {
 		return "still-running"
 	}
 	return string(a.Outcome.Result)
+}
+
+// refuse tells user privately why they may not do what they asked, and
+// records the refusal. Refusals go to the log only: a stranger pressing
+// buttons must not be able to flood the audit channel.
+func (b *Bot) refuse(ctx context.Context, responseURL, user, channel, what string, targets []string, why string) {
+	b.log.Info("audit", slog.String("event", AuditRefuse), slog.String("actor", user), slog.String("channel", channel),
+		slog.String("asked", what), slog.Any("targets", targets), slog.String("why", why))
+	b.metrics.command("refused")
+	b.tell(ctx, responseURL, ":no_entry: "+why)
 }

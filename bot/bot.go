@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/policy"
 )
 
 // Bot is the Slack face of pgkill. Its handlers are plain methods: the
@@ -17,7 +18,10 @@ type Bot struct {
 	db       Postgres
 	slack    SlackAPI
 	log      *slog.Logger
-	access   *access
+	access   *access         // user-group members, for policy
+	policy   *policy.Checker // who may see and act where
+	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
+	org      string
 	requests requests
 	store    StateStore // nil: state lives in memory
 	metrics  *metrics
@@ -44,7 +48,17 @@ func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store Stat
 		b.store = store
 		b.requests = &storedRequests{store: store, now: b.now}
 	}
-	b.access = &access{bot: b, approvers: cfg.Approvers, requesters: cfg.Requesters, cache: map[string]cachedGroup{}}
+	b.access = &access{bot: b, cache: map[string]cachedGroup{}}
+	p, err := cfg.Policy()
+	if err != nil { // Validate reports it first; never act on a policy that could not be read
+		log.Error("policy could not be read: nothing is allowed", slog.String("error", err.Error()))
+		p = &policy.Policy{Default: policy.Rules{Channels: []string{"C0NOWHERE"}, Viewers: []string{"U0NOBODY"}, Approvers: []string{"U0NOBODY"}}}
+	}
+	var clicks []string
+	if cfg.AlertChannel != "" {
+		clicks = append(clicks, cfg.AlertChannel)
+	}
+	b.policy = policy.NewChecker(p, b.access.groupMembers, clicks...)
 	return b
 }
 

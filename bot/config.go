@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/match"
 )
@@ -32,6 +34,10 @@ type Config struct {
 	APIURL       string        `envconfig:"SLACK_API_URL" default:"https://slack.com/api/"`
 	Approvers    IDList        `envconfig:"PGKILL_APPROVERS"`
 	Requesters   IDList        `envconfig:"PGKILL_REQUESTERS"`
+	Viewers      IDList        `envconfig:"PGKILL_VIEWERS"`
+	Channels     IDList        `envconfig:"PGKILL_CHANNELS"`
+	Approvals    string        `envconfig:"PGKILL_APPROVALS"`
+	PolicyFile   string        `envconfig:"PGKILL_POLICY_FILE"`
 	SelfApproval bool          `envconfig:"PGKILL_SELF_APPROVAL" default:"false"`
 	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
@@ -61,6 +67,43 @@ func (c Config) TargetSpecs() ([]pg.TargetSpec, error) {
 		return nil, fmt.Errorf("PGKILL_TARGETS: %w", err)
 	}
 	return specs, nil
+}
+
+// Policy reads who may see and act where: the defaults from PGKILL_CHANNELS,
+// PGKILL_VIEWERS, PGKILL_REQUESTERS, PGKILL_APPROVERS and PGKILL_APPROVALS,
+// and per-target rules from PGKILL_POLICY_FILE. Errors name the variable, or
+// the file and its lines.
+func (c Config) Policy() (*policy.Policy, error) {
+	for _, list := range []struct {
+		name  string
+		ids   []string
+		check func([]string) error
+	}{
+		{"PGKILL_APPROVERS", c.Approvers, policy.CheckPeople}, {"PGKILL_REQUESTERS", c.Requesters, policy.CheckPeople},
+		{"PGKILL_VIEWERS", c.Viewers, policy.CheckPeople}, {"PGKILL_CHANNELS", c.Channels, policy.CheckChannels},
+	} {
+		if err := list.check(list.ids); err != nil {
+			return nil, fmt.Errorf("%s: %w", list.name, err)
+		}
+	}
+	approvals, err := policy.ParseApprovals(c.Approvals)
+	if err != nil {
+		return nil, fmt.Errorf("PGKILL_APPROVALS: %w", err)
+	}
+	defaults := policy.Rules{Channels: c.Channels, Viewers: c.Viewers, Requesters: c.Requesters,
+		Approvers: c.Approvers, Approvals: approvals}
+	if c.PolicyFile == "" {
+		return &policy.Policy{Default: defaults}, nil
+	}
+	data, err := os.ReadFile(c.PolicyFile)
+	if err != nil {
+		return nil, fmt.Errorf("PGKILL_POLICY_FILE: %w", err)
+	}
+	p, err := policy.Parse(data, defaults)
+	if err != nil {
+		return nil, fmt.Errorf("PGKILL_POLICY_FILE %s: %w", c.PolicyFile, err)
+	}
+	return p, nil
 }
 
 // IDList is a comma-separated list of Slack IDs, read with match.List
@@ -164,10 +207,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-var (
-	slackUserOrGroup = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
-	slackChannel     = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
-)
+var slackChannel = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 
 // ValidateSlack checks what `serve` needs on top of Validate. Token values
 // never appear in the error.
@@ -191,15 +231,8 @@ func (c Config) ValidateSlack() error {
 	if len(c.Approvers) == 0 {
 		return errors.New("PGKILL_APPROVERS is not set: list the Slack user IDs (U…) or user-group IDs (S…) who may approve")
 	}
-	for _, list := range []struct {
-		name string
-		ids  []string
-	}{{"PGKILL_APPROVERS", c.Approvers}, {"PGKILL_REQUESTERS", c.Requesters}} {
-		for _, id := range list.ids {
-			if !slackUserOrGroup.MatchString(id) {
-				return fmt.Errorf("%s: %q is not a Slack user ID (U…/W…) or user-group ID (S…)", list.name, id)
-			}
-		}
+	if _, err := c.Policy(); err != nil {
+		return err
 	}
 	if c.StateDSN != "" {
 		if err := pg.CheckDSN(c.StateDSN); err != nil {

@@ -98,9 +98,9 @@ func TestApprovalRefusals(t *testing.T) {
 	e.told(t, requester, "already waiting for approval")
 
 	e.slack.Click(t, requester, card, blocks.ActionApprove, "") // not an approver
-	e.told(t, requester, "only approvers")
+	e.told(t, requester, "may approve or deny requests on")
 	e.slack.Click(t, stranger, card, blocks.ActionApprove, "")
-	e.told(t, stranger, "only approvers")
+	e.told(t, stranger, "may approve or deny requests on")
 	e.slack.Click(t, stranger, card, blocks.ActionDeny, "")
 	e.slack.Click(t, stranger, card, blocks.ActionWithdraw, "")
 	e.told(t, stranger, "who asked, may withdraw")

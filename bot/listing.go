@@ -3,11 +3,14 @@ package bot
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/policy"
 )
 
 // Command does the work of a parsed /pgkill command after its ack:
@@ -17,12 +20,17 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", q.Kind), slog.String("args", q.Args))
 	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
 	defer cancel()
-	if q.Kind == KindDoctor {
+	shown, withheld, ok := b.viewable(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, q)
+	if !ok {
+		return
+	}
+	q.Targets = shown
+	if q.Kind == KindDoctor { // private to the caller, always
 		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets))
 		_ = b.respond(ctx, cmd.ResponseURL, false, m)
 		return
 	}
-	m := b.listing(ctx, q)
+	m := b.listing(ctx, q, withheld)
 	// Posted in the channel: incident responders share it, and its ts lets
 	// Refresh update it and approvals thread under it. Where the bot may not
 	// post (not a member, a DM), the response_url still can.
@@ -42,13 +50,48 @@ func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args st
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
 	defer cancel()
-	m := b.listing(ctx, q)
+	shown, withheld, ok := b.viewable(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, q)
+	if !ok {
+		return
+	}
+	q.Targets = shown
+	m := b.listing(ctx, q, withheld)
 	if err := b.update(ctx, cb.Channel.ID, cb.Container.MessageTs, m); err != nil {
 		b.tell(ctx, cb.ResponseURL, ":x: pgkill could not refresh the listing: "+blocks.Escape(err.Error()))
 	}
 }
 
-func (b *Bot) listing(ctx context.Context, q Query) blocks.Message {
+// viewable splits the targets a command asks for (all when none) into
+// those user may see from channel and those withheld, each with why. When
+// none may be seen it answers the user privately with the reasons, records
+// the refusal and returns false.
+func (b *Bot) viewable(ctx context.Context, responseURL, user, channel string, q Query) (shown, withheld []string, ok bool) {
+	asked := q.Targets
+	if len(asked) == 0 {
+		asked = b.targets()
+	}
+	var whys []string
+	for _, t := range asked {
+		d := b.policy.May(ctx, policy.View, user, channel, t)
+		if d.Allowed {
+			shown = append(shown, t)
+			continue
+		}
+		withheld = append(withheld, d.Why)
+		if !slices.Contains(whys, d.Why) {
+			whys = append(whys, d.Why)
+		}
+	}
+	if len(shown) == 0 {
+		b.refuse(ctx, responseURL, user, channel, q.Kind, asked, strings.Join(whys, " "))
+		return nil, nil, false
+	}
+	return shown, withheld, true
+}
+
+// listing lists q's targets (q.Targets: those the user may see); withheld
+// says which the user asked for and may not see here.
+func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Message {
 	targets := q.Targets
 	if len(targets) == 0 {
 		targets = b.targets()
@@ -65,7 +108,7 @@ func (b *Bot) listing(ctx context.Context, q Query) blocks.Message {
 	}
 	return blocks.ListingMessage(blocks.Listing{
 		Targets: targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
-		Results: results, Now: b.now(),
+		Results: results, Now: b.now(), Withheld: withheld,
 	})
 }
 

@@ -47,6 +47,18 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	b := New(work, cfg, db, api, store, log)
+	// Payloads from any other workspace (a shared channel of another
+	// organisation) are refused: the token says which one is ours.
+	actx, cancelAuth := context.WithTimeout(ctx, 30*time.Second)
+	who, err := api.AuthTestContext(actx)
+	cancelAuth()
+	if err != nil {
+		return fmt.Errorf("slack auth.test (SLACK_BOT_TOKEN): %w", err)
+	}
+	b.team, b.org = who.TeamID, who.EnterpriseID
+	if len(cfg.Channels) == 0 && cfg.PolicyFile == "" {
+		log.Warn("PGKILL_CHANNELS is empty: /pgkill answers in any channel and direct message of the workspace; set it to the incident channels")
+	}
 	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command),
 		slog.String("api_url", cfg.APIURL), slog.Bool("state_store", store != nil))
 
@@ -93,7 +105,7 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 			g.Go(func() error { b.checkTargets(gctx); return nil })
 		}
 	}
-	err := g.Wait()
+	err = g.Wait()
 
 	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.shutdownGrace()))
 	if !b.wait(cfg.shutdownGrace()) {

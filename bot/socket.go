@@ -27,6 +27,10 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			if !ok || evt.Request == nil {
 				continue
 			}
+			if !b.ourTeam(cmd.TeamID, cmd.EnterpriseID) {
+				b.foreign(client, evt.Request, cmd.UserID, cmd.TeamID, "command")
+				continue
+			}
 			q, err := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
 			b.metrics.command(commandKind(q, err))
 			if m := b.Answer(q, err); m != nil {
@@ -41,6 +45,17 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 				b.ack(client, evt.Request)
 			}
 			if !ok || cb.Type != slack.InteractionTypeBlockActions {
+				continue
+			}
+			team := cb.User.TeamID
+			if team == "" {
+				team = cb.Team.ID
+			}
+			if !b.ourTeam(team, cb.Enterprise.ID) {
+				b.foreign(client, nil, cb.User.ID, team, "button")
+				b.goWork(func(ctx context.Context) {
+					b.tell(ctx, cb.ResponseURL, ":no_entry: pgkill acts only for members of its own workspace.")
+				})
 				continue
 			}
 			for _, act := range cb.ActionCallback.BlockActions {
@@ -69,6 +84,28 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 		case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
 			b.log.Warn("Socket Mode error", slog.String("type", string(evt.Type)), slog.Any("detail", evt.Data))
 		}
+	}
+}
+
+// ourTeam reports whether a payload comes from the workspace (or the
+// Enterprise Grid organisation) the app token belongs to.
+func (b *Bot) ourTeam(team, org string) bool {
+	if b.team == "" { // not known (a bot built without Serve, in tests)
+		return true
+	}
+	if org != "" && b.org != "" {
+		return org == b.org
+	}
+	return team == b.team
+}
+
+// foreign refuses a payload from another workspace: privately, recorded.
+func (b *Bot) foreign(client *socketmode.Client, req *socketmode.Request, user, team, what string) {
+	b.log.Info("audit", slog.String("event", AuditRefuse), slog.String("actor", user), slog.String("team", team),
+		slog.String("asked", what), slog.String("why", "another workspace"))
+	b.metrics.command("refused")
+	if req != nil {
+		b.ack(client, req, map[string]any{"response_type": "ephemeral", "text": "pgkill acts only for members of its own workspace."})
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -24,8 +25,8 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 		return
 	}
 	user := cb.User.ID
-	if ok, err := b.access.mayRequest(ctx, user); !ok {
-		b.tell(ctx, cb.ResponseURL, ":no_entry: only "+blocks.Mentions(b.cfg.Requesters)+" may ask to cancel or terminate queries."+lookupNote(err))
+	if d := b.policy.May(ctx, policy.Request, user, cb.Channel.ID, sig.Target); !d.Allowed {
+		b.refuse(ctx, cb.ResponseURL, user, cb.Channel.ID, string(sig.Action), []string{sig.Target}, d.Why)
 		return
 	}
 	cur, err := b.db.Backend(ctx, sig.Target, sig.PID)
@@ -243,8 +244,8 @@ func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id st
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return a, false
 	}
-	if ok, err := b.access.mayApprove(ctx, cb.User.ID); !ok {
-		b.tell(ctx, cb.ResponseURL, ":no_entry: only approvers ("+blocks.Mentions(b.cfg.Approvers)+") may approve or deny requests."+lookupNote(err))
+	if d := b.policy.May(ctx, policy.Approve, cb.User.ID, cb.Channel.ID, a.Backend.Target); !d.Allowed {
+		b.refuse(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "decide "+a.ID, []string{a.Backend.Target}, d.Why)
 		return a, false
 	}
 	return a, true
@@ -263,15 +264,8 @@ func (b *Bot) tellDecided(ctx context.Context, responseURL string, a Approval) {
 	b.tell(ctx, responseURL, fmt.Sprintf(":information_source: request %s is already %s%s; nothing more happens.", a.ID, a.State, who))
 }
 
-func lookupNote(err error) string {
-	if err == nil {
-		return ""
-	}
-	return " (pgkill could not check user-group membership: " + blocks.Escape(err.Error()) + ")"
-}
-
 func (b *Bot) card(a Approval) blocks.Message {
-	return blocks.RequestMessage(a.view(b.cfg.Approvers))
+	return blocks.RequestMessage(a.view(b.policy.Policy().For(a.Backend.Target).Approvers))
 }
 
 // refreshCard shows a request's latest state on its card. Updates of one

@@ -13,6 +13,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
@@ -84,6 +85,9 @@ func (f *fakeAPI) UpdateMessageContext(ctx context.Context, _, ts string, _ ...s
 }
 func (f *fakeAPI) SendMessageContext(context.Context, string, ...slack.MsgOption) (string, string, string, error) {
 	return "", "", "", nil
+}
+func (f *fakeAPI) AuthTestContext(context.Context) (*slack.AuthTestResponse, error) {
+	return &slack.AuthTestResponse{TeamID: "T1"}, nil
 }
 func (f *fakeAPI) GetUserGroupMembersContext(context.Context, string, ...slack.GetUserGroupMembersOption) ([]string, error) {
 	return nil, nil
@@ -232,27 +236,27 @@ func (f *failingGroups) GetUserGroupMembersContext(context.Context, string, ...s
 func TestGroupMembershipStalenessIsBounded(t *testing.T) {
 	api := &failingGroups{}
 	b := newTestBot(t, newFakePG(), api, nil)
-	b.access.approvers = []string{"S0DBA"}
+	b.policy = policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"S0DBA"}}}, b.access.groupMembers)
 	clock := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 	b.now = func() time.Time { return clock }
 	ctx := context.Background()
-	if ok, err := b.access.mayApprove(ctx, "UMEMBER"); !ok || err != nil {
-		t.Fatalf("member refused: %v", err)
+	if d := b.policy.May(ctx, policy.Approve, "UMEMBER", "C", "t"); !d.Allowed {
+		t.Fatalf("member refused: %v", d.Why)
 	}
 	api.mu.Lock()
 	api.fail = true
 	api.mu.Unlock()
 	clock = clock.Add(2 * time.Minute) // past the cache, within the staleness bound
-	if ok, _ := b.access.mayApprove(ctx, "UMEMBER"); !ok {
+	if d := b.policy.May(ctx, policy.Approve, "UMEMBER", "C", "t"); !d.Allowed {
 		t.Error("a recent membership was not trusted while Slack is down")
 	}
 	clock = clock.Add(6 * time.Hour)
-	ok, err := b.access.mayApprove(ctx, "UMEMBER")
-	if ok {
+	d := b.policy.May(ctx, policy.Approve, "UMEMBER", "C", "t")
+	if d.Allowed {
 		t.Fatal("a membership six hours old was trusted while Slack is down")
 	}
-	if err == nil || !strings.Contains(err.Error(), "S0DBA") {
-		t.Errorf("refusal does not say why: %v", err)
+	if !strings.Contains(d.Why, "S0DBA") || !strings.Contains(d.Why, "last known members") {
+		t.Errorf("refusal does not say why: %v", d.Why)
 	}
 }
 

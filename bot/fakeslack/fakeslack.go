@@ -92,6 +92,7 @@ type Server struct {
 	ws          *websocket.Conn
 	wsMu        sync.Mutex // gorilla allows one writer at a time
 	pinging     bool
+	fromTeam    string // the team of the users sending envelopes; "" is TeamID
 	pingEvery   time.Duration
 }
 

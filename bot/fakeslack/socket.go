@@ -143,7 +143,7 @@ func (s *Server) newHook(channel, user, messageTS string) string {
 func (s *Server) SlashCommand(tb testing.TB, command, user, channel, text string) string {
 	tb.Helper()
 	payload := map[string]any{
-		"token": "vtok", "team_id": TeamID, "team_domain": "example", "channel_id": channel, "channel_name": "incident",
+		"token": "vtok", "team_id": s.sender(), "team_domain": "example", "channel_id": channel, "channel_name": "incident",
 		"user_id": user, "user_name": user, "command": command, "text": text, "api_app_id": AppID,
 		"is_enterprise_install": "false", "response_url": s.newHook(channel, user, ""), "trigger_id": "111.222.trig",
 	}
@@ -170,11 +170,11 @@ func (s *Server) ClickValue(tb testing.TB, user string, m Message, actionID, blo
 	tb.Helper()
 	payload := map[string]any{
 		"type":       "block_actions",
-		"user":       map[string]any{"id": user, "username": user, "name": user, "team_id": TeamID},
+		"user":       map[string]any{"id": user, "username": user, "name": user, "team_id": s.sender()},
 		"api_app_id": AppID, "token": "vtok",
 		"container":    map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": m.Ephemeral},
 		"trigger_id":   "111.333.trig",
-		"team":         map[string]any{"id": TeamID, "domain": "example"},
+		"team":         map[string]any{"id": s.sender(), "domain": "example"},
 		"channel":      map[string]any{"id": m.Channel, "name": "incident"},
 		"message":      map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "thread_ts": m.ThreadTS},
 		"state":        map[string]any{"values": map[string]any{}},
@@ -231,4 +231,22 @@ func (s *Server) DropSocket() {
 	if conn != nil {
 		conn.Close()
 	}
+}
+
+// FromTeam makes the envelopes sent from now on come from users of another
+// workspace (a shared channel of another organisation); "" goes back to
+// this app's own workspace.
+func (s *Server) FromTeam(team string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fromTeam = team
+}
+
+func (s *Server) sender() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fromTeam != "" {
+		return s.fromTeam
+	}
+	return TeamID
 }
