@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/pg"
+	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
 
 const usage = `pgkill finds long-running PostgreSQL queries and ends them safely.
@@ -75,6 +76,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	specs, err := cfg.TargetSpecs()
 	if err != nil {
 		return err
+	}
+	// pgkill_auth=iam / pgkill_secret=… in a DSN: logins from AWS.
+	if specs, _, err = pgaws.Targets(ctx, specs); err != nil {
+		return fmt.Errorf("PGKILL_TARGETS: %w", err)
 	}
 	if cmd == "serve" {
 		err = cfg.ValidateSlack()

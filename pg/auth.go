@@ -87,7 +87,11 @@ func beforeConnect(auth Auth) func(context.Context, *pgx.ConnConfig) error {
 // offer other credentials. A refused login happens before any statement is
 // sent, so a second attempt can never signal twice.
 func (t *Target) authRetry(err error) bool {
-	return t.auth != nil && errors.Is(translate(err), ErrAuth) && t.auth.Refused()
+	var e *Error
+	if t.auth == nil || !errors.As(translate(err), &e) || (e.Code != "28P01" && e.Code != "28000") {
+		return false // no login to renew, or not the server's refusal (AWS unreachable: asking again won't help)
+	}
+	return t.auth.Refused()
 }
 
 // adviseAuth adds what to check to a refused login.

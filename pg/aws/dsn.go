@@ -1,0 +1,207 @@
+package aws
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// pgkill's own DSN parameters. They are taken out of the DSN before pgx
+// sees it: pgx would send unknown parameters to the server as settings.
+const (
+	paramAuth   = "pgkill_auth"   // iam
+	paramSecret = "pgkill_secret" // a Secrets Manager ARN or name
+	paramRegion = "pgkill_region" // when the host name does not tell
+)
+
+// Uses reports whether spec's DSN asks for AWS (one of the pgkill_
+// parameters), so that callers load the AWS configuration only when needed.
+func Uses(spec pg.TargetSpec) bool {
+	p, _, err := splitParams(spec.DSN)
+	return err != nil || len(p) > 0
+}
+
+// Targets applies the pgkill_ parameters of specs (see Resolve), loading the
+// AWS configuration only when one of them asks for it.
+func Targets(ctx context.Context, specs []pg.TargetSpec) ([]pg.TargetSpec, *AWS, error) {
+	if !slices.ContainsFunc(specs, Uses) {
+		return specs, nil, nil
+	}
+	a, err := Load(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]pg.TargetSpec, len(specs))
+	for i, s := range specs {
+		if out[i], err = a.Resolve(s); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, a, nil
+}
+
+// Resolve takes the pgkill_ parameters out of spec's DSN and sets its Auth:
+//   - pgkill_auth=iam: an IAM token per new connection for the DSN's user,
+//     host and port (5432 when not written); TLS required (sslmode=require)
+//     unless the DSN or PGSSLMODE chooses otherwise;
+//   - pgkill_secret=ARN|name: user and password (and host, port, dbname when
+//     the DSN names no host) from the secret;
+//   - pgkill_region: the region, when neither the RDS host name nor the
+//     secret's ARN tells it.
+//
+// A spec without them is returned as it is.
+func (a *AWS) Resolve(spec pg.TargetSpec) (pg.TargetSpec, error) {
+	params, rest, err := splitParams(spec.DSN)
+	if err != nil || len(params) == 0 {
+		if err != nil {
+			err = fmt.Errorf("target %q: %w", spec.Name, err)
+		}
+		return spec, err
+	}
+	fail := func(format string, args ...any) (pg.TargetSpec, error) {
+		return pg.TargetSpec{}, fmt.Errorf("target %q: "+format, append([]any{spec.Name}, args...)...)
+	}
+	for k := range params {
+		if k != paramAuth && k != paramSecret && k != paramRegion {
+			return fail("unknown DSN parameter %s (pgkill knows %s, %s, %s)", k, paramAuth, paramSecret, paramRegion)
+		}
+	}
+	mode, secret := params[paramAuth], params[paramSecret]
+	switch {
+	case mode != "" && mode != "iam":
+		return fail("%s=%s: the only value is iam", paramAuth, mode)
+	case mode == "iam" && secret != "":
+		return fail("choose one of %s=iam and %s", paramAuth, paramSecret)
+	case mode == "" && secret == "":
+		return fail("%s alone: add %s=iam or %s=ARN", paramRegion, paramAuth, paramSecret)
+	}
+	shape := dsnShape(rest)
+	if mode == "iam" && !shape.sslmode && os.Getenv("PGSSLMODE") == "" {
+		rest = addParam(rest, "sslmode", "require") // RDS refuses IAM logins without TLS
+	}
+	cfg, err := pgconn.ParseConfig(rest)
+	if err != nil {
+		return fail("invalid DSN: %s", pg.Redact(err.Error()))
+	}
+	out := spec
+	out.DSN = rest
+	if mode == "iam" {
+		if !shape.host || strings.HasPrefix(cfg.Host, "/") {
+			return fail("IAM authentication needs the instance's host name in the DSN")
+		}
+		if !shape.user {
+			return fail("IAM authentication needs the database user in the DSN (postgres://USER@host:5432/db)")
+		}
+		region, err := a.region(params[paramRegion], regionOfHost(cfg.Host))
+		if err != nil {
+			return fail("%w", err)
+		}
+		out.Auth = a.IAM(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), region, cfg.User)
+		return out, nil
+	}
+	region, err := a.region(regionOfARN(secret), params[paramRegion], regionOfHost(cfg.Host))
+	if err != nil {
+		return fail("%w", err)
+	}
+	out.Auth = a.Secret(secret, region, !shape.host)
+	return out, nil
+}
+
+// splitParams takes pgkill_ parameters out of a URL or keyword/value DSN.
+func splitParams(dsn string) (map[string]string, string, error) {
+	if !strings.Contains(dsn, "pgkill_") {
+		return nil, dsn, nil
+	}
+	params := map[string]string{}
+	if isURL(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, "", fmt.Errorf("invalid DSN: %s", pg.Redact(err.Error()))
+		}
+		q := u.Query()
+		for k, v := range q {
+			if strings.HasPrefix(k, "pgkill_") {
+				params[k] = v[len(v)-1]
+				q.Del(k)
+			}
+		}
+		u.RawQuery = q.Encode()
+		return params, u.String(), nil
+	}
+	rest := kvParam.ReplaceAllStringFunc(dsn, func(m string) string {
+		sub := kvParam.FindStringSubmatch(m)
+		params[sub[1]] = strings.Trim(sub[2], "'")
+		return ""
+	})
+	return params, strings.TrimSpace(rest), nil
+}
+
+var kvParam = regexp.MustCompile(`(?:^|\s)(pgkill_[a-z_]+)\s*=\s*('[^']*'|\S+)`)
+
+func isURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// shape says which settings a DSN writes itself (pgx fills in defaults, so
+// the parsed config cannot tell).
+type shape struct{ host, user, sslmode bool }
+
+func dsnShape(dsn string) shape {
+	if isURL(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return shape{}
+		}
+		q := u.Query()
+		return shape{
+			host:    u.Hostname() != "" || q.Get("host") != "",
+			user:    u.User.Username() != "" || q.Get("user") != "",
+			sslmode: q.Has("sslmode"),
+		}
+	}
+	has := func(k string) bool { return regexp.MustCompile(`(?:^|\s)` + k + `\s*=`).MatchString(dsn) }
+	return shape{host: has("host") || has("hostaddr"), user: has("user"), sslmode: has("sslmode")}
+}
+
+func addParam(dsn, k, v string) string {
+	if isURL(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn
+		}
+		q := u.Query()
+		q.Set(k, v)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return strings.TrimSpace(dsn + " " + k + "=" + v)
+}
+
+// regionOfHost reads the region of an RDS host name:
+// NAME.ID.REGION.rds.amazonaws.com (also .com.cn, and proxies' names).
+func regionOfHost(host string) string {
+	labels := strings.Split(strings.ToLower(host), ".")
+	for i := 1; i+1 < len(labels); i++ {
+		if labels[i] == "rds" && labels[i+1] == "amazonaws" {
+			return labels[i-1]
+		}
+	}
+	return ""
+}
+
+// regionOfARN reads arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME.
+func regionOfARN(arn string) string {
+	p := strings.Split(arn, ":")
+	if len(p) >= 6 && p[0] == "arn" {
+		return p[3]
+	}
+	return ""
+}
