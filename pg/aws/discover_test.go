@@ -253,3 +253,27 @@ func TestRefresherNameClash(t *testing.T) {
 		t.Errorf("fleet %v after a clash", got)
 	}
 }
+
+// Nothing found and nothing configured is an error, never an empty fleet
+// that would list no query.
+func TestRefresherNothingFound(t *testing.T) {
+	f := fakeaws.New(t)
+	f.AddInstance("eu-west-1", fakeaws.Instance{ID: "shop", Engine: "mysql", Address: "10.0.0.1", Port: 3306})
+	a := newAWS(t, f, "eu-west-1")
+	d, err := pgaws.ParseDiscovery("auth=iam user=pgkill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet, err := pg.NewFleet(nil, pg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fleet.Close)
+	r, err := pgaws.Start(ctx(t), "auth=iam user=pgkill", a, nil, fleet, nil)
+	if err == nil || r != nil || !strings.Contains(err.Error(), "no targets") {
+		t.Fatalf("Start = %v, %v; want an error saying there are no targets", r, err)
+	}
+	if _, err := pgaws.NewRefresher(a, d, nil, fleet, nil).Refresh(ctx(t)); err == nil {
+		t.Error("Refresh accepted an empty fleet")
+	}
+}

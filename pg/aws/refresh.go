@@ -90,6 +90,10 @@ func (r *Refresher) refresh(ctx context.Context) (pg.FleetChange, int, error) {
 		// changed policy or tag is not. Keep the targets and say so.
 		return pg.FleetChange{}, 0, fmt.Errorf("discovery found no instance where there were %d: keeping them (check the tag and cluster filters and rds:DescribeDBInstances)", known)
 	}
+	if len(found) == 0 && len(r.static) == 0 {
+		// An empty fleet would list nothing, which reads as an all-clear.
+		return pg.FleetChange{}, 0, fmt.Errorf("discovery found no PostgreSQL instance and PGKILL_TARGETS is empty: no targets (check the regions, tag and cluster filters)")
+	}
 	specs, err := Merge(r.static, found)
 	if err != nil {
 		return pg.FleetChange{}, 0, err
