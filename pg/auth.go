@@ -47,7 +47,8 @@ func beforeConnect(auth Auth) func(context.Context, *pgx.ConnConfig) error {
 	return func(ctx context.Context, cfg *pgx.ConnConfig) error {
 		l, err := auth.Login(ctx)
 		if err != nil {
-			return &Error{Kind: ErrAuth, Message: "could not get the login (" + auth.String() + "): " + redact(err.Error()), err: err}
+			return &Error{Kind: ErrAuth, Message: "could not get the login (" + auth.String() + "): " + redact(err.Error()),
+				Hint: "the database was not asked: check where the login comes from (for AWS: pgkill's credentials and IAM policy)", err: err}
 		}
 		if l.User != "" {
 			cfg.User = l.User

@@ -21,9 +21,10 @@ type AWS struct {
 	SecretTTL time.Duration
 	now       func() time.Time
 
-	mu      sync.Mutex
-	rds     map[string]*rds.Client
-	secrets map[string]*secretsmanager.Client
+	mu          sync.Mutex
+	rds         map[string]*rds.Client
+	secrets     map[string]*secretsmanager.Client
+	secretAuths map[string]*secretAuth // shared by the targets of one secret
 }
 
 // Load reads the SDK's standard configuration chain. It does not call AWS:
@@ -44,6 +45,8 @@ func New(cfg sdkaws.Config) *AWS {
 		now:       time.Now,
 		rds:       map[string]*rds.Client{},
 		secrets:   map[string]*secretsmanager.Client{},
+
+		secretAuths: map[string]*secretAuth{},
 	}
 }
 

@@ -145,6 +145,9 @@ func TestDiscoverClusterAndSecret(t *testing.T) {
 		len(specs) != 2 || !strings.Contains(got, "postgres://orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432/postgres?sslmode=require auth=\"Secrets Manager secret prod/pgkill\"") {
 		t.Errorf("discovered:\n%s", got)
 	}
+	if len(specs) == 2 && specs[0].Auth != specs[1].Auth {
+		t.Error("two targets of one secret do not share its login: each would read it")
+	}
 }
 
 func TestRefresher(t *testing.T) {

@@ -34,8 +34,19 @@ type secretAuth struct {
 // Secret returns the Auth of a target whose login is in secret id (ARN or
 // name) in region. With useHost, the secret's host, port and dbname are
 // used too.
+//
+// Targets naming the same secret share one Auth: one read serves them all,
+// and a refusal on one makes the next login of every one re-read it.
 func (a *AWS) Secret(id, region string, useHost bool) pg.Auth {
-	return &secretAuth{a: a, id: id, region: region, useHost: useHost}
+	key := fmt.Sprintf("%s\x00%s\x00%t", id, region, useHost)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.secretAuths[key]
+	if !ok {
+		s = &secretAuth{a: a, id: id, region: region, useHost: useHost}
+		a.secretAuths[key] = s
+	}
+	return s
 }
 
 func (s *secretAuth) Login(ctx context.Context) (pg.Login, error) {

@@ -87,6 +87,7 @@ func TestSecretFailures(t *testing.T) {
 	f.PutSecret("eu-west-1", "stale", loginJSON("pgkill_secret_bad", "leaky-value-2"))
 	tests := []struct{ secret, want string }{
 		{"missing", "ResourceNotFoundException"},
+		{"missing", "the database was not asked"},
 		{"notjson", "is not a JSON object with username and password"},
 		{"stale", "the secret was read again and its login is still refused"},
 	}
@@ -105,7 +106,7 @@ func TestSecretFailures(t *testing.T) {
 			}
 		})
 	}
-	if n := f.Count("GetSecretValue"); n != 4 {
-		t.Errorf("GetSecretValue %d times, want 4: once for missing and notjson (a failed read is not retried), twice for stale (one re-read after the refusal)", n)
+	if n := f.Count("GetSecretValue"); n != 5 {
+		t.Errorf("GetSecretValue %d times, want 5: once per try for missing (twice) and notjson (a failed read is not retried), twice for stale (one re-read after the refusal)", n)
 	}
 }
