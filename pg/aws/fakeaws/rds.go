@@ -3,6 +3,7 @@ package fakeaws
 import (
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -77,7 +78,7 @@ func (s *Server) FailRDS(err *APIError) {
 
 const rdsNS = "http://rds.amazonaws.com/doc/2014-10-31/"
 
-func (s *Server) rds(w http.ResponseWriter, region, body string) {
+func (s *Server) rds(w http.ResponseWriter, r *http.Request, region, body string) {
 	form, err := url.ParseQuery(body)
 	if err != nil {
 		s.tb.Errorf("fakeaws: RDS form: %v", err)
@@ -85,7 +86,7 @@ func (s *Server) rds(w http.ResponseWriter, region, body string) {
 		return
 	}
 	action := form.Get("Action")
-	s.record("rds", region, action)
+	s.record(r, "rds", region, action)
 	if v := form.Get("Version"); v != "2014-10-31" {
 		s.tb.Errorf("fakeaws: RDS API version %q", v)
 	}
@@ -296,9 +297,11 @@ func (s *Server) rdsAnswer(w http.ResponseWriter, action string, result any) {
 		s.tb.Errorf("fakeaws: %v", err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/xml")
-	fmt.Fprintf(w, `<%sResponse xmlns="%s">%s<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`,
+	body := fmt.Sprintf(`<%sResponse xmlns="%s">%s<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`,
 		action, rdsNS, b, s.requestID(), action)
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = io.WriteString(w, body)
 }
 
 func (s *Server) rdsError(w http.ResponseWriter, e APIError) {

@@ -34,7 +34,7 @@ func (s *Server) PutSecret(region, name, value string) string {
 
 func (s *Server) secretsManager(w http.ResponseWriter, r *http.Request, region, target string, body []byte) {
 	action, ok := strings.CutPrefix(target, "secretsmanager.")
-	s.record("secretsmanager", region, action)
+	s.record(r, "secretsmanager", region, action)
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-amz-json-1.1" {
 		s.tb.Errorf("fakeaws: Secrets Manager content type %q", ct)
 	}
