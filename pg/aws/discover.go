@@ -3,7 +3,9 @@ package aws
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
@@ -70,10 +72,10 @@ func (a *AWS) discoverRegion(ctx context.Context, d Discovery, region string) ([
 		} else if sdkaws.ToString(in.ReadReplicaSourceDBInstanceIdentifier) != "" {
 			spec.Role = "replica"
 		}
-		host, port := sdkaws.ToString(in.Endpoint.Address), sdkaws.ToInt32(in.Endpoint.Port)
-		spec.DSN = d.dsn(host, port)
+		endpoint := net.JoinHostPort(sdkaws.ToString(in.Endpoint.Address), strconv.Itoa(int(sdkaws.ToInt32(in.Endpoint.Port))))
+		spec.DSN = d.dsn(endpoint)
 		if d.IAM {
-			spec.Auth = a.IAM(fmt.Sprintf("%s:%d", host, port), region, d.User)
+			spec.Auth = a.IAM(endpoint, region, d.User)
 		} else {
 			secretRegion, _ := a.region(regionOfARN(d.Secret), region)
 			spec.Auth = a.Secret(d.Secret, secretRegion, false)
@@ -139,8 +141,8 @@ func (a *AWS) clusterRoles(ctx context.Context, client *rds.Client, d Discovery,
 }
 
 // dsn is a discovered instance's connection string.
-func (d Discovery) dsn(host string, port int32) string {
-	u := url.URL{Scheme: "postgres", Host: fmt.Sprintf("%s:%d", host, port), Path: "/" + d.Database}
+func (d Discovery) dsn(endpoint string) string {
+	u := url.URL{Scheme: "postgres", Host: endpoint, Path: "/" + d.Database}
 	if d.User != "" {
 		u.User = url.User(d.User)
 	}

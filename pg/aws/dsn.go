@@ -3,10 +3,12 @@ package aws
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -104,7 +106,7 @@ func (a *AWS) Resolve(spec pg.TargetSpec) (pg.TargetSpec, error) {
 		if err != nil {
 			return fail("%w", err)
 		}
-		out.Auth = a.IAM(fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), region, cfg.User)
+		out.Auth = a.IAM(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), region, cfg.User)
 		return out, nil
 	}
 	region, err := a.region(regionOfARN(secret), params[paramRegion], regionOfHost(cfg.Host))
@@ -167,9 +169,14 @@ func dsnShape(dsn string) shape {
 			sslmode: q.Has("sslmode"),
 		}
 	}
-	has := func(k string) bool { return regexp.MustCompile(`(?:^|\s)` + k + `\s*=`).MatchString(dsn) }
-	return shape{host: has("host") || has("hostaddr"), user: has("user"), sslmode: has("sslmode")}
+	keys := map[string]bool{}
+	for _, m := range kvKey.FindAllStringSubmatch(dsn, -1) {
+		keys[m[1]] = true
+	}
+	return shape{host: keys["host"] || keys["hostaddr"], user: keys["user"], sslmode: keys["sslmode"]}
 }
+
+var kvKey = regexp.MustCompile(`(?:^|\s)([a-z_]+)\s*=`)
 
 func addParam(dsn, k, v string) string {
 	if isURL(dsn) {
