@@ -85,36 +85,45 @@ func (a *AWS) Resolve(spec pg.TargetSpec) (pg.TargetSpec, error) {
 	case mode == "" && secret == "":
 		return fail("%s alone: add %s=iam or %s=ARN", paramRegion, paramAuth, paramSecret)
 	}
-	shape := dsnShape(rest)
-	if mode == "iam" && !shape.sslmode && os.Getenv("PGSSLMODE") == "" {
-		rest = addParam(rest, "sslmode", "require") // RDS refuses IAM logins without TLS
-	}
-	cfg, err := pgconn.ParseConfig(rest)
-	if err != nil {
-		return fail("invalid DSN: %s", pg.Redact(err.Error()))
-	}
-	out := spec
-	out.DSN = rest
 	if mode == "iam" {
-		if !shape.host || strings.HasPrefix(cfg.Host, "/") {
-			return fail("IAM authentication needs the instance's host name in the DSN")
-		}
-		if !shape.user {
-			return fail("IAM authentication needs the database user in the DSN (postgres://USER@host:5432/db)")
-		}
-		region, err := a.region(params[paramRegion], regionOfHost(cfg.Host))
-		if err != nil {
-			return fail("%w", err)
-		}
-		out.Auth = a.IAM(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), region, cfg.User)
-		return out, nil
+		return a.resolveIAM(spec, rest, params[paramRegion])
 	}
-	region, err := a.region(regionOfARN(secret), params[paramRegion], regionOfHost(cfg.Host))
+	return a.resolveSecret(spec, rest, secret, params[paramRegion])
+}
+
+func (a *AWS) resolveIAM(spec pg.TargetSpec, dsn, region string) (pg.TargetSpec, error) {
+	shape := dsnShape(dsn)
+	if !shape.sslmode && os.Getenv("PGSSLMODE") == "" {
+		dsn = addParam(dsn, "sslmode", "require") // RDS refuses IAM logins without TLS
+	}
+	cfg, err := pgconn.ParseConfig(dsn)
+	switch {
+	case err != nil:
+		return pg.TargetSpec{}, fmt.Errorf("target %q: invalid DSN: %s", spec.Name, pg.Redact(err.Error()))
+	case !shape.host || strings.HasPrefix(cfg.Host, "/"):
+		return pg.TargetSpec{}, fmt.Errorf("target %q: IAM authentication needs the instance's host name in the DSN", spec.Name)
+	case !shape.user:
+		return pg.TargetSpec{}, fmt.Errorf("target %q: IAM authentication needs the database user in the DSN (postgres://USER@host:5432/db)", spec.Name)
+	}
+	if region, err = a.region(region, regionOfHost(cfg.Host)); err != nil {
+		return pg.TargetSpec{}, fmt.Errorf("target %q: %w", spec.Name, err)
+	}
+	spec.DSN = dsn
+	spec.Auth = a.IAM(net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), region, cfg.User)
+	return spec, nil
+}
+
+func (a *AWS) resolveSecret(spec pg.TargetSpec, dsn, secret, region string) (pg.TargetSpec, error) {
+	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		return fail("%w", err)
+		return pg.TargetSpec{}, fmt.Errorf("target %q: invalid DSN: %s", spec.Name, pg.Redact(err.Error()))
 	}
-	out.Auth = a.Secret(secret, region, !shape.host)
-	return out, nil
+	if region, err = a.region(regionOfARN(secret), region, regionOfHost(cfg.Host)); err != nil {
+		return pg.TargetSpec{}, fmt.Errorf("target %q: %w", spec.Name, err)
+	}
+	spec.DSN = dsn
+	spec.Auth = a.Secret(secret, region, !dsnShape(dsn).host)
+	return spec, nil
 }
 
 // splitParams takes pgkill_ parameters out of a URL or keyword/value DSN.
