@@ -110,3 +110,27 @@ func TestSecretFailures(t *testing.T) {
 		t.Errorf("GetSecretValue %d times, want 5: once per try for missing (twice) and notjson (a failed read is not retried), twice for stale (one re-read after the refusal)", n)
 	}
 }
+
+// Past SecretTTL, a new connection reads the secret again.
+func TestSecretTTL(t *testing.T) {
+	f := fakeaws.New(t)
+	a := newAWS(t, f, "eu-west-1")
+	a.SecretTTL = 0
+	const role = "pgkill_secret_ttl"
+	dsn := pgtest.PasswordRole(t, role, "ttl-pass")
+	f.PutSecret("eu-west-1", "ttl", loginJSON(role, "ttl-pass"))
+	spec, err := a.Resolve(pg.TargetSpec{Name: "ttl", DSN: dsn + "&pgkill_secret=ttl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newTarget(t, spec)
+	for range 2 {
+		if err := tg.Ping(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+		dropSessions(t, role)
+	}
+	if n := f.Count("GetSecretValue"); n != 2 {
+		t.Errorf("GetSecretValue %d times for 2 connections with no caching, want 2", n)
+	}
+}
