@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/pg"
+	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
 
 const usage = `pgkill finds long-running PostgreSQL queries and ends them safely.
@@ -76,6 +78,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	// pgkill_auth=iam / pgkill_secret=… in a DSN: logins from AWS.
+	specs, awsc, err := pgaws.Targets(ctx, specs)
+	if err != nil {
+		return fmt.Errorf("PGKILL_TARGETS: %w", err)
+	}
+	if cfg.RDSDiscover != "" && cfg.Targets == "" && cfg.DatabaseURL == "" {
+		specs = nil // discovery alone: no "default" target from the libpq variables
+	}
 	if cmd == "serve" {
 		err = cfg.ValidateSlack()
 	} else {
@@ -93,6 +103,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	defer fleet.Close()
+	// PGKILL_RDS_DISCOVER: the RDS/Aurora instances join the fleet now.
+	var discoveryLog *slog.Logger // the CLI says what fails in its errors
+	if cmd == "serve" {
+		discoveryLog = bot.NewLogger(cfg, stderr)
+	}
+	discovery, err := pgaws.Start(ctx, cfg.RDSDiscover, awsc, specs, fleet, discoveryLog)
+	if err != nil {
+		return err
+	}
 
 	if cmd == "serve" {
 		var store bot.StateStore // nil: state in memory
@@ -105,6 +124,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 			defer s.Close()
 			store = s
+		}
+		if discovery != nil {
+			go discovery.Run(ctx) // ends with ctx; the bot may take it over for /readyz and metrics
 		}
 		return bot.Serve(ctx, cfg, fleet, store, stderr)
 	}

@@ -28,6 +28,8 @@ type Config struct {
 	ProtectedUsers string        `envconfig:"PGKILL_PROTECTED_USERS"`
 	ProtectedApps  string        `envconfig:"PGKILL_PROTECTED_APPS"`
 	ConnectTimeout time.Duration `envconfig:"PGKILL_CONNECT_TIMEOUT" default:"5s"`
+	// RDSDiscover is read by pg/aws (ParseDiscovery, Start).
+	RDSDiscover string `envconfig:"PGKILL_RDS_DISCOVER"`
 
 	AppToken     string        `envconfig:"SLACK_APP_TOKEN"`
 	BotToken     string        `envconfig:"SLACK_BOT_TOKEN"`

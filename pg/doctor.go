@@ -3,14 +3,13 @@ package pg
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Report is what Doctor found on one target.
 type Report struct {
 	Target        string
-	Err           error // could not connect or read; the rest is empty
+	Auth          string // how pgkill logs in (Target.AuthMode)
+	Err           error  // could not connect or read; the rest is empty
 	Version       string
 	VersionNum    int
 	User          string
@@ -59,7 +58,7 @@ SELECT current_setting('statement_timeout'), current_setting('idle_in_transactio
 // the AWS guidance recommends reviewing. A failure to connect is reported in
 // Report.Err, never returned.
 func (t *Target) Doctor(ctx context.Context) Report {
-	r := Report{Target: t.Name}
+	r := Report{Target: t.Name, Auth: t.AuthMode()}
 	var s [7]string
 	err := t.do(ctx, func(ctx context.Context) error {
 		return t.pool.QueryRow(ctx, doctorSQL).Scan(&r.Version, &r.VersionNum, &r.User, &r.Superuser,
@@ -120,7 +119,7 @@ func (t *Target) plainSettings(ctx context.Context, dst []string) error {
 	cfg := t.connCfg.Copy()
 	delete(cfg.RuntimeParams, "statement_timeout")
 	delete(cfg.RuntimeParams, "idle_in_transaction_session_timeout")
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := t.connect(ctx, cfg)
 	if err != nil {
 		return translate(err)
 	}

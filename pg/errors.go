@@ -30,6 +30,10 @@ var (
 	// that pgkill's role may not see (no pg_read_all_stats): it cannot be
 	// identified, so it is never signalled.
 	ErrHidden = errors.New("session hidden from pgkill's role")
+	// ErrAuth: the server refused pgkill's login (28P01, 28000: a wrong
+	// password, an expired or refused IAM token), or no login could be
+	// obtained (AWS unreachable). Error.Hint says what to check.
+	ErrAuth = errors.New("authentication failed")
 )
 
 // Error carries the server's own words next to the sentinel, so a user sees
@@ -39,6 +43,7 @@ type Error struct {
 	Code    string // SQLSTATE, when the server answered
 	Message string
 	Detail  string
+	Hint    string // what to check, for ErrAuth; never a secret
 	err     error
 }
 
@@ -49,6 +54,9 @@ func (e *Error) Error() string {
 	}
 	if e.Code != "" {
 		msg += " [SQLSTATE " + e.Code + "]"
+	}
+	if e.Hint != "" {
+		msg += ": " + e.Hint
 	}
 	return redact(msg)
 }
@@ -74,10 +82,12 @@ func translate(err error) error {
 			e.Kind = ErrTimeout
 		case "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004":
 			e.Kind = ErrUnavailable
+		case "28P01", "28000":
+			e.Kind = ErrAuth
 		}
 		return e
 	}
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPermission) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPermission) || errors.Is(err, ErrAuth) {
 		return err
 	}
 	var netErr net.Error

@@ -4,53 +4,82 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 )
 
-// Fleet is every configured target. Work on several targets runs
-// concurrently, and one slow or dead target never delays or fails the
-// others: its result carries the error instead.
+// Fleet is every target. Work on several targets runs concurrently, and one
+// slow or dead target never delays or fails the others: its result carries
+// the error instead. Targets can change at run time (Set: discovery adds and
+// removes instances); every method is safe for concurrent use with Set, and
+// an operation that started on a target removed meanwhile ends with that
+// target's error.
 type Fleet struct {
-	targets []*Target
+	opts  Options
+	setMu sync.Mutex // one Set at a time
+
+	mu      sync.RWMutex
+	targets []*member // in configuration order
+}
+
+// member is one target with the spec it was made from.
+type member struct {
+	spec   TargetSpec
+	target *Target
 }
 
 // NewFleet makes a lazily connecting target for each spec.
 func NewFleet(specs []TargetSpec, opts Options) (*Fleet, error) {
-	f := &Fleet{}
-	for _, s := range specs {
-		t, err := NewTarget(s, opts)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		f.targets = append(f.targets, t)
+	f := &Fleet{opts: opts}
+	if _, err := f.Set(specs); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
 // Close closes every pool.
 func (f *Fleet) Close() {
-	for _, t := range f.targets {
-		t.Close()
+	f.mu.Lock()
+	ms := f.targets
+	f.targets = nil
+	f.mu.Unlock()
+	for _, m := range ms {
+		m.target.Close()
 	}
 }
 
 // Names lists the targets in configuration order.
 func (f *Fleet) Names() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	names := make([]string, len(f.targets))
-	for i, t := range f.targets {
-		names[i] = t.Name
+	for i, m := range f.targets {
+		names[i] = m.spec.Name
 	}
 	return names
 }
 
+// Specs lists the targets' specs in configuration order (with their origin
+// and role, for showing).
+func (f *Fleet) Specs() []TargetSpec {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	specs := make([]TargetSpec, len(f.targets))
+	for i, m := range f.targets {
+		specs[i] = m.spec
+	}
+	return specs
+}
+
 // Target finds a target by name.
 func (f *Fleet) Target(name string) (*Target, error) {
-	for _, t := range f.targets {
-		if t.Name == name {
-			return t, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, m := range f.targets {
+		if m.spec.Name == name {
+			return m.target, nil
 		}
 	}
 	return nil, fmt.Errorf("unknown target %q", name)
@@ -98,11 +127,13 @@ func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listi
 // Doctor checks the named targets (all when names is empty) concurrently.
 func (f *Fleet) Doctor(ctx context.Context, names []string) []Report {
 	var targets []*Target
-	for _, t := range f.targets {
-		if len(names) == 0 || contains(names, t.Name) {
-			targets = append(targets, t)
+	f.mu.RLock()
+	for _, m := range f.targets {
+		if len(names) == 0 || contains(names, m.spec.Name) {
+			targets = append(targets, m.target)
 		}
 	}
+	f.mu.RUnlock()
 	out := make([]Report, len(targets))
 	var g errgroup.Group
 	for i, t := range targets {

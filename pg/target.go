@@ -24,6 +24,15 @@ const AppName = "pgkill"
 type TargetSpec struct {
 	Name string
 	DSN  string // may hold a password: never print it, use Redact
+	// Auth, when set, supplies each new connection's login (pg/aws: IAM
+	// tokens, Secrets Manager); nil uses the DSN's own password.
+	Auth Auth
+	// Origin says where a discovered target came from ("" for a
+	// configured one); Role is its replication role (Aurora writer or
+	// reader), which a failover changes. Both are shown, never used to
+	// connect.
+	Origin string
+	Role   string
 }
 
 var targetName = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -91,6 +100,7 @@ type Target struct {
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for Doctor's one plain connection
 	opts    Options
+	auth    Auth // nil: the DSN's password
 }
 
 // NewTarget makes the pool for spec. It does not connect.
@@ -99,6 +109,12 @@ func NewTarget(spec TargetSpec, opts Options) (*Target, error) {
 	cfg, err := pgxpool.ParseConfig(spec.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("target %q: invalid DSN: %s", spec.Name, redact(err.Error()))
+	}
+	if err := unresolvedParams(spec.Name, cfg.ConnConfig.RuntimeParams); err != nil {
+		return nil, err
+	}
+	if spec.Auth != nil {
+		cfg.BeforeConnect = beforeConnect(spec.Auth)
 	}
 	cfg.MaxConns = 2
 	cfg.MinConns = 0
@@ -117,7 +133,29 @@ func NewTarget(spec TargetSpec, opts Options) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("target %q: %s", spec.Name, redact(err.Error()))
 	}
-	return &Target{Name: spec.Name, pool: pool, connCfg: cfg.ConnConfig.Copy(), opts: opts}, nil
+	return &Target{Name: spec.Name, pool: pool, connCfg: cfg.ConnConfig.Copy(), opts: opts, auth: spec.Auth}, nil
+}
+
+// unresolvedParams refuses pgkill's own DSN parameters (pgkill_auth,
+// pgkill_secret, …) that nothing has taken out (pg/aws does): pgx would send
+// them to the server as settings, and the server would refuse the login.
+func unresolvedParams(name string, params map[string]string) error {
+	for k := range params {
+		if strings.HasPrefix(k, "pgkill_") {
+			return fmt.Errorf("target %q: DSN parameter %s is pgkill's own and was not applied (it needs the AWS support, pg/aws)", name, k)
+		}
+	}
+	return nil
+}
+
+// connect opens one plain connection with cfg, with the target's login.
+func (t *Target) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	if t.auth != nil {
+		if err := beforeConnect(t.auth)(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // Close releases the pool.
@@ -130,8 +168,9 @@ func (t *Target) deadline(ctx context.Context) (context.Context, context.CancelF
 }
 
 // do runs fn on a pooled connection and retries once when the server had
-// closed that session (restart, failover, pg_terminate_backend): the user
-// sees the second attempt, on a fresh connection, succeed.
+// closed that session (restart, failover, pg_terminate_backend), or refused
+// a login that the target's Auth can renew (a rotated secret): the user sees
+// the second attempt, on a fresh connection, succeed.
 func (t *Target) do(ctx context.Context, fn func(context.Context) error) error {
 	ctx, cancel := t.deadline(ctx)
 	defer cancel()
@@ -140,7 +179,10 @@ func (t *Target) do(ctx context.Context, fn func(context.Context) error) error {
 		t.pool.Reset() // every idle connection may be dead: don't hand out another one
 		err = fn(ctx)
 	}
-	return translate(err)
+	if ctx.Err() == nil && t.authRetry(err) { // also after a reconnection
+		err = fn(ctx)
+	}
+	return t.adviseAuth(translate(err))
 }
 
 // Ping checks that the server answers, on a pooled connection.

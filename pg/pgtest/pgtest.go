@@ -144,6 +144,10 @@ func start() (string, func(), error) {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
+	if err := requirePasswords(data); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return "", nil, err
