@@ -28,7 +28,9 @@ type Request struct {
 	Requester   string   // Slack user ID
 	Approvers   []string // user and user-group IDs to mention
 	State       string
-	Decider     string // who approved or denied
+	Decider     string   // who approved (the last approval needed) or denied
+	Needed      int      // distinct approvals needed; 0 or 1: one
+	Votes       []string // who has approved so far
 	RequestedAt time.Time
 	DecidedAt   time.Time
 	ExpiresAt   time.Time
@@ -56,7 +58,7 @@ func RequestMessage(r Request) Message {
 		bs = append(bs,
 			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._\n%s",
 				mention(r.Requester), what, capitalize(string(r.Action)), effect, codeBlock(b.Query, 1500))),
-			contextLine("who", fmt.Sprintf("Request %s · approvers: %s · expires %s", Escape(r.ID), Mentions(r.Approvers), slackDate(r.ExpiresAt))),
+			contextLine("who", fmt.Sprintf("Request %s · approvers: %s%s · expires %s", Escape(r.ID), Mentions(r.Approvers), votesText(r), slackDate(r.ExpiresAt))),
 			slack.NewActionBlock("decide",
 				button(ActionApprove, "Approve", r.ID, slack.StylePrimary).WithConfirm(
 					slack.NewConfirmationBlockObject(
@@ -85,7 +87,11 @@ func RequestMessage(r Request) Message {
 	if !r.DecidedAt.IsZero() {
 		at = r.DecidedAt
 	}
-	return revise(Message{Text: text, Blocks: bs}, at, r.State)
+	rev := r.State
+	if r.State == StatePending && len(r.Votes) > 0 { // each approval given is a new revision of the card
+		rev += fmt.Sprintf("%d", len(r.Votes))
+	}
+	return revise(Message{Text: text, Blocks: bs}, at, rev)
 }
 
 // outcomeText states what happened, plainly.
@@ -132,13 +138,28 @@ func trail(r Request) string {
 	s := fmt.Sprintf("Request %s by %s at %s", Escape(r.ID), mention(r.Requester), slackDate(r.RequestedAt))
 	switch r.State {
 	case StateApproved, StateDone:
-		if r.Decider != "" {
+		if len(r.Votes) > 1 {
+			s += fmt.Sprintf(" · approved by %s, the last at %s", Mentions(r.Votes), slackDate(r.DecidedAt))
+		} else if r.Decider != "" {
 			s += fmt.Sprintf(" · approved by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
 		}
 	case StateDenied:
 		s += fmt.Sprintf(" · denied by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
 	case StateExpired, StateWithdrawn:
 		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.DecidedAt))
+	}
+	return s
+}
+
+// votesText says how far a request that needs several approvals has got:
+// " · *1 of 2 approvals*: @x"; "" when one approval is enough.
+func votesText(r Request) string {
+	if r.Needed <= 1 {
+		return ""
+	}
+	s := fmt.Sprintf(" · *%d of %d approvals*", len(r.Votes), r.Needed)
+	if len(r.Votes) > 0 {
+		s += ": " + Mentions(r.Votes)
 	}
 	return s
 }

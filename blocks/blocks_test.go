@@ -157,6 +157,14 @@ func TestRequestGolden(t *testing.T) {
 	with := func(f func(*blocks.Request)) blocks.Request { r := base; f(&r); return r }
 	tests := map[string]blocks.Request{
 		"request_pending": with(func(r *blocks.Request) { r.State = blocks.StatePending }),
+		"request_pending_one_of_two": with(func(r *blocks.Request) {
+			r.State, r.Needed, r.Votes = blocks.StatePending, 2, []string{"U0APP"}
+		}),
+		"request_done_two_approvals": with(func(r *blocks.Request) {
+			r.State, r.Needed, r.Votes, r.Decider, r.DecidedAt = blocks.StateDone, 2, []string{"U0APP", "U0APP2"}, "U0APP2", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
+			r.Verified = pg.Verification{Ended: true, How: "query ended", After: 300 * time.Millisecond}
+		}),
 		"request_approved": with(func(r *blocks.Request) {
 			r.State, r.Decider, r.DecidedAt = blocks.StateApproved, "U0APP", now.Add(time.Minute)
 		}),

@@ -39,7 +39,9 @@ type Approval struct {
 	ThreadTS  string // the listing or alert it belongs to
 	CardTS    string // the request card
 	State     State
-	Decider   string
+	Decider   string // the approver whose approval completed it, or who denied it
+	Needed    int    // distinct approvers it needs (PGKILL_APPROVALS); 0 means 1
+	Votes     []Vote // the approvals given so far, in order
 	Requested time.Time
 	Decided   time.Time
 	Expires   time.Time
@@ -47,6 +49,25 @@ type Approval struct {
 	Verified  pg.Verification
 	Err       string
 }
+
+// Vote is one approver's approval of a request that needs several.
+type Vote struct {
+	User string
+	At   time.Time
+}
+
+// voted reports whether user has approved a already.
+func (a Approval) voted(user string) bool {
+	for _, v := range a.Votes {
+		if v.User == user {
+			return true
+		}
+	}
+	return false
+}
+
+// needed is how many distinct approvals a needs.
+func (a Approval) needed() int { return max(a.Needed, 1) }
 
 // requests keeps approval requests. Every method may fail only in the
 // state store (the database is unreachable); the in-memory one never fails.
@@ -63,6 +84,11 @@ type requests interface {
 	// returned: change is where a condition that must hold at the moment of
 	// the step (not expired) is checked.
 	transition(ctx context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error)
+	// apply runs fn on the latest version of request id and stores the
+	// result as one atomic step, when fn reports true; fn may change the
+	// state. It returns the request as stored and whether fn's change was
+	// stored; fn's error aborts and is returned.
+	apply(ctx context.Context, id string, fn func(*Approval) (bool, error)) (Approval, bool, error)
 	// update changes a request's other fields on its latest version, never
 	// its state, and never overwriting a concurrent change.
 	update(ctx context.Context, id string, change func(*Approval)) error
@@ -143,6 +169,23 @@ func (s *memRequests) transition(_ context.Context, id string, from, to State, c
 	return next, true, nil
 }
 
+func (s *memRequests) apply(_ context.Context, id string, fn func(*Approval) (bool, error)) (Approval, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.byID[id]
+	if !ok {
+		return Approval{}, false, nil
+	}
+	next := *a
+	next.Votes = append([]Vote(nil), a.Votes...)
+	write, err := fn(&next)
+	if err != nil || !write {
+		return *a, false, err
+	}
+	*a = next
+	return next, true, nil
+}
+
 func (s *memRequests) update(_ context.Context, id string, change func(*Approval)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,7 +230,16 @@ func signalled(a Approval, id pg.Identity) bool {
 func (a Approval) view(approvers []string) blocks.Request {
 	return blocks.Request{
 		ID: a.ID, Action: a.Action, Backend: a.Backend, Requester: a.Requester, Approvers: approvers,
-		State: string(a.State), Decider: a.Decider, RequestedAt: a.Requested, DecidedAt: a.Decided,
+		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes),
+		RequestedAt: a.Requested, DecidedAt: a.Decided,
 		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
 	}
+}
+
+func voters(vs []Vote) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.User
+	}
+	return out
 }

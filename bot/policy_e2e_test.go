@@ -11,6 +11,7 @@ import (
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
 // publicPosts are the messages everyone in a channel sees.
@@ -111,5 +112,48 @@ func TestPolicyFileErrorsNameLines(t *testing.T) {
 	_, err := cfg.Policy()
 	if err == nil || !strings.Contains(err.Error(), "PGKILL_POLICY_FILE "+file+": line 3: ") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Two approvals needed: the first leaves the request pending and says so, a
+// second click by the same approver changes nothing, and of ten approvers
+// clicking the final approval at once exactly one signals.
+func TestTwoApprovals(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Approvals = "cancel=2" })
+	crowd := []string{"U0DBA01", "U0DBA02", "U0DBA03", "U0DBA04", "U0DBA05", "U0DBA06", "U0DBA07", "U0DBA08", "U0DBA09", "U0DBA10"}
+	e.slack.SetGroup("S0DBA", append([]string{groupie}, crowd...)...)
+	v := e.victim(t, "two_approvals", "SELECT pg_sleep(60)")
+	listing := e.list(t, requester, "0s app=two_approvals")
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
+	if !strings.Contains(string(card.Blocks), "*0 of 2 approvals*") {
+		t.Errorf("the card does not say two approvals are needed: %s", card.Blocks)
+	}
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	card = e.card(t, listing.TS, "one of two approvals", has("*1 of 2 approvals*: <@U0APPROVER>", blocks.ActionApprove))
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	e.told(t, approver, "you have approved request")
+	if !v.Running() {
+		t.Fatal("one approval of two ended the query")
+	}
+	for _, u := range crowd {
+		go e.slack.Click(t, u, card, blocks.ActionApprove, "")
+	}
+	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
+		t.Errorf("victim SQLSTATE %q, want 57014", code)
+	}
+	e.card(t, listing.TS, "the outcome", has("The query ended", "approved by <@U0APPROVER>"))
+	e.slack.Eventually(t, 20*time.Second, "every click answered", func() bool {
+		n := 0
+		for _, u := range crowd {
+			n += len(e.slack.Ephemerals(channel, u))
+		}
+		return n >= len(crowd)-1
+	})
+	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+		t.Errorf("%d outcomes (signals), want 1", n)
+	}
+	if n := len(e.audits(bot.AuditApprove)); n != 2 {
+		t.Errorf("%d approvals recorded, want 2", n)
 	}
 }

@@ -141,6 +141,10 @@ func (s *storedRequests) change(ctx context.Context, id string, fn func(*Approva
 	return Approval{}, false, fmt.Errorf("request %s: too many concurrent changes", id)
 }
 
+func (s *storedRequests) apply(ctx context.Context, id string, fn func(*Approval) (bool, error)) (Approval, bool, error) {
+	return s.change(ctx, id, fn)
+}
+
 func (s *storedRequests) transition(ctx context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error) {
 	return s.change(ctx, id, func(a *Approval) (bool, error) {
 		if a.State != from { // another click, here or in another process, got there first

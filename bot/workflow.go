@@ -56,6 +56,7 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	a, created, err := b.requests.add(ctx, Approval{
 		Action: sig.Action, Backend: cur, Requester: user, Channel: cb.Channel.ID, ThreadTS: thread,
 		Requested: now, Expires: now.Add(b.cfg.ApprovalTTL),
+		Needed: b.policy.Policy().For(sig.Target).Needed(string(sig.Action)),
 	})
 	if err != nil {
 		b.storeFailed(ctx, cb.ResponseURL, "record the request", err)
@@ -91,8 +92,12 @@ func sameExecution(a, b pg.Identity) bool {
 	return a.PID == b.PID && a.BackendStart.Equal(b.BackendStart) && a.QueryStart.Equal(b.QueryStart) && a.ServerStart.Equal(b.ServerStart)
 }
 
-// errExpired aborts an approval that comes after the request's expiry.
-var errExpired = errors.New("request expired")
+// errExpired aborts an approval that comes after the request's expiry;
+// errVoted one from an approver who has approved already.
+var (
+	errExpired = errors.New("request expired")
+	errVoted   = errors.New("approved already")
+)
 
 // Approve handles Approve: approvers only, not one's own request unless
 // PGKILL_SELF_APPROVAL, never after the request expired; exactly one
@@ -111,24 +116,43 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 	}
 	// The expiry is checked in the step itself, on the latest version: a
 	// timer may never have fired here (another process made the request, or
-	// the pending→expired step failed).
-	a, won, err := b.requests.transition(ctx, id, Pending, Approved, func(x *Approval) error {
-		if !b.now().Before(x.Expires) {
-			return errExpired
+	// the pending→expired step failed). With several approvals needed, each
+	// approver's vote is a step of its own, and only the last one moves the
+	// request to approved — so concurrent final clicks still signal once.
+	var final bool
+	a, stored, err := b.requests.apply(ctx, id, func(x *Approval) (bool, error) {
+		final = false
+		switch {
+		case x.State != Pending:
+			return false, nil
+		case !b.now().Before(x.Expires):
+			return false, errExpired
+		case x.voted(user):
+			return false, errVoted
 		}
-		x.Decider, x.Decided = user, b.now()
-		return nil
+		x.Votes = append(x.Votes, Vote{User: user, At: b.now()})
+		if len(x.Votes) >= x.needed() {
+			x.State, x.Decider, x.Decided, final = Approved, user, b.now(), true
+		}
+		return true, nil
 	})
 	switch {
 	case errors.Is(err, errExpired):
 		b.Expire(ctx, id)
 		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":hourglass: request %s expired before your approval: nothing was signalled. List again and make a new request if it is still needed.", id))
 		return
+	case errors.Is(err, errVoted):
+		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":information_source: you have approved request %s already; it needs %d of %d approvals from different approvers.", id, a.needed()-len(a.Votes), a.needed()))
+		return
 	case err != nil:
 		b.storeFailed(ctx, cb.ResponseURL, "record the approval", err)
 		return
-	case !won:
+	case !stored:
 		b.tellDecided(ctx, cb.ResponseURL, a)
+		return
+	case !final:
+		b.audit(ctx, AuditApprove, user, a)
+		b.refreshCard(ctx, a) // "1 of 2 approvals"
 		return
 	}
 	b.audit(ctx, AuditApprove, user, a)
