@@ -3,6 +3,7 @@ module github.com/pgkill/pgkill
 go 1.26.8
 
 require (
+	github.com/DataDog/go-sqllexer v0.2.6
 	github.com/gorilla/websocket v1.5.3
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/kelseyhightower/envconfig v1.4.0
