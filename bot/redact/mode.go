@@ -16,7 +16,9 @@ const (
 )
 
 // ParseMode reads a PGKILL_REDACT value: "literals" or "none", in any case;
-// empty means literals.
+// empty means literals. Its error names the allowed values and reads after
+// the setting's name ("PGKILL_REDACT must be …"); with it comes Literals,
+// which hides more.
 func ParseMode(s string) (Mode, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "", "literals":
