@@ -86,13 +86,14 @@ func generate(data []byte) string {
 	for steps := 0; len(g.data) > 0 && steps < 64; steps++ {
 		op := g.next()
 		// A separator: none only before a comment, which may follow any
-		// token directly (a--x, col/*x*/).
+		// token directly (a--x, col/*x*/), or before a number after a
+		// character no identifier holds (a/5, @5, t.5).
 		sep := [...]string{" ", "\n", "\t", " \r\n"}[op>>6]
 		kind := op % 16
-		if kind == 8 || kind == 9 {
-			if op&32 != 0 {
-				sep = ""
-			}
+		s := g.b.String()
+		glue := kind == 8 || kind == 9 || (kind == 10 && s != "" && !identChar(s[len(s)-1]))
+		if glue && op&32 != 0 {
+			sep = ""
 		}
 		g.b.WriteString(sep)
 		g.fragment(kind)
@@ -137,4 +138,9 @@ func (g *gen) fragment(kind byte) {
 	default:
 		b.WriteString(fixed[int(g.next())%len(fixed)])
 	}
+}
+
+// identChar reports whether PostgreSQL may continue an identifier with b.
+func identChar(b byte) bool {
+	return b == '_' || b == '$' || b >= 0x80 || ('0' <= b && b <= '9') || ('a' <= b && b <= 'z') || ('A' <= b && b <= 'Z')
 }

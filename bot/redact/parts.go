@@ -7,12 +7,15 @@ import "strings"
 // literal. It reports whether the constant is an escape string (E'…'), whose
 // backslashes the lexer has already read as escapes.
 func (r *redactor) dropPrefix(pos int) (escape bool) {
+	if pos == 0 || strings.IndexByte("EeUuBbXxNn&", r.src[pos-1]) < 0 {
+		return false
+	}
 	for _, p := range [...]string{"U&", "u&", "E", "e", "B", "b", "X", "x", "N", "n"} {
 		start := pos - len(p)
 		if start < 0 || r.src[start:pos] != p || (start > 0 && identByte(r.src[start-1])) {
 			continue
 		}
-		if !strings.HasSuffix(string(r.out[max(0, len(r.out)-len(p)):]), p) {
+		if len(r.out) < len(p) || string(r.out[len(r.out)-len(p):]) != p {
 			continue
 		}
 		r.out = r.out[:len(r.out)-len(p)]

@@ -115,9 +115,10 @@ func (r *redactor) token(t sqllexer.TokenType, pos, end int) int {
 		return r.hideRest()
 	}
 	// Identifiers, keywords, operators, punctuation, parameters. The lexer
-	// lets an identifier run on through " and / (col"x", col/*c*/) and an
-	// operator through -- and /* (=--c, #-- c): PostgreSQL starts a quoted
-	// identifier or a comment there, so the token ends there.
+	// lets an identifier run on through " / . ! ? # @ (col"x", col/*c*/,
+	// a/5) and an operator through -- and /* (=--c, #-- c), and reads @5 as
+	// a bind parameter: PostgreSQL starts a quoted identifier, a comment or a
+	// number there, so the token ends there.
 	if k := cut(r.src[pos:min(end+1, len(r.src))], len(v)); k > 0 {
 		v, end = v[:k], pos+k
 	}
@@ -127,16 +128,19 @@ func (r *redactor) token(t sqllexer.TokenType, pos, end int) int {
 	return end
 }
 
-// cut returns where a quoted identifier or a comment starts inside the
-// first n bytes of s (a token and the byte after it), or -1.
+// cut returns where, inside the first n bytes of s (a token and the byte
+// after it), PostgreSQL starts a quoted identifier, a comment or a number
+// (a digit after a character no identifier has: a/5, x!5, @5, t.5), or -1.
 func cut(s string, n int) int {
-	k := -1
-	for _, start := range [...]string{`"`, "/*", "--"} {
-		if i := strings.Index(s, start); i >= 0 && i < n && (k < 0 || i < k) {
-			k = i
+	for i := 1; i < n; i++ {
+		switch {
+		case s[i] == '"', strings.HasPrefix(s[i:], "/*"), strings.HasPrefix(s[i:], "--"):
+			return i
+		case '0' <= s[i] && s[i] <= '9' && !identByte(s[i-1]):
+			return i
 		}
 	}
-	return k
+	return -1
 }
 
 // literal writes the placeholder for a literal.

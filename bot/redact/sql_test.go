@@ -55,6 +55,8 @@ var sqlCases = []struct {
 		`SELECT ?`, []string{"sk_live_national"}},
 	{"Numbers", `SELECT 42, 3.14, .5, 1e10, 2.5E-3, 0x1F, 0b1010, 0o17, 1_000_000`,
 		`SELECT ?, ?, .?, ?, ?, ?, ?, ?, ?`, []string{"3.14", "1010", "1_000"}},
+	{"DigitsGluedToOperators", `SELECT a/4111111111111111, b!12345678, c#98765432, @55667788, t.99887766, x?44556677, y$2`,
+		`SELECT a/?, b!?, c#?, @?, t.?, x??, y$2`, []string{"4111111111111111", "12345678", "98765432", "55667788", "99887766", "44556677"}},
 	{"NegativeNumbers", `SELECT -5, a-7, a - -9, f(x)+3, +8`,
 		`SELECT ?, a-?, a - ?, f(x)+?, ?`, nil},
 	{"Casts", `SELECT '2024-01-01'::date, CAST('42' AS int), interval '1 day', date '1999-12-31'`,
