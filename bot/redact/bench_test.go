@@ -3,6 +3,8 @@ package redact_test
 import (
 	"testing"
 
+	"github.com/DataDog/go-sqllexer"
+
 	"github.com/pgkill/pgkill/bot/redact"
 )
 
@@ -20,6 +22,24 @@ func BenchmarkSQL(b *testing.B) {
 			b.SetBytes(int64(len(q)))
 			for b.Loop() {
 				redact.SQL(q)
+			}
+		})
+	}
+}
+
+// BenchmarkObfuscate is the baseline: the library's own obfuscator on the
+// same text, so the cost of redact's safety pass can be read off.
+func BenchmarkObfuscate(b *testing.B) {
+	o := sqllexer.NewObfuscator()
+	for _, c := range []struct {
+		name string
+		size int
+	}{{"2kB", 2 << 10}, {"64kB", 64 << 10}} {
+		q := longQuery(c.size)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				o.Obfuscate(q, sqllexer.WithDBMS(sqllexer.DBMSPostgres))
 			}
 		})
 	}
