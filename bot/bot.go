@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/bot/redact"
 )
 
 // Bot is the Slack face of pgkill. Its handlers are plain methods: the
@@ -41,6 +42,10 @@ type Bot struct {
 // New makes a bot. work bounds every handler's lifetime; store may be nil
 // (state in memory).
 func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store StateStore, log *slog.Logger) *Bot {
+	// Validate has refused a bad PGKILL_REDACT; were it unchecked, its error
+	// leaves the default, which hides more.
+	mode, _ := redact.ParseMode(cfg.Redact)
+	db = Redacted(db, mode)
 	b := &Bot{cfg: cfg, db: db, slack: api, log: log, metrics: newMetrics(),
 		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
 	b.requests = newMemRequests()

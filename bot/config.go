@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/bot/redact"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/match"
 )
@@ -45,6 +46,8 @@ type Config struct {
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
 	AuditChannel string        `envconfig:"PGKILL_AUDIT_CHANNEL"`
 	StateDSN     string        `envconfig:"PGKILL_STATE_DSN"`
+	// Redact is redact.ParseMode's input: literals (default) or none.
+	Redact string `envconfig:"PGKILL_REDACT" default:"literals"`
 
 	AlertChannel     string        `envconfig:"PGKILL_ALERT_CHANNEL"`
 	AlertAfter       time.Duration `envconfig:"PGKILL_ALERT_AFTER" default:"5m"`
@@ -187,6 +190,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.AlertIgnoreRules(); err != nil {
 		return err
+	}
+	if _, err := redact.ParseMode(c.Redact); err != nil {
+		return fmt.Errorf("PGKILL_REDACT %w", err)
 	}
 	if c.AlertMaxPerPoll < 1 {
 		return fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/redact"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -23,4 +24,37 @@ type Postgres interface {
 	Doctor(ctx context.Context, targets []string) []pg.Report
 	// Ping checks that a target answers.
 	Ping(ctx context.Context, target string) error
+}
+
+// redacted is a Postgres whose backends carry query text as mode shows it
+// (PGKILL_REDACT), so every message and log line built from a backend is
+// safe to post. The other methods pass through.
+type redacted struct {
+	Postgres
+	mode redact.Mode
+}
+
+// Redacted wraps db so List and Backend return query text redacted by mode;
+// with redact.None it returns db itself.
+func Redacted(db Postgres, mode redact.Mode) Postgres {
+	if mode == redact.None {
+		return db
+	}
+	return redacted{Postgres: db, mode: mode}
+}
+
+func (r redacted) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
+	ls := r.Postgres.List(ctx, targets, f)
+	for i := range ls {
+		for j := range ls[i].Backends {
+			ls[i].Backends[j].Query = r.mode.Apply(ls[i].Backends[j].Query)
+		}
+	}
+	return ls
+}
+
+func (r redacted) Backend(ctx context.Context, target string, pid int32) (pg.Backend, error) {
+	b, err := r.Postgres.Backend(ctx, target, pid)
+	b.Query = r.mode.Apply(b.Query)
+	return b, err
 }

@@ -1,0 +1,25 @@
+// Package redact makes PostgreSQL query text safe to post in Slack and to
+// log: SQL replaces every literal with ? (pg_stat_statements style) and drops
+// comments, keeping the statement's shape (keywords, identifiers, operators,
+// $n parameters). Fingerprint names the full text for audit records, and
+// Mode is the PGKILL_REDACT setting.
+//
+// Query text comes from pg_stat_activity, cut at track_activity_query_size,
+// often in the middle of a literal or comment, and it need not be valid SQL.
+// So when the text cannot be read with certainty, SQL hides more: an
+// unterminated literal, quoted identifier or dollar quote hides everything
+// from its start, an unterminated comment is dropped to the end.
+package redact
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// Fingerprint names query text without revealing it: the first 16 hex
+// digits of the SHA-256 of the full text, so an incident review can match
+// an audit record against the server's own logs.
+func Fingerprint(query string) string {
+	sum := sha256.Sum256([]byte(query))
+	return hex.EncodeToString(sum[:8])
+}
