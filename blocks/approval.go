@@ -31,6 +31,7 @@ type Request struct {
 	Decider     string   // who approved (the last approval needed) or denied
 	Needed      int      // distinct approvals needed; 0 or 1: one
 	Votes       []string // who has approved so far
+	Reason      string   // why the requester asked (their words); "" when none was given
 	RequestedAt time.Time
 	DecidedAt   time.Time
 	ExpiresAt   time.Time
@@ -56,8 +57,8 @@ func RequestMessage(r Request) Message {
 	case StatePending:
 		text = fmt.Sprintf("pgkill: approval needed to %s pid %d on %s", r.Action, b.PID, b.Target)
 		bs = append(bs,
-			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._\n%s",
-				mention(r.Requester), what, capitalize(string(r.Action)), effect, codeBlock(b.Query, 1500))),
+			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._%s\n%s",
+				mention(r.Requester), what, capitalize(string(r.Action)), effect, reasonText(r.Reason), codeBlock(b.Query, 1500))),
 			contextLine("who", fmt.Sprintf("Request %s · approvers: %s%s · expires %s", Escape(r.ID), Mentions(r.Approvers), votesText(r), slackDate(r.ExpiresAt))),
 			slack.NewActionBlock("decide",
 				button(ActionApprove, "Approve", r.ID, slack.StylePrimary).WithConfirm(
@@ -77,7 +78,7 @@ func RequestMessage(r Request) Message {
 	default:
 		icon, summary := outcomeText(r)
 		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
-		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s\n%s", icon, what, summary, codeBlock(b.Query, 1200))))
+		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s%s\n%s", icon, what, summary, reasonText(r.Reason), codeBlock(b.Query, 1200))))
 		if r.State == StateDone && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && (!r.Verified.Ended || r.Verified.AbortedTxOpen) {
 			bs = append(bs, slack.NewActionBlock("next", button(ActionRequestTerminate, "Request Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger)))
 		}
@@ -149,6 +150,15 @@ func trail(r Request) string {
 		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.DecidedAt))
 	}
 	return s
+}
+
+// reasonText shows the requester's reason, in their words, as a quote that
+// cannot format, mention or link: "" when none was given.
+func reasonText(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return "\n*Reason:* " + inline(OneLine(reason, 500))
 }
 
 // votesText says how far a request that needs several approvals has got:

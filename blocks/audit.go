@@ -18,6 +18,9 @@ func AuditLine(event, actor string, r Request, result string) Message {
 	if result != "" {
 		line += ": " + Escape(result)
 	}
+	if r.Reason != "" && (event == "request" || result != "") {
+		line += " · reason " + inline(OneLine(r.Reason, 300))
+	}
 	text := fmt.Sprintf("pgkill audit: %s %s %s pid %d on %s", r.ID, event, r.Action, b.PID, b.Target)
 	if result != "" {
 		text += ": " + result

@@ -20,6 +20,10 @@ import (
 // nopSlack accepts every call: the benchmarks measure polling, not Slack.
 type nopSlack struct{ posts atomic.Int64 }
 
+func (n *nopSlack) OpenViewContext(context.Context, string, slack.ModalViewRequest) (*slack.ViewResponse, error) {
+	return &slack.ViewResponse{}, nil
+}
+
 func (n *nopSlack) AuthTestContext(context.Context) (*slack.AuthTestResponse, error) {
 	return &slack.AuthTestResponse{TeamID: "T1"}, nil
 }

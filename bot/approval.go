@@ -35,6 +35,7 @@ type Approval struct {
 	Action    pg.Action
 	Backend   pg.Backend // as read when the request was made; its Identity is what gets signalled
 	Requester string
+	Reason    string // the requester's own words (PGKILL_REASON); "" when none was given
 	Channel   string
 	ThreadTS  string // the listing or alert it belongs to
 	CardTS    string // the request card
@@ -230,7 +231,7 @@ func signalled(a Approval, id pg.Identity) bool {
 func (a Approval) view(approvers []string) blocks.Request {
 	return blocks.Request{
 		ID: a.ID, Action: a.Action, Backend: a.Backend, Requester: a.Requester, Approvers: approvers,
-		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes),
+		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes), Reason: a.Reason,
 		RequestedAt: a.Requested, DecidedAt: a.Decided,
 		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
 	}

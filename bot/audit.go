@@ -28,7 +28,8 @@ func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 		slog.Time("backend_start", a.Backend.BackendStart), slog.Time("query_start", a.Backend.QueryStart),
 		slog.String("db_user", a.Backend.User), slog.String("database", a.Backend.Database),
 		slog.String("application", a.Backend.Application), slog.String("channel", a.Channel),
-		slog.String("state", string(a.State)),
+		slog.String("state", string(a.State)), slog.String("query_fingerprint", a.Backend.Fingerprint),
+		slog.String("reason", a.Reason),
 	}
 	if event == AuditOutcome {
 		attrs = append(attrs, slog.String("result", outcomeWord(a)), slog.Bool("ended", a.Verified.Ended),

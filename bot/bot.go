@@ -21,6 +21,7 @@ type Bot struct {
 	log      *slog.Logger
 	access   *access         // user-group members, for policy
 	policy   *policy.Checker // who may see and act where
+	reasons  policy.Reasons  // when a requester is asked why
 	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
 	org      string
 	requests requests
@@ -64,6 +65,7 @@ func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store Stat
 		clicks = append(clicks, cfg.AlertChannel)
 	}
 	b.policy = policy.NewChecker(p, b.access.groupMembers, clicks...)
+	b.reasons, _ = policy.ParseReason(cfg.Reason) // checked by ValidateSlack; "" is optional
 	return b
 }
 

@@ -41,6 +41,7 @@ type Config struct {
 	Channels     IDList        `envconfig:"PGKILL_CHANNELS"`
 	Approvals    string        `envconfig:"PGKILL_APPROVALS"`
 	PolicyFile   string        `envconfig:"PGKILL_POLICY_FILE"`
+	Reason       string        `envconfig:"PGKILL_REASON" default:"optional"`
 	SelfApproval bool          `envconfig:"PGKILL_SELF_APPROVAL" default:"false"`
 	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`
@@ -241,6 +242,9 @@ func (c Config) ValidateSlack() error {
 	}
 	if _, err := c.Policy(); err != nil {
 		return err
+	}
+	if _, err := policy.ParseReason(c.Reason); err != nil {
+		return fmt.Errorf("PGKILL_REASON: %w", err)
 	}
 	if c.StateDSN != "" {
 		if err := pg.CheckDSN(c.StateDSN); err != nil {

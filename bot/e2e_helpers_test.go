@@ -88,6 +88,7 @@ func startOn(t testing.TB, fake *fakeslack.Server, opts ...option) (*env, func()
 		MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: time.Second,
 		Protect: "user=rdsadmin", LogFormat: "json", LogLevel: "debug",
 		AlertMaxPerPoll: 5, PollInterval: time.Second, AlertAfter: time.Minute,
+		Reason: "off", // the reason form has its own tests
 	}
 	specs := []pg.TargetSpec{{Name: "main", DSN: e.dsn}}
 	for _, o := range opts {

@@ -34,20 +34,25 @@ type redacted struct {
 	mode redact.Mode
 }
 
-// Redacted wraps db so List and Backend return query text redacted by mode;
-// with redact.None it returns db itself.
+// Redacted wraps db so List and Backend return query text redacted by mode,
+// each backend with the fingerprint of the text as read (for audit
+// records, which then never need the text itself).
 func Redacted(db Postgres, mode redact.Mode) Postgres {
-	if mode == redact.None {
-		return db
-	}
 	return redacted{Postgres: db, mode: mode}
+}
+
+func (r redacted) show(b *pg.Backend) {
+	if b.Fingerprint == "" && b.Query != "" {
+		b.Fingerprint = redact.Fingerprint(b.Query)
+	}
+	b.Query = r.mode.Apply(b.Query)
 }
 
 func (r redacted) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
 	ls := r.Postgres.List(ctx, targets, f)
 	for i := range ls {
 		for j := range ls[i].Backends {
-			ls[i].Backends[j].Query = r.mode.Apply(ls[i].Backends[j].Query)
+			r.show(&ls[i].Backends[j])
 		}
 	}
 	return ls
@@ -55,6 +60,6 @@ func (r redacted) List(ctx context.Context, targets []string, f pg.Filter) []pg.
 
 func (r redacted) Backend(ctx context.Context, target string, pid int32) (pg.Backend, error) {
 	b, err := r.Postgres.Backend(ctx, target, pid)
-	b.Query = r.mode.Apply(b.Query)
+	r.show(&b)
 	return b, err
 }

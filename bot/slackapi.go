@@ -18,6 +18,8 @@ type SlackAPI interface {
 	// SendMessageContext with slack.MsgOptionResponseURL posts to a response_url.
 	SendMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, string, error)
 	GetUserGroupMembersContext(ctx context.Context, userGroup string, options ...slack.GetUserGroupMembersOption) ([]string, error)
+	// OpenViewContext opens a modal for the user whose click gave triggerID.
+	OpenViewContext(ctx context.Context, triggerID string, view slack.ModalViewRequest) (*slack.ViewResponse, error)
 	// AuthTestContext says which workspace (and Enterprise Grid org) the bot token belongs to.
 	AuthTestContext(ctx context.Context) (*slack.AuthTestResponse, error)
 }

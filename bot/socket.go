@@ -41,6 +41,10 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			b.goWork(func(ctx context.Context) { b.Command(ctx, cmd, q) })
 		case socketmode.EventTypeInteractive:
 			cb, ok := evt.Data.(slack.InteractionCallback)
+			if ok && cb.Type == slack.InteractionTypeViewSubmission && cb.View.CallbackID == blocks.ReasonCallback {
+				b.submitted(client, evt.Request, cb)
+				continue
+			}
 			if evt.Request != nil {
 				b.ack(client, evt.Request)
 			}
@@ -85,6 +89,33 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			b.log.Warn("Socket Mode error", slog.String("type", string(evt.Type)), slog.Any("detail", evt.Data))
 		}
 	}
+}
+
+// submitted answers a reason form: in its ack, Slack's inline errors when
+// the reason will not do (the form stays open); else an empty ack closes
+// it and the request is made.
+func (b *Bot) submitted(client *socketmode.Client, req *socketmode.Request, cb slack.InteractionCallback) {
+	team := cb.User.TeamID
+	if team == "" {
+		team = cb.Team.ID
+	}
+	if !b.ourTeam(team, cb.Enterprise.ID) {
+		b.foreign(client, nil, cb.User.ID, team, "reason form")
+		if req != nil {
+			b.ack(client, req, slack.NewErrorsViewSubmissionResponse(map[string]string{blocks.ReasonBlock: "pgkill acts only for members of its own workspace."}))
+		}
+		return
+	}
+	if errs := b.ReasonErrors(cb); errs != nil {
+		if req != nil {
+			b.ack(client, req, slack.NewErrorsViewSubmissionResponse(errs))
+		}
+		return
+	}
+	if req != nil {
+		b.ack(client, req)
+	}
+	b.goWork(func(ctx context.Context) { b.Reason(ctx, cb) })
 }
 
 // ourTeam reports whether a payload comes from the workspace (or the

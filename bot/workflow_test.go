@@ -86,6 +86,10 @@ func (f *fakeAPI) UpdateMessageContext(ctx context.Context, _, ts string, _ ...s
 func (f *fakeAPI) SendMessageContext(context.Context, string, ...slack.MsgOption) (string, string, string, error) {
 	return "", "", "", nil
 }
+func (f *fakeAPI) OpenViewContext(context.Context, string, slack.ModalViewRequest) (*slack.ViewResponse, error) {
+	return &slack.ViewResponse{}, nil
+}
+
 func (f *fakeAPI) AuthTestContext(context.Context) (*slack.AuthTestResponse, error) {
 	return &slack.AuthTestResponse{TeamID: "T1"}, nil
 }
@@ -116,7 +120,7 @@ func botStores(t *testing.T, test func(t *testing.T, store StateStore)) {
 	})
 }
 
-func click(user string) slack.InteractionCallback {
+func clickBy(user string) slack.InteractionCallback {
 	var cb slack.InteractionCallback
 	cb.User.ID = user
 	cb.Channel.ID = "C"
@@ -139,7 +143,7 @@ func TestApproveAfterExpiryDoesNotSignal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Approve(context.Background(), click("UAPP"), a.ID)
+		b.Approve(context.Background(), clickBy("UAPP"), a.ID)
 		if n := db.signalled(); n != 0 {
 			t.Fatalf("an expired request signalled %d time(s)", n)
 		}
@@ -165,7 +169,7 @@ func TestApproveSignalsBeforeSlack(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); b.Approve(ctx, click("UAPP"), a.ID) }()
+	go func() { defer close(done); b.Approve(ctx, clickBy("UAPP"), a.ID) }()
 	select {
 	case <-db.sent:
 	case <-time.After(20 * time.Second):

@@ -48,13 +48,14 @@ type Backend struct {
 	XactStart      time.Time     `json:"xact_start"`
 	StateChange    time.Time     `json:"state_change"`
 	Query          string        `json:"query"`
-	QueryTruncated bool          `json:"query_truncated"`     // cut by track_activity_query_size
-	Duration       time.Duration `json:"-"`                   // of the query when active, of the transaction when idle in one
-	BlockedBy      []int32       `json:"blocked_by"`          // pg_blocking_pids(); 0 is a prepared transaction
-	Blocking       int           `json:"blocking"`            // sessions waiting directly on this one
-	BlockingTotal  int           `json:"blocking_total"`      // sessions waiting on it directly or through others
-	Superuser      bool          `json:"superuser"`           // the session's role is a superuser
-	Protected      string        `json:"protected,omitempty"` // why we must not or cannot signal it; "" when we may
+	QueryTruncated bool          `json:"query_truncated"`       // cut by track_activity_query_size
+	Fingerprint    string        `json:"fingerprint,omitempty"` // of the query text as read, for audit records (set by the bot)
+	Duration       time.Duration `json:"-"`                     // of the query when active, of the transaction when idle in one
+	BlockedBy      []int32       `json:"blocked_by"`            // pg_blocking_pids(); 0 is a prepared transaction
+	Blocking       int           `json:"blocking"`              // sessions waiting directly on this one
+	BlockingTotal  int           `json:"blocking_total"`        // sessions waiting on it directly or through others
+	Superuser      bool          `json:"superuser"`             // the session's role is a superuser
+	Protected      string        `json:"protected,omitempty"`   // why we must not or cannot signal it; "" when we may
 }
 
 // Signallable reports whether pgkill may offer Cancel or Terminate.

@@ -107,6 +107,8 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.check(method, p["blocks"])
 		s.messages = append(s.messages, m)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "message_ts": m.TS})
+	case "views.open":
+		s.openView(w, p)
 	case "usergroups.users.list":
 		members, ok := s.groups[p["usergroup"]]
 		if !ok {

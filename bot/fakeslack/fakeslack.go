@@ -93,6 +93,8 @@ type Server struct {
 	wsMu        sync.Mutex // gorilla allows one writer at a time
 	pinging     bool
 	fromTeam    string // the team of the users sending envelopes; "" is TeamID
+	triggers    map[string]trigger
+	modals      []Modal
 	pingEvery   time.Duration
 }
 

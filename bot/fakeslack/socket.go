@@ -145,7 +145,7 @@ func (s *Server) SlashCommand(tb testing.TB, command, user, channel, text string
 	payload := map[string]any{
 		"token": "vtok", "team_id": s.sender(), "team_domain": "example", "channel_id": channel, "channel_name": "incident",
 		"user_id": user, "user_name": user, "command": command, "text": text, "api_app_id": AppID,
-		"is_enterprise_install": "false", "response_url": s.newHook(channel, user, ""), "trigger_id": "111.222.trig",
+		"is_enterprise_install": "false", "response_url": s.newHook(channel, user, ""), "trigger_id": s.newTrigger(user),
 	}
 	return s.send(tb, "slash_commands", payload)
 }
@@ -173,7 +173,7 @@ func (s *Server) ClickValue(tb testing.TB, user string, m Message, actionID, blo
 		"user":       map[string]any{"id": user, "username": user, "name": user, "team_id": s.sender()},
 		"api_app_id": AppID, "token": "vtok",
 		"container":    map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": m.Ephemeral},
-		"trigger_id":   "111.333.trig",
+		"trigger_id":   s.newTrigger(user),
 		"team":         map[string]any{"id": s.sender(), "domain": "example"},
 		"channel":      map[string]any{"id": m.Channel, "name": "incident"},
 		"message":      map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "thread_ts": m.ThreadTS},

@@ -123,3 +123,34 @@ func TestMay(t *testing.T) {
 		}
 	}
 }
+
+func TestReasons(t *testing.T) {
+	for _, tc := range []struct {
+		in                 string
+		kind               string
+		ask, required, bad bool
+	}{
+		{"", policy.Cancel, true, false, false},
+		{"optional", policy.Terminate, true, false, false},
+		{"off", policy.Terminate, false, false, false},
+		{"required", policy.Cancel, true, true, false},
+		{"terminate,bulk", policy.Cancel, true, false, false},
+		{"terminate, bulk", policy.Terminate, true, true, false},
+		{"always", "", false, false, true},
+	} {
+		r, err := policy.ParseReason(tc.in)
+		if (err != nil) != tc.bad {
+			t.Errorf("ParseReason(%q) error %v", tc.in, err)
+			continue
+		}
+		if ask, req := r.Ask(tc.kind); !tc.bad && (ask != tc.ask || req != tc.required) {
+			t.Errorf("ParseReason(%q).Ask(%s) = %v %v", tc.in, tc.kind, ask, req)
+		}
+	}
+	for reason, ok := range map[string]bool{".": false, "x": false, "  kill it ": false, "report blocks checkout": true,
+		"https://incident.example/42": true, "INC-42 locks orders table": true, strings.Repeat("word ", 200): false} {
+		if err := policy.CheckReason(reason); (err == nil) != ok {
+			t.Errorf("CheckReason(%q) = %v", reason, err)
+		}
+	}
+}

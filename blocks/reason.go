@@ -1,0 +1,55 @@
+package blocks
+
+import (
+	"fmt"
+
+	"github.com/slack-go/slack"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// The reason modal: its callback_id, and the block and action IDs of its
+// one input, which a view_submission's state carries back.
+const (
+	ReasonCallback = "pgkill_reason"
+	ReasonBlock    = "reason"
+	ReasonAction   = "reason_text"
+	// MaxReason is the input's limit; the bot checks it again.
+	MaxReason = 500
+)
+
+// ReasonPrompt is what the reason modal shows and carries.
+type ReasonPrompt struct {
+	Action   pg.Action
+	Backend  pg.Backend
+	Required bool
+	Metadata string // private_metadata: what the submission needs to make the request
+}
+
+// ReasonModal asks why a cancel or terminate is requested, before the
+// approval card is posted. A required reason is checked by the bot when the
+// modal is submitted (Slack shows its answer under the input).
+func ReasonModal(p ReasonPrompt) slack.ModalViewRequest {
+	b := p.Backend
+	verb := capitalize(string(p.Action))
+	hint := "Optional: it goes on the approval card and in the audit trail."
+	if p.Required {
+		hint = "Required: a few words or an incident link. It goes on the approval card and in the audit trail."
+	}
+	input := slack.NewPlainTextInputBlockElement(plain("e.g. INC-4211: report blocks checkout"), ReasonAction).
+		WithMultiline(true).WithMaxLength(MaxReason)
+	in := slack.NewInputBlock(ReasonBlock, plain("Why?"), plain(hint), input).WithOptional(!p.Required)
+	return slack.ModalViewRequest{
+		Type:       slack.VTModal,
+		CallbackID: ReasonCallback,
+		Title:      plain(Truncate(fmt.Sprintf("%s pid %d", verb, b.PID), 24)),
+		Submit:     plain("Ask for approval"),
+		Close:      plain("Back"),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			section("what", fmt.Sprintf("*%s* pid %d on *%s* · user %s · app %s · running %s\n%s",
+				verb, b.PID, Escape(b.Target), inline(b.User), inline(b.Application), Duration(b.Duration), codeBlock(b.Query, 600))),
+			in,
+		}},
+		PrivateMetadata: p.Metadata,
+	}
+}
