@@ -198,7 +198,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		k := alertKey(b)
 		seen[k] = true
 		if a, ok := st.alerts[k]; ok {
-			w.refresh(ctx, a, b, now)
+			w.refresh(st, a, b, now)
 		} else {
 			fresh = append(fresh, b)
 		}
@@ -292,11 +292,22 @@ func (w *watcher) flood(_ context.Context, st *alertsFor, fresh []pg.Backend, no
 	}})
 }
 
+// orphanAfter is how long an alert may stay claimed but unposted before
+// another process (or a restarted one) posts it.
+const orphanAfter = time.Minute
+
 // refresh edits a live alert in place, at most every PGKILL_ALERT_EDIT_INTERVAL,
 // or at once when it starts or stops blocking others.
-func (w *watcher) refresh(ctx context.Context, a *alert, b pg.Backend, now time.Time) {
+func (w *watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) {
 	a.backend = b
 	if a.summary != nil {
+		return
+	}
+	if !a.queued && a.ts == "" && now.Sub(a.since) > orphanAfter {
+		// Claimed (by an earlier run or another process) and still not
+		// posted: that one died, or Slack kept refusing it. Better twice
+		// than never.
+		w.postAlert(st.target, a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
 		return
 	}
 	shown := blockingState(b)

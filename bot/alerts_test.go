@@ -365,3 +365,22 @@ func TestAlertPollsContinueWhileSlackHangs(t *testing.T) {
 	releaseUpdate()
 	e.waitAlert(t, 30*time.Second, "the alert once Slack answers", fmt.Sprintf("*pid %d*", v.PID))
 }
+
+// Shutdown does not wait on a hung Slack: alerts queued get a bounded
+// drain, and Serve returns (the helper fails the test if it does not
+// within 30 s).
+func TestAlertShutdownWhileSlackHangs(t *testing.T) {
+	fake := fakeslack.New(t)
+	release := fake.Stall("chat.postMessage")
+	defer release()
+	e, stop := startOn(t, fake, withAlerts)
+	e.victim(t, "alert_hung_shutdown", "SELECT pg_sleep(60)")
+	fake.Eventually(t, 15*time.Second, "the alert's post to hang", func() bool { return fake.Stalled("chat.postMessage") > 0 })
+	stop()
+	if len(e.logs.records("pgkill stopped")) != 1 {
+		t.Error("Serve did not stop")
+	}
+	if len(e.logs.records("slack messages not sent before shutdown")) != 1 {
+		t.Error("the alert left unsent is not logged")
+	}
+}
