@@ -121,7 +121,7 @@ func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 			continue
 		}
 		a, ok := decodeAlert(stored)
-		if ok && a.ts == "" && now.Sub(a.since) > orphanAfter {
+		if ok && a.ts == "" && now.Sub(a.since) > w.orphanAfter() {
 			// Claimed but never posted (that process died): post it now.
 			mine = append(mine, b)
 			continue

@@ -293,8 +293,9 @@ func (w *watcher) flood(_ context.Context, st *alertsFor, fresh []pg.Backend, no
 }
 
 // orphanAfter is how long an alert may stay claimed but unposted before
-// another process (or a restarted one) posts it.
-const orphanAfter = time.Minute
+// another process (or a restarted one) posts it: four polls (a minute by
+// default).
+func (w *watcher) orphanAfter() time.Duration { return 4 * w.b.cfg.PollInterval }
 
 // refresh edits a live alert in place, at most every PGKILL_ALERT_EDIT_INTERVAL,
 // or at once when it starts or stops blocking others.
@@ -303,7 +304,7 @@ func (w *watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) 
 	if a.summary != nil {
 		return
 	}
-	if !a.queued && a.ts == "" && now.Sub(a.since) > orphanAfter {
+	if !a.queued && a.ts == "" && now.Sub(a.since) > w.orphanAfter() {
 		// Claimed (by an earlier run or another process) and still not
 		// posted: that one died, or Slack kept refusing it. Better twice
 		// than never.

@@ -384,3 +384,35 @@ func TestAlertShutdownWhileSlackHangs(t *testing.T) {
 		t.Error("the alert left unsent is not logged")
 	}
 }
+
+// An alert claimed in the state store but never posted (Slack hung until
+// that process stopped) is posted by the next run.
+func TestAlertUnpostedIsPostedAfterRestart(t *testing.T) {
+	fake := fakeslack.New(t)
+	opts := []option{withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alert_unposted") }}
+	release := fake.Stall("chat.postMessage")
+	first, stop := startOn(t, fake, opts...)
+	v := first.victim(t, "alert_unposted", "SELECT pg_sleep(60)")
+	fake.Eventually(t, 15*time.Second, "the alert's post to hang", func() bool { return fake.Stalled("chat.postMessage") > 0 })
+	stop()
+	// The fake has seen the stalled post given up, so releasing the stall
+	// cannot post it after all.
+	fake.Eventually(t, 15*time.Second, "the hung post given up", func() bool {
+		for _, c := range fake.Calls("chat.postMessage") {
+			if c.Status == 499 {
+				return true
+			}
+		}
+		return false
+	})
+	release()
+	if n := len(first.alerts("")); n != 0 {
+		t.Fatalf("%d alerts posted while Slack hung", n)
+	}
+	second, _ := startOn(t, fake, opts...)
+	second.waitAlert(t, 20*time.Second, "the alert, posted by the next run", fmt.Sprintf("*pid %d*", v.PID))
+	second.waitPolls(t, 5)
+	if n := len(second.alerts(fmt.Sprintf("*pid %d*", v.PID))); n != 1 {
+		t.Errorf("%d alerts for one query", n)
+	}
+}
