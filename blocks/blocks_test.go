@@ -253,6 +253,23 @@ func TestListingTotalBudget(t *testing.T) {
 	}
 }
 
+// A doctor report of many targets with findings stays within the budget
+// and says what it left out.
+func TestDoctorManyTargets(t *testing.T) {
+	var rs []pg.Report
+	for i := range 60 {
+		rs = append(rs, pg.Report{Target: fmt.Sprintf("prod-%02d", i), Version: "15.4", User: "pgkill",
+			Problems: []string{strings.Repeat("pgkill cannot see other roles' queries: GRANT pg_read_all_stats TO pgkill. ", 3)},
+			Settings: []pg.Setting{{Name: "track_activity_query_size", Value: "1024", Advice: strings.Repeat("raise it to see whole queries ", 4)}}})
+	}
+	msg := blocks.Doctor(rs)
+	checkLimits(t, msg)
+	raw, _ := json.Marshal(msg.Blocks)
+	if !strings.Contains(string(raw), "more not shown") {
+		t.Error("the cut is not said")
+	}
+}
+
 func TestAlertGolden(t *testing.T) {
 	idle := backend(2)
 	idle.State, idle.WaitEventType, idle.WaitEvent = pg.StateIdleInTransaction, "Client", "ClientRead"

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/slack-go/slack"
 )
 
 // Violations checks a JSON array of blocks against Slack's Block Kit limits
@@ -165,4 +167,22 @@ func textLength(m Message) int {
 		return 0
 	}
 	return TextLength(raw)
+}
+
+// bound keeps a message of many similar blocks (a doctor report of many
+// targets) within MaxMessageText: it drops blocks from the end and says
+// how many were left out.
+func bound(m Message) Message {
+	if textLength(m) <= MaxMessageText {
+		return m
+	}
+	all := m.Blocks
+	for n := len(all) - 1; n > 0; n-- {
+		m.Blocks = append(append([]slack.Block(nil), all[:n]...),
+			contextLine("cut", fmt.Sprintf(":scissors: %d more not shown: the message would be too long for Slack.", len(all)-n)))
+		if textLength(m) <= MaxMessageText {
+			return m
+		}
+	}
+	return m
 }
