@@ -3,7 +3,7 @@
 //
 // Callers never wait on Slack: Put returns at once. One goroutine (Run)
 // sends, one call per pace (Slack allows about one message per second per
-// channel), the oldest waiting key first. The latest version per key wins:
+// channel): new messages first, then edits, the oldest first. The latest version per key wins:
 // an alert edited or resolved before its post went out is posted as it is
 // now, once. A failed call is retried with backoff, so a message is
 // reported sent (its ts, through the item's Sent callback) only when Slack
@@ -181,19 +181,26 @@ func (o *Outbox) Run(ctx context.Context) {
 	}
 }
 
-// next picks the oldest pending entry that may be sent now and marks it
-// busy; nil and how long to wait when there is none.
+// next picks the pending entry to send now and marks it busy: new
+// messages first (they are the news; edits of a known message can wait),
+// then the oldest. nil and how long to wait when there is none.
 func (o *Outbox) next(now time.Time) (*entry, time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var best *entry
 	wait := time.Hour
+	before := func(a, b *entry) bool {
+		if (a.ts == "") != (b.ts == "") {
+			return a.ts == ""
+		}
+		return a.seq < b.seq
+	}
 	for _, e := range o.entries {
 		switch {
 		case e.version == 0 || e.busy:
 		case e.retryAt.After(now):
 			wait = min(wait, e.retryAt.Sub(now))
-		case best == nil || e.seq < best.seq:
+		case best == nil || before(e, best):
 			best = e
 		}
 	}

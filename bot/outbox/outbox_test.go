@@ -242,3 +242,36 @@ func TestRunEndsGivesUp(t *testing.T) {
 		}
 	}
 }
+
+// New messages go out before edits of known ones, however many edits wait.
+func TestPostsBeforeEdits(t *testing.T) {
+	s := newMemSlack()
+	o := start(t, s)
+	var tss []string
+	for i := range 5 {
+		sent, got := callback()
+		o.Put(outbox.Item{Key: fmt.Sprint(i), Msg: msg("v1"), Sent: sent})
+		tss = append(tss, (<-got).ts)
+	}
+	flush(t, o)
+	s.mu.Lock()
+	s.hold = make(chan struct{})
+	s.mu.Unlock()
+	o.Put(outbox.Item{Key: "first", Msg: msg("holds the sender")})
+	for i, ts := range tss {
+		o.Put(outbox.Item{Key: fmt.Sprint(i), TS: ts, Msg: msg("v2")})
+	}
+	sent, got := callback()
+	o.Put(outbox.Item{Key: "new", Msg: msg("news"), Sent: sent})
+	close(s.hold)
+	r := <-got
+	msgs, _ := s.snapshot()
+	edited := 0
+	for _, ts := range tss {
+		edited += len(msgs[ts]) - 1
+	}
+	if r.err != nil || edited != 0 {
+		t.Errorf("the new message went out after %d edits (%v)", edited, r.err)
+	}
+	flush(t, o)
+}
