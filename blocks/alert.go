@@ -80,6 +80,18 @@ func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
 		}
 		return strings.Join(parts, ", ")
 	}
+	show = min(show, len(sorted), MaxListed)
+	for {
+		m, ok := fit(600, func(qmax int) Message { return alertSummary(sorted, show, count, qmax, now) })
+		if ok || show <= 1 {
+			return m
+		}
+		show = show * 3 / 4
+	}
+}
+
+// alertSummary renders one try at a summary with queries cut to qmax.
+func alertSummary(sorted []pg.Backend, show int, count func(func(pg.Backend) string) string, qmax int, now time.Time) Message {
 	bs := []slack.Block{
 		header(fmt.Sprintf("%d runaway queries at once", len(sorted))),
 		section("counts", fmt.Sprintf("*By target:* %s\n*By user:* %s\n*By application:* %s",
@@ -87,9 +99,8 @@ func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
 			count(func(b pg.Backend) string { return b.User }),
 			count(func(b pg.Backend) string { return b.Application }))),
 	}
-	show = min(show, len(sorted), MaxListed)
 	for i, b := range sorted[:show] {
-		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, 600)), backendActions(fmt.Sprintf("a%d", i), b))
+		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)), backendActions(fmt.Sprintf("a%d", i), b))
 	}
 	bs = append(bs, contextLine("note", fmt.Sprintf("One summary instead of %d alerts · the %d longest shown · `/pgkill` lists them all · %s", len(sorted), show, slackDate(now))))
 	return Message{Text: fmt.Sprintf("pgkill: %d runaway queries at once", len(sorted)), Blocks: bs}

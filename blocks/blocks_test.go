@@ -58,6 +58,9 @@ func checkLimits(t *testing.T, msg blocks.Message) {
 	for _, v := range blocks.Violations(raw) {
 		t.Error(v)
 	}
+	if n := blocks.TextLength(raw); n > blocks.MaxMessageText {
+		t.Errorf("%d characters of text in one message, over pgkill's budget of %d", n, blocks.MaxMessageText)
+	}
 	if msg.Text == "" {
 		t.Error("no notification text")
 	}
@@ -233,6 +236,45 @@ func TestFormat(t *testing.T) {
 	}
 	if got := blocks.Escape("a<b>&c"); got != "a&lt;b&gt;&amp;c" {
 		t.Errorf("Escape = %q", got)
+	}
+}
+
+// Twenty backends with 2 kB queries (and a long error) make one message
+// under the total budget, each query shown as far as the budget allows.
+func TestListingTotalBudget(t *testing.T) {
+	var bs []pg.Backend
+	for i := range blocks.MaxListed {
+		b := backend(i)
+		b.BlockedBy = []int32{1, 2, 3}
+		b.Query = "UPDATE orders SET note = " + strings.Repeat("x", 2000)
+		bs = append(bs, b)
+	}
+	msg := blocks.ListingMessage(blocks.Listing{Targets: []string{"prod", "stage"}, Threshold: time.Minute, Filters: strings.Repeat("db=x ", 100),
+		Results: []pg.Listing{{Target: "prod", Backends: bs}, {Target: "stage", Err: errors.New(strings.Repeat("e", 1000))}}, Now: now})
+	checkLimits(t, msg)
+	raw, _ := json.Marshal(msg.Blocks)
+	if got := strings.Count(string(raw), blocks.ActionTerminate); got != blocks.MaxListed {
+		t.Errorf("%d backends shown, want %d", got, blocks.MaxListed)
+	}
+	if !strings.Contains(string(raw), "UPDATE orders SET note = xxxxxxxxxx") {
+		t.Error("the queries are not shown at all")
+	}
+}
+
+// A doctor report of many targets with findings stays within the budget
+// and says what it left out.
+func TestDoctorManyTargets(t *testing.T) {
+	var rs []pg.Report
+	for i := range 60 {
+		rs = append(rs, pg.Report{Target: fmt.Sprintf("prod-%02d", i), Version: "15.4", User: "pgkill",
+			Problems: []string{strings.Repeat("pgkill cannot see other roles' queries: GRANT pg_read_all_stats TO pgkill. ", 3)},
+			Settings: []pg.Setting{{Name: "track_activity_query_size", Value: "1024", Advice: strings.Repeat("raise it to see whole queries ", 4)}}})
+	}
+	msg := blocks.Doctor(rs)
+	checkLimits(t, msg)
+	raw, _ := json.Marshal(msg.Blocks)
+	if !strings.Contains(string(raw), "more not shown") {
+		t.Error("the cut is not said")
 	}
 }
 

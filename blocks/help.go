@@ -79,7 +79,7 @@ func Doctor(reports []pg.Report) Message {
 		}
 		bs = append(bs, section(fmt.Sprintf("d%d", i), sb.String()))
 	}
-	return Message{Text: "pgkill doctor", Blocks: bs}
+	return bound(Message{Text: "pgkill doctor", Blocks: bs})
 }
 
 func yesNo(b bool) string {

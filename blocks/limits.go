@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/slack-go/slack"
 )
 
 // Violations checks a JSON array of blocks against Slack's Block Kit limits
@@ -91,4 +93,96 @@ func checkText(where string, t map[string]any, limit int, bad func(string, ...an
 	if n > limit {
 		bad("%s: %d characters, over %d", where, n, limit)
 	}
+}
+
+// Slack rejects a message whose blocks hold too much text in total with
+// msg_blocks_too_long, well before any single block's limit: users of
+// Slack's own SDKs report it at about 12,000–13,000 characters. Slack does
+// not document the figure, so pgkill keeps its own messages to
+// MaxMessageText, a quarter under the lowest report, and the fake Slack of
+// the bot's tests rejects at MessageTextLimit.
+const (
+	MessageTextLimit = 12000
+	MaxMessageText   = 9000
+)
+
+// TextLength counts the characters (runes) of every text in a JSON array of
+// blocks: section and context texts, headers, button labels, confirmations.
+func TextLength(blocksJSON []byte) int {
+	var v any
+	if json.Unmarshal(blocksJSON, &v) != nil {
+		return 0
+	}
+	return countText(v)
+}
+
+func countText(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			n += countText(e)
+		}
+	case map[string]any:
+		for k, e := range v {
+			if s, ok := e.(string); ok && k == "text" {
+				n += utf8.RuneCountInString(s)
+				continue
+			}
+			n += countText(e)
+		}
+	}
+	return n
+}
+
+// minQuery is the least query text worth showing of a backend.
+const minQuery = 120
+
+// fit renders a message with the longest query text per backend (at most
+// hi characters) that keeps its total within MaxMessageText; ok says
+// whether even minQuery characters fit.
+func fit(hi int, render func(queryMax int) Message) (m Message, ok bool) {
+	if m = render(hi); textLength(m) <= MaxMessageText {
+		return m, true
+	}
+	lo := minQuery
+	if m = render(lo); textLength(m) > MaxMessageText {
+		return m, false
+	}
+	for hi-lo > 10 { // the longest that fits, within 10 characters
+		mid := (lo + hi) / 2
+		if textLength(render(mid)) <= MaxMessageText {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return render(lo), true
+}
+
+// textLength is TextLength of a message's blocks.
+func textLength(m Message) int {
+	raw, err := json.Marshal(m.Blocks)
+	if err != nil {
+		return 0
+	}
+	return TextLength(raw)
+}
+
+// bound keeps a message of many similar blocks (a doctor report of many
+// targets) within MaxMessageText: it drops blocks from the end and says
+// how many were left out.
+func bound(m Message) Message {
+	if textLength(m) <= MaxMessageText {
+		return m
+	}
+	all := m.Blocks
+	for n := len(all) - 1; n > 0; n-- {
+		m.Blocks = append(append([]slack.Block(nil), all[:n]...),
+			contextLine("cut", fmt.Sprintf(":scissors: %d more not shown: the message would be too long for Slack.", len(all)-n)))
+		if textLength(m) <= MaxMessageText {
+			return m
+		}
+	}
+	return m
 }

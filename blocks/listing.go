@@ -42,11 +42,25 @@ func ListingMessage(l Listing) Message {
 		shown = shown[:limit]
 	}
 
+	// Slack rejects a message by its total text long before any block is
+	// full: the queries get what the budget leaves, and when even short
+	// queries do not fit, fewer backends are shown.
+	for {
+		m, ok := fit(1800, func(qmax int) Message { return listing(l, all, shown, qmax) })
+		if ok || len(shown) <= 1 {
+			return m
+		}
+		shown = shown[:len(shown)*3/4]
+	}
+}
+
+// listing renders one try at a listing message with queries cut to qmax.
+func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 	var bs []slack.Block
 	bs = append(bs, header(fmt.Sprintf("Long-running queries ≥ %s", Duration(l.Threshold))))
-	summary := fmt.Sprintf("*%d found* on %s", len(all), targetList(l.Targets))
+	summary := fmt.Sprintf("*%d found* on %s", len(all), Truncate(targetList(l.Targets), 600))
 	if l.Filters != "" {
-		summary += " · filters: " + inline(l.Filters)
+		summary += " · filters: " + inline(Truncate(l.Filters, 300))
 	}
 	if len(shown) < len(all) {
 		summary += fmt.Sprintf(" · showing the %d longest of %d", len(shown), len(all))
@@ -61,18 +75,13 @@ func ListingMessage(l Listing) Message {
 		}
 	}
 	if len(failed) > 0 {
-		bs = append(bs, section("errors", strings.Join(failed, "\n")))
+		bs = append(bs, section("errors", Truncate(strings.Join(failed, "\n"), maxErrors)))
 	}
 	if len(l.Withheld) > 0 {
 		bs = append(bs, contextLine("withheld", ":lock: Not shown here: "+strings.Join(l.Withheld, " ")))
 	}
 	if len(all) == 0 && len(failed) < len(l.Results) {
 		bs = append(bs, section("none", ":white_check_mark: Nothing has run that long."))
-	}
-
-	qmax := 1800
-	if len(shown) > 0 {
-		qmax = min(1800, max(300, 20000/len(shown)))
 	}
 	for i, b := range shown {
 		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)))
@@ -86,6 +95,10 @@ func ListingMessage(l Listing) Message {
 	}
 	return revise(Message{Text: text, Blocks: bs}, l.Now, "")
 }
+
+// maxErrors bounds the lines about targets that could not be read, so that
+// a fleet that is down still leaves room for the backends.
+const maxErrors = 1500
 
 func targetList(ts []string) string {
 	var parts []string
@@ -112,6 +125,10 @@ func backendText(b pg.Backend, queryMax int) string {
 	return sb.String()
 }
 
+// maxBlockedBy is how many blocking pids a backend names: a waiter in a
+// queue on one row is blocked by everyone ahead of it.
+const maxBlockedBy = 5
+
 // blockingText says who waits for whom; "" when nobody does.
 func blockingText(b pg.Backend) string {
 	var lines []string
@@ -123,7 +140,11 @@ func blockingText(b pg.Backend) string {
 	}
 	if len(b.BlockedBy) > 0 {
 		var pids []string
-		for _, p := range b.BlockedBy {
+		for i, p := range b.BlockedBy {
+			if i == maxBlockedBy {
+				pids = append(pids, fmt.Sprintf("%d more", len(b.BlockedBy)-i))
+				break
+			}
 			if p == 0 {
 				pids = append(pids, "a prepared transaction (no signal ends it: ROLLBACK PREPARED)")
 			} else {

@@ -73,18 +73,31 @@ func decodeAlert(raw []byte) (*alert, bool) {
 	d.Backend.Duration = d.BackendDuration
 	a := &alert{backend: d.Backend, ts: d.TS, since: d.Since, lastEdit: d.Since, lastShown: blockingState(d.Backend)}
 	if d.SummaryTS != "" {
-		a.summary = &summary{ts: d.SummaryTS, total: d.SummaryTotal, since: d.Since}
+		a.summary = &summary{key: "summary|" + d.SummaryTS, ts: d.SummaryTS, total: d.SummaryTotal, since: d.Since}
 	}
 	return a, true
 }
 
-func encodeAlert(a *alert) []byte {
-	d := alertDoc{Backend: a.backend, BackendDuration: a.backend.Duration, TS: a.ts, Since: a.since}
+// encodeAlert makes a's document with the ts given (the caller reads a.ts
+// under watcher.mu when it is to be kept).
+func encodeAlert(a *alert, ts string) []byte {
+	d := alertDoc{Backend: a.backend, BackendDuration: a.backend.Duration, TS: ts, Since: a.since}
 	if a.summary != nil {
-		d.SummaryTS, d.SummaryTotal = a.summary.ts, a.summary.total
+		d.SummaryTotal = a.summary.total
 	}
 	raw, _ := json.Marshal(d)
 	return raw
+}
+
+// withTS sets the ts (and the summary's) of an encoded alert document.
+func withTS(raw []byte, ts, summaryTS string) []byte {
+	var d alertDoc
+	if json.Unmarshal(raw, &d) != nil {
+		return raw
+	}
+	d.TS, d.SummaryTS = ts, summaryTS
+	out, _ := json.Marshal(d)
+	return out
 }
 
 // claim keeps the fresh queries this process is to alert about: with a
@@ -97,7 +110,7 @@ func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 	var mine []pg.Backend
 	for _, b := range fresh {
 		k := alertKey(b)
-		claimed, stored, err := w.b.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}))
+		claimed, stored, err := w.b.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}, ""))
 		if err != nil { // better an alert twice than none
 			w.b.log.Error("could not claim an alert in the state store", slog.String("target", st.target), slog.String("error", err.Error()))
 			mine = append(mine, b)
@@ -108,7 +121,7 @@ func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 			continue
 		}
 		a, ok := decodeAlert(stored)
-		if ok && a.ts == "" && now.Sub(a.since) > time.Minute {
+		if ok && a.ts == "" && now.Sub(a.since) > w.orphanAfter() {
 			// Claimed but never posted (that process died): post it now.
 			mine = append(mine, b)
 			continue
@@ -121,12 +134,15 @@ func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 	return mine
 }
 
-// save records a posted alert (its ts) in the state store.
-func (w *watcher) save(ctx context.Context, target, key string, a *alert) {
+// saveDoc records a posted alert (its ts) in the state store; it is called
+// from the outbox's goroutine, so it bounds its own time.
+func (w *watcher) saveDoc(target, key string, doc []byte) {
 	if w.b.store == nil {
 		return
 	}
-	if err := w.b.store.PutAlert(ctx, target, key, encodeAlert(a)); err != nil {
+	ctx, cancel := context.WithTimeout(w.b.work, w.b.queryTimeout())
+	defer cancel()
+	if err := w.b.store.PutAlert(ctx, target, key, doc); err != nil {
 		w.b.log.Error("could not save an alert in the state store", slog.String("target", target), slog.String("error", err.Error()))
 	}
 }

@@ -4,49 +4,79 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/match"
 )
 
 type alert struct {
 	backend   pg.Backend
-	ts        string // the alert message, or the summary it is part of
 	summary   *summary
 	since     time.Time
 	lastEdit  time.Time
 	lastShown string // what the last edit showed that matters (blocking)
+	queued    bool   // this process queued its post (else another did, or an earlier run)
+
+	// Set by the outbox's callbacks; guarded by watcher.mu.
+	ts       string // the alert message once Slack has it ("" before)
+	failed   bool   // the outbox gave up on its post
+	resolved bool   // the target's goroutine is done with it
 }
 
 type summary struct {
-	ts    string
+	key   string // the summary's outbox key
 	total int
 	open  int // queries of the summary still running
 	since time.Time
+
+	// Guarded by watcher.mu: set once Slack has it, or the outbox gave up.
+	ts     string
+	failed bool
 }
 
 // watcher polls each target on its own schedule and keeps the alert channel
-// up to date. Each target's state is touched only by its own goroutine.
+// up to date. Each target's state is touched only by its own goroutine,
+// except what the outbox reports back (ts, failed), under mu. No poll ever
+// waits on Slack: messages go through the outbox.
 type watcher struct {
-	b *Bot
+	b   *Bot
+	out *outbox.Outbox
 
 	protect match.Rules // never alerted: protected sessions
 	ignore  match.Rules // never alerted: PGKILL_ALERT_IGNORE
 
-	pace     time.Duration // between posts: Slack allows about one message per second per channel
-	postMu   sync.Mutex
-	lastPost time.Time
+	mu sync.Mutex
 }
 
-// newWatcher makes the alert watcher; the rules were checked by Validate.
-func newWatcher(b *Bot) *watcher {
-	w := &watcher{b: b, pace: time.Second}
+// newWatcher makes the alert watcher, sending through out; the rules were
+// checked by Validate.
+func newWatcher(b *Bot, out *outbox.Outbox) *watcher {
+	w := &watcher{b: b, out: out}
 	w.protect, _ = b.cfg.ProtectRules()
 	w.ignore, _ = b.cfg.AlertIgnoreRules()
 	return w
+}
+
+// alertChannel is the alert channel as the outbox sends to it.
+type alertChannel struct{ b *Bot }
+
+func (c alertChannel) Post(ctx context.Context, m blocks.Message) (string, error) {
+	return c.b.post(ctx, c.b.cfg.AlertChannel, "", m)
+}
+
+func (c alertChannel) Update(ctx context.Context, ts string, m blocks.Message) error {
+	return c.b.update(ctx, c.b.cfg.AlertChannel, ts, m)
+}
+
+// newAlertOutbox makes the queue the watcher posts through: one message a
+// second, as Slack allows per channel.
+func newAlertOutbox(b *Bot) *outbox.Outbox {
+	return outbox.New(alertChannel{b}, outbox.Options{Pace: time.Second, Log: b.log})
 }
 
 // alertsFor is one target's alert state.
@@ -57,13 +87,23 @@ type alertsFor struct {
 	downSince time.Time
 }
 
+// maxSpread bounds how far apart the targets' first polls are spread.
+const maxSpread = 30 * time.Second
+
 // run polls every target until ctx ends; a slow target delays only itself.
+// Each target starts at a random offset within one poll interval, so that
+// many targets neither connect at once (a herd of connects on one server
+// times out together) nor poll in step.
 func (w *watcher) run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	spread := min(w.b.cfg.PollInterval, maxSpread)
 	for _, name := range w.b.targets() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if sleep(ctx, rand.N(spread)) != nil {
+				return
+			}
 			st := w.load(ctx, name)
 			t := time.NewTicker(w.b.cfg.PollInterval)
 			defer t.Stop()
@@ -126,8 +166,8 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	if ctx.Err() != nil { // shutting down: that error says nothing about the target
 		return
 	}
-	// From here on the poll finishes what it starts — posts and their state —
-	// even when shutdown begins, within the grace period of in-flight work.
+	// From here on the poll finishes what it starts — its state and what it
+	// queues for Slack — even when shutdown begins.
 	ctx = w.b.work
 	w.b.metrics.polled(st.target, time.Since(start), ls[0].Err == nil)
 	w.b.health.checked(st.target, ls[0].Err, w.b.now())
@@ -136,7 +176,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		if !st.down {
 			st.down, st.downSince = true, now
 			w.b.log.Warn("target down", slog.String("target", st.target), slog.String("error", err.Error()))
-			w.post(ctx, blocks.TargetDown(st.target, err, now))
+			w.notice("down", st.target, now, blocks.TargetDown(st.target, err, now))
 			w.b.metrics.alert("target-down")
 		}
 		return // the alerts of a target we cannot see stay as they are
@@ -144,7 +184,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	if st.down {
 		st.down = false
 		w.b.log.Info("target up", slog.String("target", st.target))
-		w.post(ctx, blocks.TargetUp(st.target, now.Sub(st.downSince), now))
+		w.notice("up", st.target, now, blocks.TargetUp(st.target, now.Sub(st.downSince), now))
 		w.b.metrics.alert("target-up")
 	}
 
@@ -158,7 +198,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		k := alertKey(b)
 		seen[k] = true
 		if a, ok := st.alerts[k]; ok {
-			w.refresh(ctx, a, b, now)
+			w.refresh(st, a, b, now)
 		} else {
 			fresh = append(fresh, b)
 		}
@@ -177,31 +217,98 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	}
 	for _, b := range fresh {
 		a := &alert{backend: b, since: now, lastEdit: now, lastShown: blockingState(b)}
-		a.ts = w.post(ctx, blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}))
-		st.alerts[alertKey(b)] = a // even when posting failed: one attempt per query, never a storm of retries
-		w.save(ctx, st.target, alertKey(b), a)
-		w.b.metrics.alert("posted")
+		st.alerts[alertKey(b)] = a
+		w.postAlert(st.target, a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}))
 	}
+}
+
+// notice posts a one-off message (target down, target up).
+func (w *watcher) notice(kind, target string, now time.Time, m blocks.Message) {
+	w.out.Put(outbox.Item{Key: kind + "|" + target + "|" + now.Format(time.RFC3339Nano), Msg: m})
+}
+
+// postAlert queues a new alert; once Slack has it, its ts is recorded, in
+// the state store too. Until then it has none: a failed post is retried by
+// the outbox, never recorded as posted.
+func (w *watcher) postAlert(target string, a *alert, m blocks.Message) {
+	a.queued = true
+	key := alertKey(a.backend)
+	doc := encodeAlert(a, "")
+	w.out.Put(outbox.Item{Key: key, Msg: m, Sent: func(ts string, err error) {
+		w.mu.Lock()
+		a.ts, a.failed = ts, err != nil
+		resolved := a.resolved
+		w.mu.Unlock()
+		if err != nil {
+			return
+		}
+		w.b.metrics.alert("posted")
+		if !resolved {
+			w.saveDoc(target, key, withTS(doc, ts, ""))
+		}
+	}})
+}
+
+// edit queues a new version of a posted (or queued) alert.
+func (w *watcher) edit(a *alert, m blocks.Message) {
+	w.mu.Lock()
+	ts, failed := a.ts, a.failed
+	w.mu.Unlock()
+	if failed || ts == "" && !a.queued { // never posted, or another process posts it
+		return
+	}
+	w.out.Put(outbox.Item{Key: alertKey(a.backend), TS: ts, Msg: m})
 }
 
 // flood posts one summary instead of many alerts; its queries are known from
 // then on and never alerted one by one.
-func (w *watcher) flood(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) {
-	s := &summary{total: len(fresh), open: len(fresh), since: now}
-	s.ts = w.post(ctx, blocks.AlertSummary(fresh, 3, now))
+func (w *watcher) flood(_ context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) {
+	s := &summary{key: "summary|" + st.target + "|" + now.Format(time.RFC3339Nano), total: len(fresh), open: len(fresh), since: now}
+	members := map[string]*alert{}
+	docs := map[string][]byte{}
 	for _, b := range fresh {
-		a := &alert{backend: b, ts: s.ts, summary: s, since: now, lastEdit: now}
+		a := &alert{backend: b, summary: s, since: now, lastEdit: now, queued: true}
 		st.alerts[alertKey(b)] = a
-		w.save(ctx, st.target, alertKey(b), a)
+		members[alertKey(b)], docs[alertKey(b)] = a, encodeAlert(a, "")
 	}
-	w.b.metrics.alert("summary")
+	w.out.Put(outbox.Item{Key: s.key, Msg: blocks.AlertSummary(fresh, 3, now), Sent: func(ts string, err error) {
+		w.mu.Lock()
+		s.ts, s.failed = ts, err != nil
+		if err != nil {
+			w.mu.Unlock()
+			return
+		}
+		var open []string
+		for k, a := range members {
+			if !a.resolved {
+				open = append(open, k)
+			}
+		}
+		w.mu.Unlock()
+		w.b.metrics.alert("summary")
+		for _, k := range open {
+			w.saveDoc(st.target, k, withTS(docs[k], ts, ts))
+		}
+	}})
 }
+
+// orphanAfter is how long an alert may stay claimed but unposted before
+// another process (or a restarted one) posts it: four polls (a minute by
+// default).
+func (w *watcher) orphanAfter() time.Duration { return 4 * w.b.cfg.PollInterval }
 
 // refresh edits a live alert in place, at most every PGKILL_ALERT_EDIT_INTERVAL,
 // or at once when it starts or stops blocking others.
-func (w *watcher) refresh(ctx context.Context, a *alert, b pg.Backend, now time.Time) {
+func (w *watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) {
 	a.backend = b
-	if a.summary != nil || a.ts == "" {
+	if a.summary != nil {
+		return
+	}
+	if !a.queued && a.ts == "" && now.Sub(a.since) > w.orphanAfter() {
+		// Claimed (by an earlier run or another process) and still not
+		// posted: that one died, or Slack kept refusing it. Better twice
+		// than never.
+		w.postAlert(st.target, a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
 		return
 	}
 	shown := blockingState(b)
@@ -209,26 +316,31 @@ func (w *watcher) refresh(ctx context.Context, a *alert, b pg.Backend, now time.
 		return
 	}
 	a.lastEdit, a.lastShown = now, shown
-	_ = w.b.update(ctx, w.b.cfg.AlertChannel, a.ts, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
+	w.edit(a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
 }
 
 // resolve edits an alert whose query is gone: how long it ran and how it
-// ended, no buttons.
-func (w *watcher) resolve(ctx context.Context, a *alert, now time.Time) {
+// ended, no buttons. An alert whose post has not gone out yet is posted
+// resolved (the outbox's latest version wins).
+func (w *watcher) resolve(_ context.Context, a *alert, now time.Time) {
 	w.b.metrics.alert("resolved")
+	w.mu.Lock()
+	a.resolved = true
+	var summaryTS string
+	var summaryFailed bool
 	if a.summary != nil {
-		a.summary.open--
-		if a.summary.open == 0 && a.summary.ts != "" {
-			_ = w.b.update(ctx, w.b.cfg.AlertChannel, a.summary.ts, blocks.AlertSummaryResolved(a.summary.total, a.summary.since, now))
+		summaryTS, summaryFailed = a.summary.ts, a.summary.failed
+	}
+	w.mu.Unlock()
+	if s := a.summary; s != nil {
+		s.open--
+		if s.open == 0 && !summaryFailed && (summaryTS != "" || a.queued) {
+			w.out.Put(outbox.Item{Key: s.key, TS: summaryTS, Msg: blocks.AlertSummaryResolved(s.total, s.since, now)})
 		}
 		return
 	}
-	if a.ts == "" {
-		return
-	}
 	// It ran at least as long as it had when last seen, one poll ago.
-	m := blocks.AlertMessage(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)})
-	_ = w.b.update(ctx, w.b.cfg.AlertChannel, a.ts, m)
+	w.edit(a, blocks.AlertMessage(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)}))
 }
 
 // endedBy says which approved request ended the query, if one did.
@@ -246,17 +358,4 @@ func (w *watcher) endedBy(id pg.Identity) string {
 
 func blockingState(b pg.Backend) string {
 	return fmt.Sprintf("%d/%d/%v", b.Blocking, b.BlockingTotal, b.BlockedBy)
-}
-
-// post posts to the alert channel, paced; it returns the ts ("" on failure,
-// which slackCall has logged).
-func (w *watcher) post(ctx context.Context, m blocks.Message) string {
-	w.postMu.Lock()
-	if wait := w.pace - time.Since(w.lastPost); wait > 0 {
-		_ = sleep(ctx, wait)
-	}
-	w.lastPost = time.Now()
-	w.postMu.Unlock()
-	ts, _ := w.b.post(ctx, w.b.cfg.AlertChannel, "", m)
-	return ts
 }

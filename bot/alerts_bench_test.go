@@ -80,7 +80,7 @@ func BenchmarkPoll200(b *testing.B) {
 		s.Run("SELECT pg_sleep(600)")
 	}
 	bot, db := benchBot(b, 1)
-	w := &watcher{b: bot} // unpaced: no Slack here
+	w := newWatcher(bot, newAlertOutbox(bot)) // its outbox never runs: no Slack here
 	st := &alertsFor{target: "t0", alerts: map[string]*alert{}}
 	ctx := context.Background()
 	for len(st.alerts) < 200 { // the first polls post the alerts
@@ -97,7 +97,7 @@ func BenchmarkPoll200(b *testing.B) {
 // and reports the process's resident memory.
 func BenchmarkRSS20Targets(b *testing.B) {
 	bot, _ := benchBot(b, 20)
-	w := &watcher{b: bot} // unpaced: no Slack here
+	w := newWatcher(bot, newAlertOutbox(bot)) // its outbox never runs: no Slack here
 	var sts []*alertsFor
 	for _, n := range bot.targets() {
 		sts = append(sts, &alertsFor{target: n, alerts: map[string]*alert{}})

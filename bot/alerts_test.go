@@ -1,6 +1,7 @@
 package bot_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -310,4 +311,108 @@ func TestAlertStateSurvivesRestart(t *testing.T) {
 		m, _ = fake.Message(alertChannel, m.TS)
 		return strings.Contains(string(m.Blocks), "Resolved")
 	})
+}
+
+// An alert whose post fails (HTTP 500) is posted again, with backoff, and
+// recorded as posted (its ts, in the state store too) only once Slack has
+// it.
+func TestAlertPostRetriedAfterServerError(t *testing.T) {
+	stateDSN := pgtest.Database(t, "state_alert_retry")
+	fake := fakeslack.New(t)
+	fake.Fail("chat.postMessage", 2)
+	e, _ := startOn(t, fake, withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = stateDSN })
+	v := e.victim(t, "alert_retry", "SELECT pg_sleep(60)")
+	m := e.waitAlert(t, 30*time.Second, "the alert, after two failed posts", fmt.Sprintf("*pid %d*", v.PID))
+	if n := len(fake.Calls("chat.postMessage")); n < 3 {
+		t.Errorf("%d posts, want the two that failed and one more", n)
+	}
+	store, err := pg.OpenStore(t.Context(), stateDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	fake.Eventually(t, 15*time.Second, "the alert's ts in the state store", func() bool {
+		docs, err := store.Alerts(t.Context(), "main")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			var doc struct{ TS string }
+			if json.Unmarshal(d, &doc) == nil && doc.TS == m.TS {
+				return true
+			}
+		}
+		return false
+	})
+	e.waitPolls(t, 5)
+	if n := len(e.alerts(fmt.Sprintf("*pid %d*", v.PID))); n != 1 {
+		t.Errorf("%d alerts for one query", n)
+	}
+}
+
+// A hung Slack (chat.postMessage and chat.update never answer) does not
+// stop the polls; the alert goes out once Slack answers again.
+func TestAlertPollsContinueWhileSlackHangs(t *testing.T) {
+	fake := fakeslack.New(t)
+	releasePost, releaseUpdate := fake.Stall("chat.postMessage"), fake.Stall("chat.update")
+	defer releasePost()
+	defer releaseUpdate()
+	e, _ := startOn(t, fake, withAlerts)
+	v := e.victim(t, "alert_hung_slack", "SELECT pg_sleep(60)")
+	fake.Eventually(t, 15*time.Second, "the alert's post to hang", func() bool { return fake.Stalled("chat.postMessage") > 0 })
+	e.waitPolls(t, 10) // 2 s of polls at the configured rate; the helper allows 20 s
+	releasePost()
+	releaseUpdate()
+	e.waitAlert(t, 30*time.Second, "the alert once Slack answers", fmt.Sprintf("*pid %d*", v.PID))
+}
+
+// Shutdown does not wait on a hung Slack: alerts queued get a bounded
+// drain, and Serve returns (the helper fails the test if it does not
+// within 30 s).
+func TestAlertShutdownWhileSlackHangs(t *testing.T) {
+	fake := fakeslack.New(t)
+	release := fake.Stall("chat.postMessage")
+	defer release()
+	e, stop := startOn(t, fake, withAlerts)
+	e.victim(t, "alert_hung_shutdown", "SELECT pg_sleep(60)")
+	fake.Eventually(t, 15*time.Second, "the alert's post to hang", func() bool { return fake.Stalled("chat.postMessage") > 0 })
+	stop()
+	if len(e.logs.records("pgkill stopped")) != 1 {
+		t.Error("Serve did not stop")
+	}
+	if len(e.logs.records("slack messages not sent before shutdown")) != 1 {
+		t.Error("the alert left unsent is not logged")
+	}
+}
+
+// An alert claimed in the state store but never posted (Slack hung until
+// that process stopped) is posted by the next run.
+func TestAlertUnpostedIsPostedAfterRestart(t *testing.T) {
+	fake := fakeslack.New(t)
+	opts := []option{withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alert_unposted") }}
+	release := fake.Stall("chat.postMessage")
+	first, stop := startOn(t, fake, opts...)
+	v := first.victim(t, "alert_unposted", "SELECT pg_sleep(60)")
+	fake.Eventually(t, 15*time.Second, "the alert's post to hang", func() bool { return fake.Stalled("chat.postMessage") > 0 })
+	stop()
+	// The fake has seen the stalled post given up, so releasing the stall
+	// cannot post it after all.
+	fake.Eventually(t, 15*time.Second, "the hung post given up", func() bool {
+		for _, c := range fake.Calls("chat.postMessage") {
+			if c.Status == 499 {
+				return true
+			}
+		}
+		return false
+	})
+	release()
+	if n := len(first.alerts("")); n != 0 {
+		t.Fatalf("%d alerts posted while Slack hung", n)
+	}
+	second, _ := startOn(t, fake, opts...)
+	second.waitAlert(t, 20*time.Second, "the alert, posted by the next run", fmt.Sprintf("*pid %d*", v.PID))
+	second.waitPolls(t, 5)
+	if n := len(second.alerts(fmt.Sprintf("*pid %d*", v.PID))); n != 1 {
+		t.Errorf("%d alerts for one query", n)
+	}
 }

@@ -128,3 +128,19 @@ func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 		t.Error("target_up for the dead target is not 0")
 	}
 }
+
+// Every Slack call has a deadline: with chat.postMessage hung, the listing's
+// post gives up in time and the listing still arrives, through the
+// command's response_url.
+func TestListingWhenPostHangs(t *testing.T) {
+	e := start(t)
+	release := e.slack.Stall("chat.postMessage")
+	defer release()
+	m := e.list(t, requester, "main 0s app=nobody_runs_this")
+	if m.Via != "response_url" {
+		t.Errorf("listing came through %s", m.Via)
+	}
+	if e.slack.Stalled("chat.postMessage") == 0 {
+		t.Error("the post was not stalled")
+	}
+}

@@ -102,3 +102,10 @@ func commandKind(q Query, err error) string {
 	}
 	return strings.ToLower(q.Kind)
 }
+
+// outboxPending exports how many alert messages wait to be sent.
+func (m *metrics) outboxPending(pending func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_alert_outbox_pending",
+		Help: "Alert messages waiting for Slack (paced at one a second, retried with backoff)."},
+		func() float64 { return float64(pending()) }))
+}

@@ -22,6 +22,15 @@ func (c Config) shutdownGrace() time.Duration {
 	return c.VerifyTimeout + c.ConnectTimeout + 10*time.Second
 }
 
+// alertDrain bounds how long shutdown waits for queued alert messages:
+// with many targets alerting, the queue may hold more than Slack's pace
+// lets out in any reasonable time. Alerts not posted are not recorded as
+// posted (a restarted pgkill or another process posts them).
+const alertDrain = 5 * time.Second
+
+// slackHTTPTimeout bounds every HTTP request to Slack.
+const slackHTTPTimeout = 20 * time.Second
+
 // NewLogger makes the process logger: JSON (default) or text, at the
 // configured level.
 func NewLogger(cfg Config, out io.Writer) *slog.Logger {
@@ -40,7 +49,10 @@ func NewLogger(cfg Config, out io.Writer) *slog.Logger {
 // requests and alerts then live in memory.
 func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOut io.Writer) error {
 	log := NewLogger(cfg, logOut)
-	api := slack.New(cfg.BotToken, slack.OptionAppLevelToken(cfg.AppToken), slack.OptionAPIURL(cfg.APIURL))
+	// slack-go's default HTTP client has no timeout: a hung Slack would hold
+	// whatever waits on it.
+	api := slack.New(cfg.BotToken, slack.OptionAppLevelToken(cfg.AppToken), slack.OptionAPIURL(cfg.APIURL),
+		slack.OptionHTTPClient(&http.Client{Timeout: slackHTTPTimeout}))
 	client := socketmode.New(api)
 
 	// Handlers get a context that survives ctx by the grace period.
@@ -80,11 +92,21 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
 	g.Go(func() error { b.sweep(gctx); return nil }) // expiry, abandoned approvals
+	// The alert outbox outlives ctx by alertDrain: alerts queued before
+	// SIGTERM still go out if Slack takes them in time.
+	out := newAlertOutbox(b)
+	octx, cancelOut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOut()
+	outDone := make(chan struct{})
 	if cfg.AlertChannel != "" {
-		w := newWatcher(b)
+		b.metrics.outboxPending(out.Pending)
+		go func() { defer close(outDone); out.Run(octx) }()
+		w := newWatcher(b, out)
 		g.Go(func() error { return w.run(gctx) })
 		log.Info("alerts on", slog.String("channel", cfg.AlertChannel), slog.Duration("after", cfg.AlertAfter),
 			slog.Duration("idle_tx_after", cfg.IdleTxAlertAfter), slog.Duration("poll_interval", cfg.PollInterval))
+	} else {
+		close(outDone)
 	}
 	if l != nil {
 		srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -108,9 +130,21 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	err = g.Wait()
 
 	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.shutdownGrace()))
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		dctx, cancel := context.WithTimeout(context.Background(), alertDrain)
+		defer cancel()
+		if out.Flush(dctx) != nil {
+			log.Warn("alert messages not sent before shutdown", slog.Int("messages", out.Pending()))
+		}
+		cancelOut()
+		<-outDone
+	}()
 	if !b.wait(cfg.shutdownGrace()) {
 		log.Warn("in-flight actions did not finish in time")
 	}
+	<-drained
 	cancelWork()
 	log.Info("pgkill stopped")
 	return err

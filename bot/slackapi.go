@@ -27,11 +27,18 @@ type SlackAPI interface {
 // maxRateLimitRetries bounds how often one call waits out a 429.
 const maxRateLimitRetries = 5
 
-// slackCall runs one Web API call. A 429 is retried after the Retry-After
-// Slack gave; other errors are logged with the method and returned.
+// slackCallTimeout bounds each attempt of a Web API call: a hung Slack
+// must not hold an approval, a listing or the alert outbox for long.
+const slackCallTimeout = 10 * time.Second
+
+// slackCall runs one Web API call, each attempt within slackCallTimeout. A
+// 429 is retried after the Retry-After Slack gave; other errors are logged
+// with the method and returned.
 func (b *Bot) slackCall(ctx context.Context, method string, call func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
-		err := call(ctx)
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		err := call(cctx)
+		cancel()
 		if err == nil {
 			return nil
 		}

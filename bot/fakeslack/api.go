@@ -47,10 +47,20 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		token = strings.TrimPrefix(auth, "Bearer ")
 	}
 
+	if !s.stall(r, method, p) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.notify()
 	call := Call{Method: method, Params: p, Status: http.StatusOK}
+	if s.failing[method] > 0 {
+		s.failing[method]--
+		call.Status = http.StatusInternalServerError
+		s.calls = append(s.calls, call)
+		writeJSON(w, http.StatusInternalServerError, map[string]any{"ok": false, "error": "internal_error"})
+		return
+	}
 	if ra := s.limited[method]; len(ra) > 0 {
 		s.limited[method] = ra[1:]
 		call.Status = http.StatusTooManyRequests
@@ -85,26 +95,35 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "channel_not_found"})
 			return
 		}
+		if !s.check(method, p["blocks"]) {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "msg_blocks_too_long"})
+			return
+		}
 		m := &Message{Channel: p["channel"], TS: s.nextTS(), ThreadTS: p["thread_ts"], Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: method}
 		m.Versions = append(m.Versions, m.Blocks)
-		s.check(method, p["blocks"])
 		s.messages = append(s.messages, m)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS})
 	case "chat.update":
 		for _, m := range s.messages {
 			if m.Channel == p["channel"] && m.TS == p["ts"] {
+				if !s.check(method, p["blocks"]) {
+					writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "msg_blocks_too_long"})
+					return
+				}
 				m.Text, m.Blocks = p["text"], readable([]byte(p["blocks"]))
 				m.Updates++
 				m.Versions = append(m.Versions, m.Blocks)
-				s.check(method, p["blocks"])
 				writeJSON(w, http.StatusOK, map[string]any{"ok": true, "channel": m.Channel, "ts": m.TS, "text": m.Text})
 				return
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "message_not_found"})
 	case "chat.postEphemeral":
+		if !s.check(method, p["blocks"]) {
+			writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "msg_blocks_too_long"})
+			return
+		}
 		m := &Message{Channel: p["channel"], TS: s.nextTS(), User: p["user"], Ephemeral: true, Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: method}
-		s.check(method, p["blocks"])
 		s.messages = append(s.messages, m)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "message_ts": m.TS})
 	case "views.open":
@@ -133,7 +152,10 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"ok": false, "error": "expired_url"})
 		return
 	}
-	s.check("response_url", p["blocks"])
+	if !s.check("response_url", p["blocks"]) {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "msg_blocks_too_long"})
+		return
+	}
 	m := Message{Channel: h.channel, Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: "response_url", ThreadTS: p["thread_ts"]}
 	switch {
 	case p["replace_original"] == "true" && h.messageTS != "":

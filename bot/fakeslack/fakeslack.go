@@ -85,6 +85,9 @@ type Server struct {
 	hookPosts   []Message
 	groups      map[string][]string
 	limited     map[string][]int // method -> Retry-After seconds of the next 429 answers
+	failing     map[string]int   // method -> how many of its next calls answer HTTP 500
+	stalls      map[string]chan struct{}
+	stalled     map[string]int // method -> calls held by a stall so far
 	violations  []string
 	scopes      map[string]bool // nil: all granted
 	connections int
@@ -108,6 +111,9 @@ func New(tb testing.TB) *Server {
 		hooks:     map[string]hook{},
 		groups:    map[string][]string{},
 		limited:   map[string][]int{},
+		failing:   map[string]int{},
+		stalls:    map[string]chan struct{}{},
+		stalled:   map[string]int{},
 		pinging:   true,
 		pingEvery: 200 * time.Millisecond,
 	}
@@ -265,13 +271,21 @@ func (s *Server) nextTS() string {
 	return fmt.Sprintf("%d.%06d", 1795576440+s.seq, s.seq)
 }
 
-func (s *Server) check(where string, blocksJSON string) {
+// check records every Block Kit breach of a message; it returns false when
+// Slack would refuse the message whole for its total text
+// (msg_blocks_too_long).
+func (s *Server) check(where string, blocksJSON string) bool {
 	if blocksJSON == "" || blocksJSON == "null" {
-		return
+		return true
 	}
 	for _, v := range blocks.Violations([]byte(blocksJSON)) {
 		s.violations = append(s.violations, where+": "+v)
 	}
+	if n := blocks.TextLength([]byte(blocksJSON)); n > blocks.MessageTextLimit {
+		s.violations = append(s.violations, fmt.Sprintf("%s: msg_blocks_too_long: %d characters of text, over %d", where, n, blocks.MessageTextLimit))
+		return false
+	}
+	return true
 }
 
 // readable re-encodes JSON without Go's \u003c-style escapes, so tests can
