@@ -69,6 +69,8 @@ type Listing struct {
 	// NoTree says why the blocking tree could not be computed (the sessions
 	// are listed without blocking counts); "" when it was.
 	NoTree string
+
+	role, hiddenRole string // for Target.Backend's ErrHidden message
 }
 
 // List lists the named targets (all when names is empty) concurrently, in
@@ -86,8 +88,9 @@ func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listi
 			continue
 		}
 		g.Go(func() error {
-			bs, err := t.List(ctx, filter)
-			out[i] = Listing{Target: t.Name, Backends: bs, Err: err}
+			l, err := t.List(ctx, filter)
+			l.Err = err
+			out[i] = l
 			return nil
 		})
 	}
