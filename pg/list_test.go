@@ -190,3 +190,31 @@ func TestListFilterPatterns(t *testing.T) {
 		t.Errorf("bad pattern: %v", err)
 	}
 }
+
+// Parallel workers are folded into their leader: never listed, counted in
+// the leader's Workers.
+func TestListParallelWorkersFold(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Database(t, "parallel")
+	pgtest.Exec(t, "SELECT 1")
+	s := pgtest.NewSession(t, dsn, "parallel_leader")
+	s.Exec(t, `CREATE TABLE IF NOT EXISTS par AS SELECT g AS x FROM generate_series(1, 100000) g;
+		SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+		SET min_parallel_table_scan_size = 0; SET parallel_leader_participation = off`)
+	// Each row sleeps: the scan runs far longer than any test, until cancelled.
+	s.Run("SELECT count(*) FROM par WHERE pg_sleep(0.01) IS NOT NULL")
+	tg := newTarget(t, dsn, pg.Options{})
+	b := waitBackend(t, tg, pg.Filter{Application: "parallel_leader"}, s.PID, func(b pg.Backend) bool { return b.Workers == 2 })
+	l, err := tg.List(ctx(t), pg.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range l.Backends {
+		if x.BackendType == "parallel worker" {
+			t.Errorf("parallel worker listed: %+v", x)
+		}
+	}
+	if b.BackendType != "client backend" {
+		t.Errorf("leader = %+v", b)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,15 +249,18 @@ func TestDoctor(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	granted := pgtest.Role(t, "doc_granted", "pg_signal_backend", "pg_read_all_stats")
 	plain := pgtest.Role(t, "doc_plain")
+	readOnly := pgtest.Role(t, "doc_reads", "pg_read_all_stats")
 	tests := []struct {
 		name                    string
 		dsn                     string
 		super, signal, readStat bool
 		problems                []string
+		missing                 []string
 	}{
-		{"superuser", dsn, true, true, true, nil},
-		{"granted", granted, false, true, true, []string{"superuser sessions"}},
-		{"plain", plain, false, false, false, []string{"GRANT pg_read_all_stats", "GRANT pg_signal_backend", "superuser sessions"}},
+		{"superuser", dsn, true, true, true, nil, nil},
+		{"granted", granted, false, true, true, []string{"superuser sessions"}, nil},
+		{"plain", plain, false, false, false, []string{"GRANT pg_read_all_stats", "GRANT pg_signal_backend", "superuser sessions"}, []string{"pg_read_all_stats", "pg_signal_backend"}},
+		{"reads only", readOnly, false, false, true, []string{"GRANT pg_signal_backend", "superuser sessions"}, []string{"pg_signal_backend"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,6 +270,9 @@ func TestDoctor(t *testing.T) {
 			}
 			if r.Superuser != tc.super || r.SignalBackend != tc.signal || r.ReadAllStats != tc.readStat {
 				t.Errorf("report = %+v", r)
+			}
+			if !slices.Equal(r.Missing, tc.missing) {
+				t.Errorf("missing = %q, want %q", r.Missing, tc.missing)
 			}
 			if r.VersionNum < 120000 || r.Version == "" {
 				t.Errorf("version = %q %d", r.Version, r.VersionNum)
@@ -293,14 +300,21 @@ func TestDoctor(t *testing.T) {
 }
 
 // A terminate approved for a query that has since finished, leaving the
-// session plain idle (no transaction), spares the session.
+// session plain idle (no transaction), spares the session. The query waits
+// on an advisory lock the test holds, so it is certainly running when
+// listed and ends exactly when the test lets it: no race with a timer.
 func TestTerminateSparesSessionWhoseQueryFinished(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
+	holder := pgtest.NewSession(t, dsn, "terminate_finished_holder")
+	holder.Exec(t, "SELECT pg_advisory_lock(7001)")
 	s := pgtest.NewSession(t, dsn, "terminate_finished")
-	s.Run("SELECT pg_sleep(0.5)")
+	s.Run("SELECT pg_advisory_xact_lock(7001)")
 	tg := newTarget(t, dsn, pg.Options{})
-	b := waitBackend(t, tg, pg.Filter{Application: "terminate_finished"}, s.PID, func(b pg.Backend) bool { return b.State == pg.StateActive })
+	b := waitBackend(t, tg, pg.Filter{Application: "terminate_finished"}, s.PID, func(b pg.Backend) bool {
+		return b.State == pg.StateActive && len(b.BlockedBy) == 1 && b.BlockedBy[0] == holder.PID
+	})
+	holder.Exec(t, "SELECT pg_advisory_unlock(7001)")
 	if err := s.Result(t); err != nil {
 		t.Fatal(err)
 	}
