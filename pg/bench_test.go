@@ -108,7 +108,10 @@ func BenchmarkListLockPileUp(b *testing.B) {
 	have := 0
 	for _, n := range []int{100, 400, 1000} {
 		for ; have < n; have++ {
-			pgtest.NewSession(b, dsn, "bench_waiter").Run("UPDATE hot SET v = v + 1 WHERE id = 1")
+			// A long deadlock_timeout: otherwise every waiter's deadlock check
+			// (all lock partitions, exclusively) starves the connections
+			// still being opened, and the setup times out.
+			pgtest.NewSession(b, dsn, "bench_waiter").Run("SET deadlock_timeout = '10min'; UPDATE hot SET v = v + 1 WHERE id = 1")
 		}
 		waitWaiters(b, conn, n)
 		check := func(l Listing) error {
