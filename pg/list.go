@@ -35,7 +35,9 @@ FROM pg_roles r WHERE r.rolname = current_user`
 //	2 a parallel worker, only to count it under its leader and to map its
 //	  lock waits onto the leader.
 //
-// Only $4 characters of the query leave the server ($4 <= 0: all of it).
+// Only $4 characters of the query leave the server ($4 <= 0: all of it);
+// whether that cut it is told by lengths in bytes, so a 64 kB text is never
+// scanned character by character.
 // Ages are computed with clock_timestamp() on the server: no clock skew.
 // Our own sessions are excluded by pid and by application_name+role, so the
 // other connection of our pool never shows either. leader_pid exists from
@@ -50,7 +52,8 @@ SELECT CASE WHEN a.backend_start IS NULL THEN 1 WHEN a.leader_pid IS NOT NULL AN
        coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
        a.xact_start, a.state_change,
        CASE WHEN $4::int > 0 THEN left(a.query, $4::int) ELSE coalesce(a.query, '') END,
-       coalesce(octet_length(a.query) >= (SELECT pg_size_bytes(current_setting('track_activity_query_size'))) - 1 OR ($4::int > 0 AND char_length(a.query) > $4::int), false),
+       coalesce(octet_length(a.query) >= (SELECT pg_size_bytes(current_setting('track_activity_query_size'))) - 1
+                OR ($4::int > 0 AND octet_length(left(a.query, $4::int)) < octet_length(a.query)), false),
        coalesce(extract(epoch FROM clock_timestamp() - s.since)::float8, 0),
        coalesce(r.rolsuper, a.usesysid IS NULL),
        a.usesysid IS NOT NULL AND pg_has_role(current_user, a.usesysid, 'USAGE')
