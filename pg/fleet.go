@@ -64,7 +64,10 @@ type Listing struct {
 	// Hidden counts the client sessions of other roles that pgkill's role
 	// cannot see (pg_stat_activity shows them as <insufficient privilege>,
 	// without timestamps): they are never listed, whatever the filter, and
-	// must be told about (GRANT pg_read_all_stats).
+	// must be told about (GRANT pg_read_all_stats). Only the filter's
+	// database, user and application patterns (and pid) apply: state and
+	// duration are hidden too. PostgreSQL also hides the process type, so a
+	// parallel or background worker running as such a role counts as well.
 	Hidden int
 	// NoTree says why the blocking tree could not be computed (the sessions
 	// are listed without blocking counts); "" when it was.

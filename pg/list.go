@@ -138,35 +138,11 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 	if err := br.QueryRow().Scan(&m.user, &m.superuser, &m.signalBackend, &m.serverStart); err != nil {
 		return err
 	}
-	leader := map[int32]int32{}
-	workers := map[int32]int{}
-	rows, err := br.Query()
+	l.role = m.user
+	leader, workers, err := t.readSessions(br, m, f, l)
 	if err != nil {
 		return err
 	}
-	for rows.Next() {
-		b, kind, lead, err := t.scanSession(rows, m)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		switch {
-		case kind == 2 && lead != nil:
-			leader[b.PID] = *lead
-			workers[*lead]++
-		case !f.matches(b.Database, b.User, b.Application):
-		case kind == 1:
-			l.Hidden++
-			l.hiddenRole = b.User
-		default:
-			l.Backends = append(l.Backends, b)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	l.role = m.user
 	var (
 		edges    map[int32][]int32
 		complete = true
@@ -182,14 +158,54 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 	for i := range l.Backends {
 		l.Backends[i].Workers = workers[l.Backends[i].PID]
 	}
+	addTree(l, edges, complete, leader)
+	return nil
+}
+
+// readSessions reads sessionsSQL's answer into l (listed and hidden
+// sessions, after the name patterns) and returns each parallel worker's
+// leader and each leader's worker count.
+func (t *Target) readSessions(br pgx.BatchResults, m me, f Filter, l *Listing) (map[int32]int32, map[int32]int, error) {
+	leader := map[int32]int32{}
+	workers := map[int32]int{}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		b, kind, lead, err := t.scanSession(rows, m)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case kind == 2:
+			if lead != nil {
+				leader[b.PID] = *lead
+				workers[*lead]++
+			}
+		case !f.matches(b.Database, b.User, b.Application):
+		case kind == 1:
+			l.Hidden++
+			l.hiddenRole = b.User
+		default:
+			l.Backends = append(l.Backends, b)
+		}
+	}
+	return leader, workers, rows.Err()
+}
+
+// addTree fills the listed sessions' blocking fields from the lock waits,
+// or says in l.NoTree why it could not within treeBudget.
+func addTree(l *Listing, edges map[int32][]int32, complete bool, leader map[int32]int32) {
 	if !complete {
-		l.NoTree = fmt.Sprintf("the blocking tree was not computed: reading the lock waits of %d sessions took over %s", len(edges), treeBudget)
-		return nil
+		l.NoTree = fmt.Sprintf("the blocking tree was not computed: reading the lock waits took over %s", treeBudget)
+		return
 	}
 	tr, err := buildTree(edges, leader, treeBudget)
 	if err != nil {
 		l.NoTree = fmt.Sprintf("the blocking tree was not computed: %d sessions wait on locks and counting them took over %s", len(edges), treeBudget)
-		return nil
+		return
 	}
 	for i := range l.Backends {
 		b := &l.Backends[i]
@@ -197,7 +213,6 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 		b.Blocking = tr.direct[b.PID]
 		b.BlockingTotal = tr.total[b.PID]
 	}
-	return nil
 }
 
 // serverMajor is the server's major version from the server_version the

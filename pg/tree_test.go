@@ -92,3 +92,18 @@ func BenchmarkBuildTree(b *testing.B) {
 		})
 	}
 }
+
+// Lock waits that could not all be read within the budget: the sessions
+// are still listed, without blocking counts, and NoTree says why.
+func TestAddTreeIncomplete(t *testing.T) {
+	l := &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
+	addTree(l, map[int32][]int32{2: {1}}, false, nil)
+	if l.NoTree == "" || len(l.Backends) != 2 || l.Backends[0].Blocking != 0 || l.Backends[1].BlockedBy != nil {
+		t.Errorf("listing = %+v", l)
+	}
+	l = &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
+	addTree(l, map[int32][]int32{2: {1}}, true, nil)
+	if l.NoTree != "" || l.Backends[0].Blocking != 1 || l.Backends[0].BlockingTotal != 1 || !l.Backends[0].RootBlocker() {
+		t.Errorf("listing = %+v", l)
+	}
+}
