@@ -48,6 +48,14 @@ func ParseFilterState(s string) (string, error) {
 	return "", fmt.Errorf("state must be active, idle-in-transaction or all, not %q", s)
 }
 
+// Check reports whether f's patterns and state are usable, with an error
+// that names the field and says what is allowed: callers parsing user input
+// check it up front, List checks it again.
+func (f Filter) Check() error {
+	_, err := f.check()
+	return err
+}
+
 // check validates f's patterns and state, returning the normalised state.
 func (f Filter) check() (string, error) {
 	for _, p := range []struct{ name, pattern string }{

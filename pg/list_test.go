@@ -189,6 +189,12 @@ func TestListFilterPatterns(t *testing.T) {
 	if _, err := tg.List(ctx(t), pg.Filter{User: "[a-"}); err == nil || !strings.Contains(err.Error(), "user filter") {
 		t.Errorf("bad pattern: %v", err)
 	}
+	if err := (pg.Filter{Application: "[a-"}).Check(); err == nil || !strings.Contains(err.Error(), "application filter") {
+		t.Errorf("Check(bad pattern) = %v", err)
+	}
+	if err := (pg.Filter{Database: "app_*", State: "active"}).Check(); err != nil {
+		t.Errorf("Check(good filter) = %v", err)
+	}
 }
 
 // Parallel workers are folded into their leader: never listed, counted in
