@@ -16,6 +16,14 @@ import (
 // must never make the target unreadable during the incident it causes.
 const treeBudget = time.Second
 
+// budget is treeBudget, or the test's own.
+func (t *Target) budget() time.Duration {
+	if t.treeBudget != 0 {
+		return t.treeBudget
+	}
+	return treeBudget
+}
+
 // meSQL reads, once per listing, who we are and what we may do.
 const meSQL = `
 SELECT current_user::text, r.rolsuper, pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
@@ -130,7 +138,7 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 	if fromLocks {
 		batch.Queue(locksSQL)
 	} else {
-		batch.Queue(blockingPIDsSQL, treeBudget.Seconds())
+		batch.Queue(blockingPIDsSQL, t.budget().Seconds())
 	}
 	var m me
 	br := conn.SendBatch(ctx, &batch)
@@ -158,7 +166,7 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 	for i := range l.Backends {
 		l.Backends[i].Workers = workers[l.Backends[i].PID]
 	}
-	addTree(l, edges, complete, leader)
+	addTree(l, edges, complete, leader, t.budget())
 	return nil
 }
 
@@ -196,15 +204,15 @@ func (t *Target) readSessions(br pgx.BatchResults, m me, f Filter, l *Listing) (
 }
 
 // addTree fills the listed sessions' blocking fields from the lock waits,
-// or says in l.NoTree why it could not within treeBudget.
-func addTree(l *Listing, edges map[int32][]int32, complete bool, leader map[int32]int32) {
+// or says in l.NoTree why it could not within budget.
+func addTree(l *Listing, edges map[int32][]int32, complete bool, leader map[int32]int32, budget time.Duration) {
 	if !complete {
-		l.NoTree = fmt.Sprintf("the blocking tree was not computed: reading the lock waits took over %s", treeBudget)
+		l.NoTree = fmt.Sprintf("the blocking tree was not computed: reading the lock waits took over %s", budget)
 		return
 	}
-	tr, err := buildTree(edges, leader, treeBudget)
+	tr, err := buildTree(edges, leader, budget)
 	if err != nil {
-		l.NoTree = fmt.Sprintf("the blocking tree was not computed: %d sessions wait on locks and counting them took over %s", len(edges), treeBudget)
+		l.NoTree = fmt.Sprintf("the blocking tree was not computed: %d sessions wait on locks and counting them took over %s", len(edges), budget)
 		return
 	}
 	for i := range l.Backends {

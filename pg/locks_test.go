@@ -103,3 +103,30 @@ func waitWaiting(t *testing.T, pid int32) {
 		}
 	}
 }
+
+// When the tree cannot be worked out within its budget — reading the lock
+// waits (pg_blocking_pids, before 14) or counting them — the sessions are
+// listed without it and NoTree says so: the target is not failed.
+func TestListWithoutTreeOverBudget(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DSN(t)
+	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS budget (id int)")
+	holder := pgtest.NewSession(t, dsn, "budget_holder")
+	holder.Exec(t, "BEGIN; LOCK TABLE budget IN ACCESS EXCLUSIVE MODE")
+	waiter := pgtest.NewSession(t, dsn, "budget_waiter")
+	waiter.Run("SELECT count(*) FROM budget")
+	waitWaiting(t, waiter.PID)
+	for _, blockingPIDs := range []bool{false, true} {
+		tg := target(t, dsn, blockingPIDs)
+		tg.treeBudget = -time.Second
+		l, err := tg.List(context.Background(), Filter{Application: "budget_*"})
+		if err != nil || len(l.Backends) != 2 || l.NoTree == "" {
+			t.Fatalf("pg_blocking_pids %v: %+v, %v; want both sessions and NoTree", blockingPIDs, l, err)
+		}
+		for _, b := range l.Backends {
+			if b.Blocking != 0 || b.BlockedBy != nil || b.RootBlocker() {
+				t.Errorf("pg_blocking_pids %v: counts without a tree: %+v", blockingPIDs, b)
+			}
+		}
+	}
+}

@@ -94,6 +94,7 @@ type Target struct {
 	// blockingPIDs makes List read the lock waits with pg_blocking_pids()
 	// as it does before PostgreSQL 14, so tests can compare both ways.
 	blockingPIDs bool
+	treeBudget   time.Duration // 0: the package's treeBudget
 }
 
 // NewTarget makes the pool for spec. It does not connect.

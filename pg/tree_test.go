@@ -97,12 +97,12 @@ func BenchmarkBuildTree(b *testing.B) {
 // are still listed, without blocking counts, and NoTree says why.
 func TestAddTreeIncomplete(t *testing.T) {
 	l := &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
-	addTree(l, map[int32][]int32{2: {1}}, false, nil)
+	addTree(l, map[int32][]int32{2: {1}}, false, nil, time.Second)
 	if l.NoTree == "" || len(l.Backends) != 2 || l.Backends[0].Blocking != 0 || l.Backends[1].BlockedBy != nil {
 		t.Errorf("listing = %+v", l)
 	}
 	l = &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
-	addTree(l, map[int32][]int32{2: {1}}, true, nil)
+	addTree(l, map[int32][]int32{2: {1}}, true, nil, time.Second)
 	if l.NoTree != "" || l.Backends[0].Blocking != 1 || l.Backends[0].BlockingTotal != 1 || !l.Backends[0].RootBlocker() {
 		t.Errorf("listing = %+v", l)
 	}
