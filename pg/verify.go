@@ -25,7 +25,8 @@ type Verification struct {
 	AbortedTxOpen bool
 	// Locks is the number of locks the session held at the last
 	// observation (granted rows of pg_locks, its own virtual transaction ID
-	// excluded); -1 when not read.
+	// excluded); 0 once the session has ended; -1 when never read (not
+	// signalled, or the database could not be asked).
 	Locks int
 	// MaybeNext: by the first observation after the signal the session was
 	// already running a statement that started before the signal. The
