@@ -175,7 +175,7 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 		return ErrFailed
 	}
 	fmt.Fprintf(c.Out, "signal sent; waiting up to %s for it to end…\n", blocks.Duration(c.Cfg.VerifyTimeout))
-	v, err := c.PG.Verify(ctx, action, b.Identity, c.Cfg.VerifyTimeout)
+	v, err := c.PG.Verify(ctx, out, c.Cfg.VerifyTimeout)
 	if err != nil {
 		fmt.Fprintf(c.Err, "%v\n", err)
 		return ErrFailed

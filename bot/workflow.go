@@ -103,7 +103,7 @@ func (b *Bot) execute(ctx context.Context, a Approval) Approval {
 	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
 	var v pg.Verification
 	if err == nil && out.Result == pg.Sent {
-		v, err = b.db.Verify(ctx, a.Action, a.Backend.Identity, b.cfg.VerifyTimeout)
+		v, err = b.db.Verify(ctx, out, b.cfg.VerifyTimeout)
 	}
 	finish := func(x *Approval) error {
 		x.Outcome, x.Verified = out, v

@@ -45,7 +45,7 @@ func (f *fakePG) Signal(_ context.Context, a pg.Action, id pg.Identity) (pg.Outc
 	f.signals = append(f.signals, id)
 	return pg.Outcome{Action: a, Result: pg.Sent}, nil
 }
-func (f *fakePG) Verify(context.Context, pg.Action, pg.Identity, time.Duration) (pg.Verification, error) {
+func (f *fakePG) Verify(context.Context, pg.Outcome, time.Duration) (pg.Verification, error) {
 	return pg.Verification{Ended: true, How: "query ended"}, nil
 }
 func (f *fakePG) Doctor(context.Context, []string) []pg.Report { return nil }

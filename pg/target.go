@@ -101,6 +101,10 @@ type Target struct {
 	connCfg *pgx.ConnConfig // for Doctor's one plain connection
 	opts    Options
 	auth    Auth // nil: the DSN's password
+	// blockingPIDs makes List read the lock waits with pg_blocking_pids()
+	// as it does before PostgreSQL 14, so tests can compare both ways.
+	blockingPIDs bool
+	treeBudget   time.Duration // 0: the package's treeBudget
 }
 
 // NewTarget makes the pool for spec. It does not connect.
