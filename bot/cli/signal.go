@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/pg"
+)
+
+type signalArgs struct {
+	target string
+	yes    bool
+}
+
+func signalFlags(name string, a *signalArgs) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(&a.target, "target", "", "the target the pids are on (may be left out when there is one)")
+	fs.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
+	fs.BoolVar(&a.yes, "y", false, "short for -yes")
+	return fs
+}
+
+// Signal cancels or terminates each pid in args: it reads and shows each
+// session, refuses what must not or need not be signalled, asks once, then
+// signals each still-matching session and watches it. One line per pid says
+// how it ended. Exit codes: 0 every pid ended, 4 one still runs, 5 not
+// confirmed or one was not signalled, 3 a target could not be read, 1 an
+// error; with several pids, the first of 1, 3, 4, 5 that applies.
+func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error {
+	cmd := string(action)
+	target, pids, yes, err := c.signalArgs(cmd, args)
+	if err != nil {
+		return err
+	}
+	code := ExitOK
+	var todo []pg.Backend
+	for _, pid := range pids {
+		b, cd := c.read(ctx, action, target, pid)
+		code = worse(code, cd)
+		if cd == ExitOK {
+			todo = append(todo, b)
+		}
+	}
+	if len(todo) == 0 {
+		return exit(code)
+	}
+	if !yes && !c.confirm(question(action, todo)) {
+		fmt.Fprintln(c.Out, "not confirmed; nothing signalled")
+		return exit(worse(code, ExitNothingDone))
+	}
+	return exit(worse(code, c.signalAll(ctx, action, todo)))
+}
+
+// signalArgs parses [-target T] [-y] PID... with flags before or after the
+// pids, and resolves the target.
+func (c *CLI) signalArgs(cmd string, args []string) (target string, pids []int32, yes bool, err error) {
+	var a signalArgs
+	fs := signalFlags(cmd, &a)
+	fs.SetOutput(io.Discard)
+	seen := map[int32]bool{}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", nil, false, c.usageError(cmd, "%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		arg := fs.Arg(0)
+		pid, err := strconv.ParseInt(arg, 10, 32)
+		if err != nil || pid <= 0 {
+			return "", nil, false, c.usageError(cmd, "%q is not a pid", arg)
+		}
+		if !seen[int32(pid)] {
+			seen[int32(pid)] = true
+			pids = append(pids, int32(pid))
+		}
+		args = fs.Args()[1:]
+	}
+	if len(pids) == 0 {
+		return "", nil, false, c.usageError(cmd, "which pid? (pgkill list shows them)")
+	}
+	if a.target != "" {
+		_, err := c.targets(cmd, a.target)
+		return a.target, pids, a.yes, err
+	}
+	names := c.DB.Names()
+	if len(names) != 1 {
+		return "", nil, false, c.usageError(cmd, "there are %d targets, say which with -target (%s)", len(names), strings.Join(names, ", "))
+	}
+	return names[0], pids, a.yes, nil
+}
+
+// read reads one pid, shows it and decides whether it may be signalled:
+// ExitOK when it may, else the code of the refusal, already explained.
+func (c *CLI) read(ctx context.Context, action pg.Action, target string, pid int32) (pg.Backend, int) {
+	b, err := c.DB.Backend(ctx, target, pid)
+	switch {
+	case errors.Is(err, pg.ErrHidden):
+		fmt.Fprintf(c.Out, "pid %d on %s: a session of another role that pgkill's role cannot see (it lacks pg_read_all_stats), so pgkill cannot tell what it runs and will not signal it; nothing signalled. GRANT pg_read_all_stats TO pgkill's role (see pgkill doctor)\n", pid, target)
+		return b, ExitNothingDone
+	case errors.Is(err, pg.ErrNotFound):
+		fmt.Fprintf(c.Out, "pid %d on %s: no client backend with that pid (it has ended, or never existed); nothing signalled\n", pid, target)
+		return b, ExitNothingDone
+	case err != nil && (errors.Is(err, pg.ErrUnavailable) || errors.Is(err, pg.ErrTimeout)):
+		fmt.Fprintf(c.Out, "pid %d on %s: COULD NOT BE READ: %s; nothing signalled\n", pid, target, c.unreadable(err))
+		return b, ExitUnreadable
+	case err != nil:
+		fmt.Fprintf(c.Out, "pid %d on %s: %s; nothing signalled\n", pid, target, errText(err))
+		return b, ExitError
+	}
+	c.show(action, b)
+	if why := refusal(action, b); why != "" {
+		fmt.Fprintf(c.Out, "  pid %d: %s; nothing signalled\n", b.PID, why)
+		return b, ExitNothingDone
+	}
+	return b, ExitOK
+}
+
+// show prints what the confirmation is about: the session, its query, what
+// it blocks and, for terminate, the transaction that would be rolled back.
+func (c *CLI) show(action pg.Action, b pg.Backend) {
+	fmt.Fprintf(c.Out, "%s pid %d on %s: %s\n", strings.ToUpper(string(action)), b.PID, b.Target, describe(b))
+	fmt.Fprintf(c.Out, "  query: %s\n", oneLine(b.Query, 200))
+	if b.BlockingTotal > 0 {
+		fmt.Fprintf(c.Out, "  blocks %s (%d directly): ending it frees them\n", plural(b.BlockingTotal, "session"), b.Blocking)
+	}
+	if len(b.BlockedBy) > 0 {
+		fmt.Fprintf(c.Out, "  waits on pid %s\n", pids(b.BlockedBy))
+	}
+	if action == pg.Terminate && b.Signallable() && !b.XactStart.IsZero() && b.State != "idle" {
+		fmt.Fprintf(c.Out, "  its open transaction (open for %s) is rolled back: everything it wrote is lost\n", blocks.Duration(txAge(b, time.Now())))
+	}
+}
+
+// refusal says why b is not signalled with action, or "" when it may be.
+// The same session gets the same story from cancel and terminate, and no
+// next step is offered that would be refused.
+func refusal(action pg.Action, b pg.Backend) string {
+	switch {
+	case !b.Signallable():
+		return "refused: " + Visible(b.Protected)
+	case b.State == "idle":
+		return "nothing to end: it is idle (no statement running, no transaction open); pgkill spares plain idle sessions on purpose"
+	case action == pg.Cancel && b.State.Idle():
+		return fmt.Sprintf("cancel does nothing to a session %s (no statement is running); ending its transaction needs: %s",
+			b.State, nextCommand(pg.Terminate, b))
+	case action == pg.Cancel && b.State != pg.StateActive:
+		return fmt.Sprintf("cancel acts only on a running statement; this session is %s", Visible(string(b.State)))
+	}
+	return ""
+}
+
+// nextCommand is the command line for the next step.
+func nextCommand(action pg.Action, b pg.Backend) string {
+	return fmt.Sprintf("pgkill %s -target %s %d", action, b.Target, b.PID)
+}
+
+func question(action pg.Action, bs []pg.Backend) string {
+	if len(bs) == 1 {
+		return fmt.Sprintf("%s pid %d on %s? [y/N] ", action, bs[0].PID, bs[0].Target)
+	}
+	var ps []string
+	for _, b := range bs {
+		ps = append(ps, fmt.Sprint(b.PID))
+	}
+	return fmt.Sprintf("%s these %d sessions on %s (pids %s)? [y/N] ", action, len(bs), bs[0].Target, strings.Join(ps, ", "))
+}
+
+// signalAll signals each backend in turn (each identity-checked in its own
+// statement), then watches those signalled concurrently so several pids
+// take one verify timeout, not one each. It prints one line per pid, in the
+// order given, and returns the exit code.
+func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) int {
+	lines := make([]string, len(bs))
+	codes := make([]int, len(bs))
+	var sent []int
+	for i, b := range bs {
+		out, err := c.DB.Signal(ctx, action, b.Identity)
+		lines[i], codes[i] = outcomeLine(action, b, out, err)
+		if err == nil && out.Result == pg.Sent {
+			sent = append(sent, i)
+		}
+	}
+	if len(sent) > 0 {
+		fmt.Fprintf(c.Out, "signal sent to %s; watching for up to %s (PGKILL_VERIFY_TIMEOUT)…\n",
+			plural(len(sent), "session"), blocks.Duration(c.Opts.VerifyTimeout))
+	}
+	var wg sync.WaitGroup
+	for _, i := range sent {
+		wg.Go(func() {
+			v, err := c.DB.Verify(ctx, action, bs[i].Identity, c.Opts.VerifyTimeout)
+			lines[i], codes[i] = verifyLine(action, bs[i], v, err)
+		})
+	}
+	wg.Wait()
+	code := ExitOK
+	for i := range bs {
+		fmt.Fprintln(c.Out, lines[i])
+		code = worse(code, codes[i])
+	}
+	return code
+}
