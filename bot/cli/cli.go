@@ -157,8 +157,9 @@ func (c *CLI) unreadable(err error) string {
 	return msg
 }
 
-// errText is an error as the user sees it: passwords masked, control
-// characters visible.
+// errText is an error as the user sees it, on one line: passwords masked,
+// whitespace folded (pgx puts one attempt per line), control characters
+// visible.
 func errText(err error) string {
-	return Visible(pg.Redact(err.Error()))
+	return Visible(strings.Join(strings.Fields(pg.Redact(err.Error())), " "))
 }
