@@ -76,6 +76,12 @@ func sleeper(t *testing.T, app string) *pgtest.Session {
 // waitState waits (with a deadline, not a sleep) until pid's state is state.
 func waitState(t *testing.T, pid int32, state string) {
 	t.Helper()
+	waitActivity(t, pid, "state", state)
+}
+
+// waitActivity waits until pg_stat_activity's column for pid reads want.
+func waitActivity(t *testing.T, pid int32, column, want string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, pgtest.DSN(t))
@@ -85,13 +91,13 @@ func waitState(t *testing.T, pid int32, state string) {
 	defer conn.Close(context.Background())
 	for {
 		var got string
-		err := conn.QueryRow(ctx, "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1", pid).Scan(&got)
-		if err == nil && got == state {
+		err := conn.QueryRow(ctx, "SELECT coalesce("+column+"::text, '') FROM pg_stat_activity WHERE pid = $1", pid).Scan(&got)
+		if err == nil && got == want {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("pid %d never became %s (last %q, %v)", pid, state, got, err)
+			t.Fatalf("pid %d: %s never became %s (last %q, %v)", pid, column, want, got, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -307,6 +313,38 @@ func TestCLIControlCharacters(t *testing.T) {
 		if strings.Contains(r.stdout, "\x1b") || !strings.Contains(r.stdout, `\x1b[2K\x1b[1Aterminate pid 1?`) {
 			t.Errorf("%v:\n%q", args, r.stdout)
 		}
+	}
+}
+
+// A lock chain: the holder is listed first as the root blocker, and the
+// terminate confirmation says what it blocks and that its transaction is
+// rolled back. The chain is held by locks, not by timing.
+func TestCLIBlockingChain(t *testing.T) {
+	env := []string{"DATABASE_URL=" + pgtest.DSN(t)}
+	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS cli_chain (id int)")
+	holder := pgtest.NewSession(t, pgtest.DSN(t), "cli_chain")
+	holder.Exec(t, "BEGIN")
+	holder.Exec(t, "LOCK TABLE cli_chain")
+	t.Cleanup(func() { holder.Exec(t, "ROLLBACK") })
+	waiter := pgtest.NewSession(t, pgtest.DSN(t), "cli_chain")
+	waiter.Run("SELECT count(*) FROM cli_chain")
+	waitActivity(t, waiter.PID, "wait_event_type", "Lock")
+
+	r := pgkill(t, env, "", "list", "-min", "0s", "-app", "cli_chain", "-blocking")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if r.code != 0 || len(lines) != 3 || !strings.Contains(lines[1], fmt.Sprint(holder.PID)) || !strings.Contains(lines[1], "ROOT blocks 1") ||
+		!strings.Contains(lines[2], fmt.Sprintf("waits on %d", holder.PID)) {
+		t.Errorf("list -blocking:\n%s%s", r.stdout, r.stderr)
+	}
+	r = pgkill(t, env, "n\n", "terminate", fmt.Sprint(holder.PID))
+	for _, s := range []string{"blocks 1 session (1 directly): ending it frees them", "its open transaction (open for ", ") is rolled back",
+		fmt.Sprintf("terminate pid %d on default? [y/N]", holder.PID), "not confirmed; nothing signalled"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("terminate confirmation lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	if r.code != 5 {
+		t.Errorf("exit %d, want 5", r.code)
 	}
 }
 

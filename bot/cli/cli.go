@@ -126,7 +126,10 @@ func worse(a, b int) int {
 
 // usageError prints msg and the command's one-line usage, and exits 2.
 func (c *CLI) usageError(cmd, format string, args ...any) error {
-	fmt.Fprintf(c.Err, "%s: %s\n", cmd, Visible(fmt.Sprintf(format, args...)))
+	// -watch is a boolean flag to the flag package (so that it may stand
+	// alone): its errors must not speak of booleans.
+	msg := strings.Replace(fmt.Sprintf(format, args...), "invalid boolean value", "invalid value", 1)
+	fmt.Fprintf(c.Err, "%s: %s\n", cmd, Visible(msg))
 	if u := synopsis(cmd); u != "" {
 		fmt.Fprintf(c.Err, "usage: %s\n(pgkill %s -h for more)\n", u, cmd)
 	}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -277,6 +279,42 @@ func TestDoctorExitCodes(t *testing.T) {
 		}
 		if len(tc.reports) > 1 && tc.reports[1].Target == "b" && !strings.Contains(r.out, "MISSING: pg_read_all_stats") {
 			t.Errorf("missing grant not shown:\n%s", r.out)
+		}
+	}
+}
+
+// cancelling is a fleet that ends the watch (as Ctrl-C would) on its nth
+// listing.
+type cancelling struct {
+	*fleet
+	n, calls int
+	cancel   context.CancelFunc
+}
+
+func (c *cancelling) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
+	c.calls++
+	if c.calls == c.n {
+		c.cancel()
+	}
+	return c.fleet.List(ctx, targets, f)
+}
+
+func TestWatch(t *testing.T) {
+	for _, terminal := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		f := &cancelling{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod",
+			Backends: []pg.Backend{backend(10, time.Hour, "SELECT 1")}}}}, n: 3, cancel: cancel}
+		var out bytes.Buffer
+		c := &CLI{DB: f, Out: &out, Err: &out, Opts: Options{MinDuration: time.Minute, Terminal: terminal}}
+		err := c.List(ctx, []string{"-watch", "100ms", "-min", "0s"})
+		if err != nil {
+			t.Errorf("terminal=%v: Ctrl-C ended the watch with %v, want exit 0", terminal, err)
+		}
+		if got := strings.Count(out.String(), "every 100ms (Ctrl-C stops)"); got != 3 {
+			t.Errorf("terminal=%v: %d listings, want 3:\n%s", terminal, got, out.String())
+		}
+		if clears := strings.Count(out.String(), "\x1b[H\x1b[2J"); (clears == 3) != terminal || (clears == 0) == terminal {
+			t.Errorf("terminal=%v: %d screen clears", terminal, clears)
 		}
 	}
 }
