@@ -20,6 +20,9 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
+// pg.Fleet is what the command line reaches PostgreSQL through.
+var _ cli.Fleet = (*pg.Fleet)(nil)
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,7 +108,7 @@ func TestCLIList(t *testing.T) {
 	s := sleeper(t, "cli_list")
 	env := []string{"DATABASE_URL=" + pgtest.DSN(t)}
 
-	r := pgkill(t, env, "", "list", "-min", "0s", "-app", "cli_list")
+	r := pgkill(t, env, "", "list", "-min", "0s", "-app", "cli_li*")
 	if r.code != 0 || !strings.Contains(r.stdout, "TARGET") || !strings.Contains(r.stdout, "pg_sleep(600)") ||
 		!strings.Contains(r.stdout, fmt.Sprint(s.PID)) || !strings.Contains(r.stdout, "default") {
 		t.Errorf("list table: %+v", r)
@@ -345,6 +346,63 @@ func TestCLIBlockingChain(t *testing.T) {
 	}
 	if r.code != 5 {
 		t.Errorf("exit %d, want 5", r.code)
+	}
+}
+
+// A role without pg_read_all_stats cannot see other roles' sessions: list
+// counts them, cancel says pgkill cannot see the pid (not that it ended),
+// and doctor exits 1 with the missing grant.
+func TestCLIHiddenSessions(t *testing.T) {
+	dsn := pgtest.Role(t, "cli_nostats", "pg_signal_backend")
+	env := []string{"DATABASE_URL=" + dsn}
+	s := sleeper(t, "cli_hidden") // the superuser's session
+
+	r := pgkill(t, env, "", "list", "-min", "0s")
+	if r.code != 0 || !regexp.MustCompile(`default: [1-9]\d* sessions? of other roles hidden from pgkill's role`).MatchString(r.stdout) ||
+		!strings.Contains(r.stdout, "GRANT pg_read_all_stats") || strings.Contains(r.stdout, fmt.Sprint(s.PID)) {
+		t.Errorf("list as cli_nostats: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = pgkill(t, env, "", "cancel", "-y", fmt.Sprint(s.PID))
+	if r.code != 5 || !strings.Contains(r.stdout, "a session of another role that pgkill's role cannot see") || strings.Contains(r.stdout, "ended") {
+		t.Errorf("cancel of a hidden pid: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !s.Running() {
+		t.Errorf("hidden session ended: %v", s.Result(t))
+	}
+	r = pgkill(t, env, "", "doctor")
+	if r.code != 1 || !strings.Contains(r.stdout, "MISSING: ") || !strings.Contains(r.stdout, "pg_read_all_stats") {
+		t.Errorf("doctor as cli_nostats: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// A cancel inside a transaction block says what PostgreSQL did with the
+// locks: an aborted transaction releases them, one with a savepoint keeps
+// the outer transaction's, counted from pg_locks.
+func TestCLICancelInTransactionLocks(t *testing.T) {
+	env := []string{"DATABASE_URL=" + pgtest.DSN(t), "PGKILL_VERIFY_TIMEOUT=5s"}
+	pgtest.Exec(t, "CREATE TABLE IF NOT EXISTS cli_locks (id int)")
+	for _, tc := range []struct {
+		name, sql string
+		say       *regexp.Regexp
+	}{
+		{"plain transaction", "BEGIN; LOCK TABLE cli_locks; SELECT pg_sleep(600)",
+			regexp.MustCompile(`ended: query ended \S+ after the signal; its transaction is still open \(aborted\) but holds no locks`)},
+		{"savepoint", "BEGIN; LOCK TABLE cli_locks; SAVEPOINT s; SELECT pg_sleep(600)",
+			regexp.MustCompile(`ended: query ended \S+ after the signal; its transaction is still open \(aborted\) and holds [1-9]\d* locks? until the client rolls back; to end it: pgkill terminate -target default \d+`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := pgtest.NewSession(t, pgtest.DSN(t), "cli_locks")
+			s.Run(tc.sql)
+			waitState(t, s.PID, "active")
+			r := pgkill(t, env, "", "cancel", "-y", fmt.Sprint(s.PID))
+			if r.code != 0 || !tc.say.MatchString(r.stdout) {
+				t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			if got := pgtest.SQLState(s.Result(t)); got != "57014" {
+				t.Errorf("SQLSTATE %q", got)
+			}
+			s.Exec(t, "ROLLBACK")
+		})
 	}
 }
 

@@ -158,7 +158,7 @@ func TestAlertFloodSummary(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		bs, err := tg.List(t.Context(), pg.Filter{Application: "flood", MinDuration: 500 * time.Millisecond})
-		if err == nil && len(bs) == 7 {
+		if err == nil && len(bs.Backends) == 7 {
 			break
 		}
 		if time.Now().After(deadline) {

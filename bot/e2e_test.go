@@ -341,8 +341,8 @@ func (e *env) listNow(t *testing.T, app string) []pg.Backend {
 		t.Fatal(err)
 	}
 	defer tg.Close()
-	bs, _ := tg.List(t.Context(), pg.Filter{Application: app})
-	return bs
+	l, _ := tg.List(t.Context(), pg.Filter{Application: app})
+	return l.Backends
 }
 
 // SIGTERM while an approved signal is being verified: pgkill stops taking

@@ -19,7 +19,7 @@ type Postgres interface {
 	// ServerChanged or Denied; an error when the database could not be asked.
 	Signal(ctx context.Context, a pg.Action, id pg.Identity) (pg.Outcome, error)
 	// Verify waits up to timeout for the signalled backend to end.
-	Verify(ctx context.Context, a pg.Action, id pg.Identity, timeout time.Duration) (pg.Verification, error)
+	Verify(ctx context.Context, out pg.Outcome, timeout time.Duration) (pg.Verification, error)
 	Doctor(ctx context.Context, targets []string) []pg.Report
 	// Ping checks that a target answers.
 	Ping(ctx context.Context, target string) error

@@ -129,7 +129,7 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
 	var v pg.Verification
 	if err == nil && out.Result == pg.Sent {
-		v, err = b.db.Verify(ctx, a.Action, a.Backend.Identity, b.cfg.VerifyTimeout)
+		v, err = b.db.Verify(ctx, out, b.cfg.VerifyTimeout)
 	}
 	finish := func(x *Approval) {
 		x.Outcome, x.Verified = out, v

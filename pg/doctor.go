@@ -87,6 +87,14 @@ func (t *Target) Doctor(ctx context.Context) Report {
 		Setting{Name: "tcp_keepalives_count", Value: s[5], Advice: adviceIfZero(s[5], "0 uses the OS default: set it (RDS default 2)")},
 		Setting{Name: "log_min_error_statement", Value: s[6], Advice: adviceLogLevel(s[6])},
 	)
+	if !r.Superuser {
+		if !r.ReadAllStats {
+			r.Missing = append(r.Missing, "pg_read_all_stats")
+		}
+		if !r.SignalBackend {
+			r.Missing = append(r.Missing, "pg_signal_backend")
+		}
+	}
 	if !r.ReadAllStats && !r.Superuser {
 		r.Problems = append(r.Problems, "cannot see other roles' queries (they read <insufficient privilege> and cannot be signalled safely): GRANT pg_read_all_stats TO "+r.User)
 	}

@@ -69,6 +69,8 @@ type Listing struct {
 	// NoTree says why the blocking tree could not be computed (the sessions
 	// are listed without blocking counts); "" when it was.
 	NoTree string
+
+	role, hiddenRole string // for Target.Backend's ErrHidden message
 }
 
 // List lists the named targets (all when names is empty) concurrently, in
@@ -86,8 +88,9 @@ func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listi
 			continue
 		}
 		g.Go(func() error {
-			bs, err := t.List(ctx, filter)
-			out[i] = Listing{Target: t.Name, Backends: bs, Err: err}
+			l, err := t.List(ctx, filter)
+			l.Err = err
+			out[i] = l
 			return nil
 		})
 	}
@@ -136,18 +139,92 @@ func (f *Fleet) Backend(ctx context.Context, target string, pid int32) (Backend,
 func (f *Fleet) Signal(ctx context.Context, action Action, id Identity) (Outcome, error) {
 	t, err := f.Target(id.Target)
 	if err != nil {
-		return Outcome{Action: action}, err
+		return Outcome{Action: action, ID: id}, err
 	}
 	return t.Signal(ctx, action, id)
 }
 
-// Verify waits for the signalled backend on its target; see Target.Verify.
-func (f *Fleet) Verify(ctx context.Context, action Action, id Identity, timeout time.Duration) (Verification, error) {
-	t, err := f.Target(id.Target)
+// SignalSet signals a set of backends, one statement per target, the
+// targets concurrently; see Target.SignalSet. outs[i] is the outcome for
+// ids[i]; errs[i] is set when its target could not be asked (its signal may
+// or may not have been sent), and then outs[i] has no Result.
+func (f *Fleet) SignalSet(ctx context.Context, action Action, ids []Identity) (outs []Outcome, errs []error) {
+	outs, errs = make([]Outcome, len(ids)), make([]error, len(ids))
+	f.byTarget(len(ids), func(i int) string { return ids[i].Target }, func(t *Target, idx []int, err error) {
+		set := make([]Identity, len(idx))
+		for j, i := range idx {
+			set[j] = ids[i]
+			outs[i] = Outcome{Action: action, ID: ids[i]}
+		}
+		var got []Outcome
+		if err == nil {
+			got, err = t.SignalSet(ctx, action, set)
+		}
+		for j, i := range idx {
+			if err != nil {
+				errs[i] = err
+			} else {
+				outs[i] = got[j]
+			}
+		}
+	})
+	return outs, errs
+}
+
+// Verify waits for the backend signalled with out on its target; see
+// Target.Verify.
+func (f *Fleet) Verify(ctx context.Context, out Outcome, timeout time.Duration) (Verification, error) {
+	t, err := f.Target(out.ID.Target)
 	if err != nil {
-		return Verification{}, err
+		return Verification{Locks: -1}, err
 	}
-	return t.Verify(ctx, action, id, timeout)
+	return t.Verify(ctx, out, timeout)
+}
+
+// VerifySet verifies a set of signalled backends, one statement per target
+// and poll, the targets concurrently; see Target.VerifySet. errs[i] is set
+// when outs[i]'s target could not be asked.
+func (f *Fleet) VerifySet(ctx context.Context, outs []Outcome, timeout time.Duration) (vs []Verification, errs []error) {
+	vs, errs = make([]Verification, len(outs)), make([]error, len(outs))
+	f.byTarget(len(outs), func(i int) string { return outs[i].ID.Target }, func(t *Target, idx []int, err error) {
+		set := make([]Outcome, len(idx))
+		for j, i := range idx {
+			set[j] = outs[i]
+		}
+		var got []Verification
+		if err == nil {
+			got, err = t.VerifySet(ctx, set, timeout)
+		}
+		for j, i := range idx {
+			if err != nil {
+				errs[i], vs[i] = err, Verification{Locks: -1}
+			} else {
+				vs[i] = got[j]
+			}
+		}
+	})
+	return vs, errs
+}
+
+// byTarget groups n members by target name and runs fn once per target,
+// concurrently; an unknown target's members get fn(nil, idx, err).
+func (f *Fleet) byTarget(n int, target func(int) string, fn func(t *Target, idx []int, err error)) {
+	groups := map[string][]int{}
+	var order []string
+	for i := range n {
+		name := target(i)
+		if _, ok := groups[name]; !ok {
+			order = append(order, name)
+		}
+		groups[name] = append(groups[name], i)
+	}
+	var g errgroup.Group
+	for _, name := range order {
+		t, err := f.Target(name)
+		idx := groups[name]
+		g.Go(func() error { fn(t, idx, err); return nil })
+	}
+	_ = g.Wait()
 }
 
 // Ping checks that the named target answers a trivial statement.

@@ -30,7 +30,8 @@ func waitBackend(t testing.TB, tg *pg.Target, f pg.Filter, pid int32, ok func(pg
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		bs, err := tg.List(context.Background(), f)
+		l, err := tg.List(context.Background(), f)
+		bs := l.Backends
 		if err != nil {
 			t.Fatal(err)
 		}

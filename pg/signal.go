@@ -49,87 +49,179 @@ const (
 type Outcome struct {
 	Action  Action
 	Result  Result
-	Message string // for Denied: PostgreSQL's own message and detail
+	Message string // for Denied: a message and detail in PostgreSQL's own words
 	Fix     string // for Denied: what an administrator can do about it
+	// ID is the identity the signal was meant for.
+	ID Identity `json:",omitzero"`
+	// At is the server's clock_timestamp() right after the signal was sent
+	// (zero when nothing was): Verify compares the next statement's
+	// query_start with it to detect Verification.MaybeNext.
+	At time.Time `json:",omitzero"`
 }
 
-// signalSQL signals only a backend that still has the approved identity, in
-// one autocommit statement: the WHERE clause is checked against the snapshot
-// this statement took, and the volatile function in the select list runs only
-// for a row that passed it. 0 rows means nothing was signalled.
+// signalSetSQL signals each member of a set only if it still has its
+// approved identity, in one autocommit statement for the whole set.
 //
-// Cancel also requires state = 'active': an idle session ignores SIGINT, and
-// a session that went idle has finished the approved statement. Terminate
-// spares a session that is plain idle: its statement is over and no
-// transaction is open, so ending it would only hurt the application.
-const signalSQL = `
-SELECT CASE WHEN $5::text = 'cancel' THEN pg_cancel_backend(a.pid)
-            ELSE pg_terminate_backend(a.pid) END
-FROM pg_stat_activity a
-WHERE a.pid = $1
-  AND a.backend_start = $2
-  AND a.query_start = $3
-  AND pg_postmaster_start_time() = $4
-  AND a.backend_type = 'client backend'
-  AND a.pid <> pg_backend_pid()
-  AND ($5::text <> 'cancel' OR a.state = 'active')
-  AND a.state <> 'idle'`
+//   - pg_stat_get_activity(pid) reads only that one backend's entry (from the
+//     status snapshot this statement takes), not the whole view and its
+//     joins, so little time passes between the check and kill().
+//   - The identity (backend start, query start, server start) is checked in
+//     the LATERAL join, and the volatile signal function in the select list
+//     runs only for a member that passed it: no row matched, nothing sent.
+//   - Cancel also requires state = 'active': an idle session ignores SIGINT,
+//     and a session that went idle has finished the approved statement.
+//     Terminate spares a session that is plain idle: its statement is over
+//     and no transaction is open, so ending it would only hurt the
+//     application.
+//   - Permission is computed here with PostgreSQL's own rule
+//     (signalfuncs.c), so a member we may not signal comes back as not
+//     permitted instead of pg_cancel_backend raising 42501 and aborting the
+//     statement for every member after it.
+//   - clock_timestamp() follows the signal in the select list: it is read
+//     after kill(), so any statement that started later cannot have been
+//     hit.
+const signalSetSQL = `
+WITH me AS (
+  SELECT current_user::text AS name, r.rolsuper,
+         pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend
+  FROM pg_roles r WHERE r.rolname = current_user
+)
+SELECT a.pid IS NOT NULL,
+       coalesce(ar.rolsuper, a.usesysid IS NULL),
+       p.permitted,
+       CASE WHEN p.permitted THEN
+              CASE WHEN $5::text = 'cancel' THEN pg_cancel_backend(a.pid) ELSE pg_terminate_backend(a.pid) END
+       END,
+       clock_timestamp(),
+       pg_postmaster_start_time(),
+       me.name
+FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])
+       WITH ORDINALITY AS m(pid, backend_start, query_start, server_start, i)
+CROSS JOIN me
+LEFT JOIN LATERAL (
+  SELECT s.pid, s.usesysid
+  FROM pg_stat_get_activity(m.pid) s
+  WHERE s.backend_start = m.backend_start
+    AND s.query_start = m.query_start
+    AND pg_postmaster_start_time() = m.server_start
+    AND s.backend_type = 'client backend'
+    AND s.pid <> pg_backend_pid()
+    AND ($5::text <> 'cancel' OR s.state = 'active')
+    AND s.state <> 'idle'
+) a ON true
+LEFT JOIN pg_roles ar ON ar.oid = a.usesysid
+CROSS JOIN LATERAL (
+  SELECT CASE WHEN a.pid IS NULL THEN NULL
+              WHEN a.usesysid IS NULL OR ar.rolsuper THEN me.rolsuper
+              ELSE me.rolsuper OR me.signal_backend OR pg_has_role(current_user, a.usesysid, 'USAGE')
+         END AS permitted
+) p
+ORDER BY m.i`
 
-// serverStartSQL tells a restart apart from a vanished backend after a
-// mismatch; it is only read, never used to decide whether to signal.
-const serverStartSQL = `SELECT pg_postmaster_start_time()`
-
-// Signal sends action to the backend with identity id, if and only if it
-// still has that identity. Four things can happen:
-//   - Sent: the signal went to exactly that backend;
-//   - Gone or ServerChanged: nothing was signalled;
-//   - Denied: PostgreSQL refused, Outcome.Message says why and Fix how to fix it;
-//   - an error (unreachable, timeout): the signal may not have been sent.
-func (t *Target) Signal(ctx context.Context, action Action, id Identity) (Outcome, error) {
-	out := Outcome{Action: action}
+// SignalSet sends action to each backend of ids (all on this target), each
+// if and only if it still has its identity, in one statement. It returns
+// one Outcome per identity, in order; for each:
+//   - Sent: the signal went to exactly that backend (At says when);
+//   - Gone or ServerChanged: nothing was signalled to it;
+//   - Denied: PostgreSQL's rule forbids it (Message in PostgreSQL's words,
+//     Fix how to allow it); nothing was signalled to it.
+//
+// An error (unreachable, timeout) means the signals may or may not have
+// been sent; the outcomes are then empty.
+func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) ([]Outcome, error) {
 	if _, err := ParseAction(string(action)); err != nil {
-		return out, err
+		return nil, err
 	}
-	var sent []bool
+	n := len(ids)
+	pids, starts, queries, servers := make([]int32, n), make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	for i, id := range ids {
+		if id.Target != "" && id.Target != t.Name {
+			return nil, fmt.Errorf("%s pid %d: identity of target %q sent to %q", action, id.PID, id.Target, t.Name)
+		}
+		pids[i], starts[i], queries[i], servers[i] = id.PID, id.BackendStart, id.QueryStart, id.ServerStart
+	}
+	outs := make([]Outcome, 0, n)
 	err := t.do(ctx, func(ctx context.Context) error {
-		sent = sent[:0]
-		rows, err := t.pool.Query(ctx, signalSQL, id.PID, id.BackendStart, id.QueryStart, id.ServerStart, string(action))
+		outs = outs[:0]
+		rows, err := t.pool.Query(ctx, signalSetSQL, pids, starts, queries, servers, string(action))
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var ok *bool
-			if err := rows.Scan(&ok); err != nil {
+			var (
+				matched, super  bool
+				permitted, sent *bool
+				at, started     time.Time
+				role            string
+			)
+			if err := rows.Scan(&matched, &super, &permitted, &sent, &at, &started, &role); err != nil {
 				return err
 			}
-			sent = append(sent, ok != nil && *ok)
+			id := ids[len(outs)]
+			out := Outcome{Action: action, ID: id}
+			switch {
+			case sent != nil && *sent:
+				out.Result, out.At = Sent, at
+			case permitted != nil && !*permitted:
+				out.Result = Denied
+				out.Message, out.Fix = denial(action, super, role)
+			case !matched && !id.ServerStart.IsZero() && !started.Equal(id.ServerStart):
+				out.Result = ServerChanged
+			default: // no match, or false: the backend left between the check and kill()
+				out.Result = Gone
+			}
+			outs = append(outs, out)
 		}
 		return rows.Err()
 	})
 	var pgErr *Error
 	switch {
-	case errors.Is(err, ErrPermission) && errors.As(err, &pgErr):
-		out.Result = Denied
-		out.Message = pgErr.Message
+	case n == 1 && errors.Is(err, ErrPermission) && errors.As(err, &pgErr):
+		// Our rule and the server's disagreed (a role changed in between):
+		// the statement had one member, so nothing was sent.
+		out := Outcome{Action: action, ID: ids[0], Result: Denied, Message: pgErr.Message}
 		if pgErr.Detail != "" {
-			out.Message += " " + pgErr.Detail
+			out.Message += ". " + pgErr.Detail
 		}
-		out.Fix = "GRANT pg_signal_backend TO <pgkill role> (on RDS/Aurora: rds_superuser also works); sessions of a superuser can only be signalled by a superuser"
-		return out, nil
+		out.Fix = "GRANT pg_signal_backend TO pgkill's role; a superuser's session can only be signalled by a superuser"
+		return []Outcome{out}, nil
 	case err != nil:
-		return out, fmt.Errorf("%s pid %d on %s: %w", action, id.PID, t.Name, err)
-	case len(sent) == 1 && sent[0]:
-		out.Result = Sent
-		return out, nil
+		return nil, fmt.Errorf("%s %d backends on %s: %w", action, n, t.Name, err)
+	case len(outs) != n:
+		return nil, fmt.Errorf("%s on %s: %d outcomes for %d backends", action, t.Name, len(outs), n)
 	}
-	// No row (or false: the backend left between the check and kill()).
-	out.Result = Gone
-	var started time.Time
-	if err := t.do(ctx, func(ctx context.Context) error {
-		return t.pool.QueryRow(ctx, serverStartSQL).Scan(&started)
-	}); err == nil && !id.ServerStart.IsZero() && !started.Equal(id.ServerStart) {
-		out.Result = ServerChanged
+	return outs, nil
+}
+
+// denial words a refusal as PostgreSQL 16+ does (signalfuncs.c), with the fix.
+func denial(action Action, super bool, role string) (message, fix string) {
+	switch {
+	case action == Cancel && super:
+		message = "permission denied to cancel query. Only roles with the SUPERUSER attribute may cancel queries of roles with the SUPERUSER attribute."
+	case super:
+		message = "permission denied to terminate process. Only roles with the SUPERUSER attribute may terminate processes of roles with the SUPERUSER attribute."
+	case action == Cancel:
+		message = `permission denied to cancel query. Only roles with privileges of the role whose query is being canceled or with privileges of the "pg_signal_backend" role may cancel this query.`
+	default:
+		message = `permission denied to terminate process. Only roles with privileges of the role whose process is being terminated or with privileges of the "pg_signal_backend" role may terminate this process.`
 	}
-	return out, nil
+	if super {
+		return message, "only a superuser can signal a superuser's session, and pgkill's role should not be one (on RDS/Aurora nobody can signal rdsadmin's sessions)"
+	}
+	return message, "GRANT pg_signal_backend TO " + role + " (on RDS/Aurora: rds_superuser also has it)"
+}
+
+// Signal sends action to the backend with identity id, if and only if it
+// still has that identity: SignalSet of one. Four things can happen:
+//   - Sent: the signal went to exactly that backend;
+//   - Gone or ServerChanged: nothing was signalled;
+//   - Denied: PostgreSQL refuses, Outcome.Message says why and Fix how to fix it;
+//   - an error (unreachable, timeout): the signal may not have been sent.
+func (t *Target) Signal(ctx context.Context, action Action, id Identity) (Outcome, error) {
+	outs, err := t.SignalSet(ctx, action, []Identity{id})
+	if err != nil {
+		return Outcome{Action: action, ID: id}, err
+	}
+	return outs[0], nil
 }

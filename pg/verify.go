@@ -2,11 +2,8 @@ package pg
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Verification says whether a signalled backend has let go.
@@ -21,8 +18,10 @@ type Verification struct {
 	WaitEventType string
 	WaitEvent     string
 	// AbortedTxOpen: a cancel inside a transaction left it open and aborted
-	// ("idle in transaction (aborted)"): its locks are still held until the
-	// client rolls back, so Terminate may still be needed.
+	// ("idle in transaction (aborted)") and it still held locks (Locks > 0)
+	// at the last observation: they are held until the client rolls back,
+	// so Terminate may still be needed. An aborted transaction holding no
+	// lock is not flagged.
 	AbortedTxOpen bool
 	// Locks is the number of locks the session held at the last
 	// observation (granted rows of pg_locks, its own virtual transaction ID
@@ -35,66 +34,156 @@ type Verification struct {
 	MaybeNext bool
 }
 
-// verifySQL looks at one session. Autocommit: a fresh pg_stat_activity
-// snapshot each poll.
-const verifySQL = `
-SELECT coalesce(a.state, ''), a.query_start, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
-       a.xact_start IS NOT NULL
-FROM pg_stat_activity a
-WHERE a.pid = $1 AND a.backend_start = $2`
+// verifySetSQL looks at every member still being verified, in one
+// autocommit statement (a fresh pg_stat_activity snapshot each poll), each
+// through pg_stat_get_activity(pid): one entry, not the whole view. Locks
+// are the granted rows of one pg_locks read, without the session's own
+// virtual transaction ID (every transaction holds that one; nobody waits on
+// it for a lock).
+const verifySetSQL = `
+WITH locks AS (
+  SELECT l.pid, count(*) AS n
+  FROM pg_locks l
+  WHERE l.granted AND l.pid = ANY ($1::int[])
+    AND NOT (l.locktype = 'virtualxid' AND l.virtualxid = l.virtualtransaction)
+  GROUP BY l.pid
+)
+SELECT m.i::int, coalesce(a.state, ''), a.query_start, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
+       a.xact_start IS NOT NULL, coalesce(k.n, 0)::int
+FROM unnest($1::int[], $2::timestamptz[]) WITH ORDINALITY AS m(pid, backend_start, i)
+JOIN LATERAL pg_stat_get_activity(m.pid) a ON a.backend_start = m.backend_start
+LEFT JOIN locks k ON k.pid = m.pid`
 
-// Verify polls until the backend with identity id has ended what action was
-// meant to end, or timeout passes. For Terminate that is the session; for
-// Cancel, the statement (the session gone, a new query_start, or no longer
-// active). Cancel and finishing by itself look the same from outside.
-func (t *Target) Verify(ctx context.Context, action Action, id Identity, timeout time.Duration) (Verification, error) {
+// Verify polls until the signalled backend of out has ended what out.Action
+// was meant to end, or timeout passes: VerifySet of one.
+func (t *Target) Verify(ctx context.Context, out Outcome, timeout time.Duration) (Verification, error) {
+	vs, err := t.VerifySet(ctx, []Outcome{out}, timeout)
+	if err != nil {
+		return Verification{Locks: -1}, err
+	}
+	return vs[0], nil
+}
+
+// VerifySet polls, one statement per poll for the whole set, until every
+// member whose Result is Sent has ended what its action was meant to end,
+// or timeout passes. For Terminate that is the session; for Cancel, the
+// statement (the session gone, a new query_start, or no longer active).
+// Cancel and finishing by itself look the same from outside, except when
+// the first read already shows a statement that started before the signal
+// (At): then MaybeNext is set and How says the signal may have reached that
+// next statement. Members not Sent get a zero Verification (Locks -1).
+func (t *Target) VerifySet(ctx context.Context, outs []Outcome, timeout time.Duration) ([]Verification, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	wait := 50 * time.Millisecond
-	var v Verification
-	for {
-		var (
-			state, wet, we string
-			qs             *time.Time
-			inXact         bool
-		)
-		err := t.do(ctx, func(ctx context.Context) error {
-			return t.pool.QueryRow(ctx, verifySQL, id.PID, id.BackendStart).Scan(&state, &qs, &wet, &we, &inXact)
-		})
-		v.After = time.Since(start)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			v.Ended, v.How = true, "session ended"
-			return v, nil
-		case err != nil:
-			return v, fmt.Errorf("verify pid %d on %s: %w", id.PID, t.Name, err)
+	vs := make([]Verification, len(outs))
+	var pending []int // indexes into outs
+	for i, o := range outs {
+		vs[i].Locks = -1
+		if o.Result == Sent {
+			pending = append(pending, i)
 		}
-		v.State, v.WaitEventType, v.WaitEvent = State(state), wet, we
-		// Aborted without a transaction start released its locks already;
-		// with one (a savepoint was in use) the outer transaction holds them.
-		v.AbortedTxOpen = v.State == StateIdleInTxAborted && inXact
-		if action == Cancel && (qs == nil || !qs.Equal(id.QueryStart) || v.State != StateActive) {
-			v.Ended, v.How = true, "query ended"
-			return v, nil
+	}
+	for first := true; len(pending) > 0; first = false {
+		seen, err := t.observe(ctx, outs, pending)
+		if err != nil {
+			return vs, fmt.Errorf("verify %d backends on %s: %w", len(pending), t.Name, err)
 		}
-		if !time.Now().Add(wait).Before(deadline) {
-			return v, nil
+		after := time.Since(start)
+		var still []int
+		for _, i := range pending {
+			v := &vs[i]
+			v.After = after
+			o, ok := seen[i]
+			if !ok {
+				v.Ended, v.How, v.Locks = true, "session ended", 0
+				continue
+			}
+			if judge(v, outs[i], o, first) {
+				continue
+			}
+			still = append(still, i)
+		}
+		pending = still
+		if len(pending) == 0 || !time.Now().Add(wait).Before(deadline) {
+			return vs, nil
 		}
 		select {
 		case <-ctx.Done():
-			return v, ctx.Err()
+			return vs, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, time.Second)
 	}
+	return vs, nil
+}
+
+// observation is one member's row in verifySetSQL.
+type observation struct {
+	state, waitType, wait string
+	queryStart            *time.Time
+	inXact                bool
+	locks                 int
+}
+
+func (t *Target) observe(ctx context.Context, outs []Outcome, pending []int) (map[int]observation, error) {
+	pids, starts := make([]int32, len(pending)), make([]time.Time, len(pending))
+	for j, i := range pending {
+		pids[j], starts[j] = outs[i].ID.PID, outs[i].ID.BackendStart
+	}
+	var seen map[int]observation
+	err := t.do(ctx, func(ctx context.Context) error {
+		seen = map[int]observation{}
+		rows, err := t.pool.Query(ctx, verifySetSQL, pids, starts)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var j int
+			var o observation
+			if err := rows.Scan(&j, &o.state, &o.queryStart, &o.waitType, &o.wait, &o.inXact, &o.locks); err != nil {
+				return err
+			}
+			seen[pending[j-1]] = o
+		}
+		return rows.Err()
+	})
+	return seen, err
+}
+
+// judge records observation o of the member signalled with out in v and
+// reports whether verification of it is over.
+func judge(v *Verification, out Outcome, o observation, first bool) bool {
+	v.State, v.WaitEventType, v.WaitEvent, v.Locks = State(o.state), o.waitType, o.wait, o.locks
+	// Aborted with its transaction still open (a savepoint was in use) and
+	// holding locks: others may wait on it until the client rolls back. An
+	// aborted transaction holding none harms nobody and is not flagged.
+	v.AbortedTxOpen = v.State == StateIdleInTxAborted && o.inXact && o.locks > 0
+	newStatement := o.queryStart == nil || !o.queryStart.Equal(out.ID.QueryStart)
+	if first && newStatement && o.queryStart != nil && !out.At.IsZero() && !o.queryStart.After(out.At) {
+		// The statement now running began before the signal: the approved
+		// one had already ended, and the signal may have hit this one.
+		v.MaybeNext = true
+	}
+	if out.Action == Cancel && (newStatement || v.State != StateActive) {
+		v.Ended, v.How = true, "query ended"
+		if v.MaybeNext {
+			v.How = "the approved statement had already ended before the signal; the signal may have reached the statement after it"
+		}
+		return true
+	}
+	return false
 }
 
 // WhyStillRunning explains, from what PostgreSQL showed, why a signalled
 // backend has not ended, and what to do next.
 func WhyStillRunning(action Action, v Verification) string {
 	switch {
-	case v.AbortedTxOpen:
-		return "The statement was cancelled but its transaction is still open (idle in transaction, aborted) and keeps its locks until the client rolls back. Terminate ends it."
+	case v.AbortedTxOpen && v.Locks > 0:
+		return fmt.Sprintf("The statement was cancelled but its transaction is still open (idle in transaction, aborted) and keeps its %d locks until the client rolls back. Terminate ends it.", v.Locks)
+	case v.State == StateIdleInTxAborted:
+		return "The statement was cancelled; its transaction is still open but aborted (idle in transaction, aborted) and holds no locks. It ends when the client rolls back; Terminate ends the session."
 	case action == Cancel && v.State.Idle():
 		return "Cancel does nothing to a session that is idle in a transaction. Terminate ends it."
 	case v.WaitEvent == "ClientWrite":

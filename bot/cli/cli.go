@@ -28,12 +28,15 @@ type Fleet interface {
 	// such client backend, pg.ErrHidden when it belongs to a role pgkill's
 	// role may not see, another error when the target could not be read.
 	Backend(ctx context.Context, target string, pid int32) (pg.Backend, error)
-	// Signal signals only a backend that still has identity id: Sent, Gone,
-	// ServerChanged or Denied; an error when the database could not be asked
-	// (the signal may or may not have been sent).
-	Signal(ctx context.Context, a pg.Action, id pg.Identity) (pg.Outcome, error)
-	// Verify waits up to timeout for the signalled backend to end.
-	Verify(ctx context.Context, a pg.Action, id pg.Identity, timeout time.Duration) (pg.Verification, error)
+	// SignalSet signals each backend that still has its identity, one
+	// statement per target: outs[i] is Sent, Gone, ServerChanged or Denied
+	// for ids[i]; errs[i] is set when its target could not be asked (the
+	// signal may or may not have been sent).
+	SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) (outs []pg.Outcome, errs []error)
+	// VerifySet watches the signalled backends together for up to timeout:
+	// vs[i] says whether outs[i]'s backend ended, errs[i] when its target
+	// could not be asked.
+	VerifySet(ctx context.Context, outs []pg.Outcome, timeout time.Duration) (vs []pg.Verification, errs []error)
 	// Doctor checks the named targets (all when empty).
 	Doctor(ctx context.Context, targets []string) []pg.Report
 }

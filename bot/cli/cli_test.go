@@ -191,22 +191,25 @@ func TestSignalSeveralPids(t *testing.T) {
 	root := backend(10, 2*time.Minute, "UPDATE t SET x = 1")
 	root.Blocking, root.BlockingTotal = 2, 3
 	f := &fleet{names: []string{"prod"},
-		backends: map[int32]pg.Backend{10: root, 11: backend(11, time.Minute, "SELECT 11"), 12: backend(12, time.Minute, "SELECT 12"), 13: backend(13, time.Minute, "SELECT 13")},
-		outcome:  map[int32]pg.Outcome{12: {Result: pg.Gone}},
+		backends: map[int32]pg.Backend{10: root, 11: backend(11, time.Minute, "SELECT 11"), 12: backend(12, time.Minute, "SELECT 12"),
+			13: backend(13, time.Minute, "SELECT 13"), 14: backend(14, time.Minute, "SELECT 14")},
+		outcome: map[int32]pg.Outcome{12: {Result: pg.Gone}},
 		verify: map[int32]pg.Verification{
 			11: {State: pg.StateActive, After: 9400 * time.Millisecond, WaitEventType: "Lock", WaitEvent: "relation", Locks: 3},
-			13: {Ended: true, How: "query ended", After: 300 * time.Millisecond, AbortedTxOpen: true, Locks: 0},
+			13: {Ended: true, How: "query ended", After: 300 * time.Millisecond, State: pg.StateIdleInTxAborted, Locks: 0},
+			14: {Ended: true, How: "query ended", After: 1500 * time.Millisecond, State: pg.StateIdleInTxAborted, AbortedTxOpen: true, Locks: 2},
 		}}
-	r := run(t, f, "y\n", "cancel", "10", "11", "12", "-target", "prod", "13", "404")
+	r := run(t, f, "y\n", "cancel", "10", "11", "12", "-target", "prod", "13", "404", "14")
 	for _, s := range []string{
 		"blocks 3 sessions (2 directly): ending it frees them",
-		"cancel these 4 sessions on prod (pids 10, 11, 12, 13)? [y/N]",
+		"cancel these 5 sessions on prod (pids 10, 11, 12, 13, 14)? [y/N]",
 		"watching for up to 10s",
 		"pid 10 on prod: ended: query ended 120ms after the signal\n",
 		"pid 11 on prod: STILL RUNNING 9.4s after the signal, when pgkill stopped watching (state active, waiting on Lock/relation, holds 3 locks)",
 		"Next: pgkill terminate -target prod 11",
 		"pid 12 on prod: nothing signalled: that statement is no longer running",
-		"pid 13 on prod: ended: query ended 300ms after the signal; its transaction is still open (aborted) and holds no locks until the client rolls back",
+		"pid 13 on prod: ended: query ended 300ms after the signal; its transaction is still open (aborted) but holds no locks: it ends when the client rolls back",
+		"pid 14 on prod: ended: query ended 1.5s after the signal; its transaction is still open (aborted) and holds 2 locks until the client rolls back; to end it: pgkill terminate -target prod 14",
 		"pid 404 on prod: no client backend",
 	} {
 		if !strings.Contains(r.out, s) {
@@ -216,7 +219,7 @@ func TestSignalSeveralPids(t *testing.T) {
 	if r.code != ExitStillRunning {
 		t.Errorf("exit %d, want 4 (still running beats nothing signalled)", r.code)
 	}
-	if got := f.signals; len(got) != 4 {
+	if got := f.signals; len(got) != 5 {
 		t.Errorf("signalled %v", got)
 	}
 	if t.Failed() {

@@ -41,19 +41,27 @@ func (f *fleet) Backend(_ context.Context, target string, pid int32) (pg.Backend
 	return b, nil
 }
 
-func (f *fleet) Signal(_ context.Context, a pg.Action, id pg.Identity) (pg.Outcome, error) {
-	f.signals = append(f.signals, id.PID)
-	if o, ok := f.outcome[id.PID]; ok {
-		return o, nil
+func (f *fleet) SignalSet(_ context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error) {
+	outs, errs := make([]pg.Outcome, len(ids)), make([]error, len(ids))
+	for i, id := range ids {
+		f.signals = append(f.signals, id.PID)
+		outs[i] = pg.Outcome{Action: a, Result: pg.Sent, ID: id}
+		if o, ok := f.outcome[id.PID]; ok {
+			outs[i] = o
+		}
 	}
-	return pg.Outcome{Action: a, Result: pg.Sent}, nil
+	return outs, errs
 }
 
-func (f *fleet) Verify(_ context.Context, a pg.Action, id pg.Identity, timeout time.Duration) (pg.Verification, error) {
-	if v, ok := f.verify[id.PID]; ok {
-		return v, nil
+func (f *fleet) VerifySet(_ context.Context, outs []pg.Outcome, timeout time.Duration) ([]pg.Verification, []error) {
+	vs, errs := make([]pg.Verification, len(outs)), make([]error, len(outs))
+	for i, o := range outs {
+		vs[i] = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond, Locks: -1}
+		if v, ok := f.verify[o.ID.PID]; ok {
+			vs[i] = v
+		}
 	}
-	return pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond, Locks: -1}, nil
+	return vs, errs
 }
 
 func (f *fleet) Doctor(context.Context, []string) []pg.Report { return f.reports }

@@ -63,10 +63,16 @@ func (c *CLI) List(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The table shows 60 characters of each query: read no more than a
+	// message would, except for -wide and -json, which show it whole.
+	queryMax := pg.DefaultQueryMax
+	if a.wide || a.json {
+		queryMax = 0
+	}
 	q := query{
 		targets: names,
 		filter: pg.Filter{MinDuration: a.min.d, Database: string(a.db), User: string(a.user),
-			Application: string(a.app), State: state},
+			Application: string(a.app), State: state, QueryMax: queryMax},
 		blocking: a.blocking, limit: a.limit, wide: a.wide, json: a.json,
 	}
 	if a.watch.every == 0 {

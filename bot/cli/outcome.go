@@ -11,7 +11,7 @@ import (
 
 // outcomeLine is the line for a signal that was not sent, and its exit
 // code. For a sent signal it is a placeholder that verifyLine replaces.
-func outcomeLine(action pg.Action, b pg.Backend, out pg.Outcome, err error) (string, int) {
+func outcomeLine(b pg.Backend, out pg.Outcome, err error) (string, int) {
 	head := fmt.Sprintf("pid %d on %s:", b.PID, b.Target)
 	if err != nil {
 		return fmt.Sprintf("%s %s; the signal may or may not have been sent: run pgkill list -target %s to see", head, errText(err), b.Target), ExitError
@@ -38,10 +38,12 @@ func verifyLine(action pg.Action, b pg.Backend, v pg.Verification, err error) (s
 	case err != nil:
 		return fmt.Sprintf("%s signal sent, but whether it ended is unknown: %s", head, errText(err)), ExitError
 	case v.MaybeNext:
-		return fmt.Sprintf("%s the approved statement had already ended by itself; the signal may have reached the statement after it (%s)", head, v.How), ExitError
-	case v.Ended && v.AbortedTxOpen:
-		return fmt.Sprintf("%s ended: %s %s after the signal; its transaction is still open (aborted) and %s until the client rolls back; to end it: %s",
-			head, v.How, after, locksHeld(v.Locks), nextCommand(pg.Terminate, b)), ExitOK
+		return fmt.Sprintf("%s signal sent, but the approved statement had already ended by itself before it; the signal may have reached the statement after it (seen %s after the signal)", head, after), ExitError
+	case v.Ended && v.State == pg.StateIdleInTxAborted && v.Locks != 0:
+		return fmt.Sprintf("%s ended: query ended %s after the signal; its transaction is still open (aborted) and %s until the client rolls back; to end it: %s",
+			head, after, locksHeld(v.Locks), nextCommand(pg.Terminate, b)), ExitOK
+	case v.Ended && v.State == pg.StateIdleInTxAborted:
+		return fmt.Sprintf("%s ended: query ended %s after the signal; its transaction is still open (aborted) but holds no locks: it ends when the client rolls back", head, after), ExitOK
 	case v.Ended:
 		return fmt.Sprintf("%s ended: %s %s after the signal", head, v.How, after), ExitOK
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -174,33 +173,37 @@ func question(action pg.Action, bs []pg.Backend) string {
 	return fmt.Sprintf("%s these %d sessions on %s (pids %s)? [y/N] ", action, len(bs), bs[0].Target, strings.Join(ps, ", "))
 }
 
-// signalAll signals each backend in turn (each identity-checked in its own
-// statement), then watches those signalled concurrently so several pids
-// take one verify timeout, not one each. It prints one line per pid, in the
-// order given, and returns the exit code.
+// signalAll signals the backends (one identity-checked statement per
+// target), then watches those signalled together, so several pids take one
+// verify timeout, not one each. It prints one line per pid, in the order
+// given, and returns the exit code.
 func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) int {
+	ids := make([]pg.Identity, len(bs))
+	for i, b := range bs {
+		ids[i] = b.Identity
+	}
+	outs, errs := c.DB.SignalSet(ctx, action, ids)
 	lines := make([]string, len(bs))
 	codes := make([]int, len(bs))
 	var sent []int
 	for i, b := range bs {
-		out, err := c.DB.Signal(ctx, action, b.Identity)
-		lines[i], codes[i] = outcomeLine(action, b, out, err)
-		if err == nil && out.Result == pg.Sent {
+		lines[i], codes[i] = outcomeLine(b, outs[i], errs[i])
+		if errs[i] == nil && outs[i].Result == pg.Sent {
 			sent = append(sent, i)
 		}
 	}
 	if len(sent) > 0 {
 		fmt.Fprintf(c.Out, "signal sent to %s; watching for up to %s (PGKILL_VERIFY_TIMEOUT)…\n",
 			plural(len(sent), "session"), blocks.Duration(c.Opts.VerifyTimeout))
+		set := make([]pg.Outcome, len(sent))
+		for j, i := range sent {
+			set[j] = outs[i]
+		}
+		vs, verrs := c.DB.VerifySet(ctx, set, c.Opts.VerifyTimeout)
+		for j, i := range sent {
+			lines[i], codes[i] = verifyLine(action, bs[i], vs[j], verrs[j])
+		}
 	}
-	var wg sync.WaitGroup
-	for _, i := range sent {
-		wg.Go(func() {
-			v, err := c.DB.Verify(ctx, action, bs[i].Identity, c.Opts.VerifyTimeout)
-			lines[i], codes[i] = verifyLine(action, bs[i], v, err)
-		})
-	}
-	wg.Wait()
 	code := ExitOK
 	for i := range bs {
 		fmt.Fprintln(c.Out, lines[i])

@@ -60,8 +60,8 @@ func tableQuery(b pg.Backend, wide bool) string {
 	if wide {
 		q = oneLine(b.Query, -1)
 	}
-	if b.QueryTruncated {
-		q += " [cut at track_activity_query_size]"
+	if wide && b.QueryTruncated {
+		q += " [the server keeps no more: track_activity_query_size]"
 	}
 	if !b.Signallable() {
 		q += "  [" + Visible(b.Protected) + "]"

@@ -152,7 +152,12 @@ func start() (string, func(), error) {
 		"-p " + strconv.Itoa(port),
 		"-c listen_addresses=127.0.0.1",
 		"-c unix_socket_directories=" + dir,
-		"-c max_connections=400",
+		// Room for the pg benchmarks' 2,000 backends and 1,000 lock waiters
+		// (each costs shared memory only when connected; shared_buffers stays
+		// small), and 64 kB query texts as busy servers configure them: a
+		// restart-level setting, so it is set here.
+		"-c max_connections=2200",
+		"-c track_activity_query_size=65536",
 		"-c max_prepared_transactions=10",
 		"-c fsync=off",
 		"-c synchronous_commit=off",
