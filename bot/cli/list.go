@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -220,17 +221,25 @@ func short(d time.Duration) string {
 // the user stopped it. On a terminal each listing replaces the last; into a
 // pipe or file each is printed after a timestamped header.
 func (c *CLI) watch(ctx context.Context, q query, every time.Duration) error {
+	out := c.Out
+	defer func() { c.Out = out }()
 	for {
+		// Each frame is rendered whole, then written at once: no flicker on
+		// a terminal, and a frame cut short by Ctrl-C (its reads cancelled)
+		// is never shown as targets that "could not be read".
+		var frame bytes.Buffer
 		if c.Opts.Terminal {
-			fmt.Fprint(c.Out, "\x1b[H\x1b[2J") // home, clear screen
+			frame.WriteString("\x1b[H\x1b[2J") // home, clear screen
 		}
-		fmt.Fprintf(c.Out, "-- %s, every %s (Ctrl-C stops)\n", time.Now().Format("15:04:05"), every)
+		fmt.Fprintf(&frame, "-- %s, every %s (Ctrl-C stops)\n", time.Now().Format("15:04:05"), every)
+		c.Out = &frame
 		code := c.listOnce(ctx, q)
+		c.Out = out
 		if ctx.Err() != nil {
 			return nil
 		}
-		if code == ExitError {
-			return exit(code)
+		if _, err := out.Write(frame.Bytes()); err != nil || code == ExitError {
+			return exit(ExitError)
 		}
 		select {
 		case <-ctx.Done():
