@@ -338,7 +338,7 @@ func TestCLIBlockingChain(t *testing.T) {
 		t.Errorf("list -blocking:\n%s%s", r.stdout, r.stderr)
 	}
 	r = pgkill(t, env, "n\n", "terminate", fmt.Sprint(holder.PID))
-	for _, s := range []string{"blocks 1 session (1 directly): ending it frees them", "its open transaction (open for ", ") is rolled back",
+	for _, s := range []string{"blocks 1 session (1 directly): ending it frees it", "its open transaction (open for ", ") is rolled back",
 		fmt.Sprintf("terminate pid %d on default? [y/N]", holder.PID), "not confirmed; nothing signalled"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("terminate confirmation lacks %q:\n%s", s, r.stdout)

@@ -1,8 +1,11 @@
 package pg_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgkill/pgkill/pg"
 )
@@ -21,6 +24,7 @@ func TestSecretsInMalformedTargets(t *testing.T) {
 		{"prod=host=h password='Hunter2 xyzzy", ""},
 		{"prod=postgres://pgkill:Hunter2 xyzzy@127.0.0.1/db", ""},
 		{"postgres://pgkill:Hunter2xyzzy@127.0.0.1/db", ""},
+		{"prod=postgres://pgkill:12345/Hunter2xyzzy@127.0.0.1/db", ""},
 	} {
 		_, err := pg.ParseTargets(tc.spec, tc.dbURL)
 		text := pg.Redact(tc.spec + " " + tc.dbURL)
@@ -32,6 +36,14 @@ func TestSecretsInMalformedTargets(t *testing.T) {
 				t.Errorf("%q: %q shown: %s", tc.spec+tc.dbURL, piece, text)
 			}
 		}
+	}
+}
+
+// A forgotten "name=" after a comma is not swallowed into the DSN before it.
+func TestTargetsEntryWithoutName(t *testing.T) {
+	_, err := pg.ParseTargets("a=postgres://u:p@h/db,prod", "")
+	if err == nil || !strings.Contains(err.Error(), `its database name holds a comma`) {
+		t.Errorf("err = %v", err)
 	}
 }
 
@@ -90,8 +102,19 @@ func FuzzSecrets(f *testing.F) {
 			return // a DSN is one line: a newline ends the setting's text
 		}
 		text := pg.Redact(spec + " " + dbURL)
-		if _, err := pg.ParseTargets(spec, dbURL); err != nil {
+		specs, err := pg.ParseTargets(spec, dbURL)
+		if err != nil {
 			text += "\n" + err.Error()
+		}
+		// What connection errors print of an accepted DSN: host, port, user
+		// and database ("failed to connect to `user=… database=…`: host…").
+		for _, s := range specs {
+			if cfg, err := pgx.ParseConfig(s.DSN); err == nil {
+				text += fmt.Sprintf("\n%s:%d user=%s database=%s", cfg.Host, cfg.Port, cfg.User, cfg.Database)
+				for _, fb := range cfg.Fallbacks {
+					text += fmt.Sprintf(" %s:%d", fb.Host, fb.Port)
+				}
+			}
 		}
 		for _, piece := range pieces(pw, head, tail) {
 			if strings.Contains(text, piece) {

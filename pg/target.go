@@ -70,6 +70,15 @@ func ParseTargets(spec, databaseURL string) ([]TargetSpec, error) {
 		if err := CheckDSN(dsn); err != nil {
 			return nil, fmt.Errorf("PGKILL_TARGETS: target %q: %w", name, err)
 		}
+		// A comma is kept in a DSN unless "name=" follows it, so an entry
+		// whose "=" was forgotten ("…/db,prod") would be swallowed into the
+		// database name of the entry before it: say so.
+		if cfg, err := pgx.ParseConfig(dsn); err == nil && strings.Contains(cfg.Database, ",") {
+			// Not shown: with an unencoded '/' or '?' in a password, pgx may
+			// read part of it as the database name.
+			return nil, fmt.Errorf("PGKILL_TARGETS: target %q: its database name holds a comma: is what follows the comma a target without its name=…? (in a password, write '/', '?' and '#' as %%2F, %%3F, %%23)",
+				name)
+		}
 		out = append(out, TargetSpec{Name: name, DSN: strings.TrimSpace(dsn)})
 	}
 	return out, nil
@@ -145,6 +154,12 @@ func CheckDSN(dsn string) error {
 		if strings.Contains(h, "@") {
 			return errors.New("invalid DSN: the host part holds an '@': write an '@' in a password as %40 (the DSN is not shown: it may hold a password)")
 		}
+	}
+	// Connection errors name the database: with an unencoded '/' in the
+	// password ("u:12345/rest@h/db" reads as port 12345, database
+	// "rest@h/db"), part of the password would be printed with each one.
+	if strings.Contains(cfg.ConnConfig.Database, "@") {
+		return errors.New("invalid DSN: the database name holds an '@': write a '/' in a password as %2F and an '@' as %40 (the DSN is not shown: it may hold a password)")
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 
 func doctorFlags(target *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.StringVar(target, "target", "", "only this target (default: all)")
+	fs.StringVar(target, "target", "", "only the target `name` (default: all)")
 	return fs
 }
 

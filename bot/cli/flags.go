@@ -69,6 +69,9 @@ func stateHelp() string {
 // parseState checks -state and says what each value includes when it is
 // wrong.
 func parseState(s string) (string, error) {
+	if s == "" {
+		return "all", nil
+	}
 	for _, st := range states {
 		if s == st.name {
 			return s, nil

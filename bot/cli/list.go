@@ -26,16 +26,16 @@ type listArgs struct {
 
 func listFlags(a *listArgs) *flag.FlagSet {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
-	fs.StringVar(&a.target, "target", "", "only this target (default: all)")
-	fs.Var(&a.min, "min", "shortest duration listed, with a unit: 30s, 5m (default: PGKILL_MIN_DURATION, 1m)")
-	fs.Var(&a.db, "db", "only databases matching this shell pattern (*, ?, [a-z])")
-	fs.Var(&a.user, "user", "only users matching this shell pattern")
-	fs.Var(&a.app, "app", "only application_names matching this shell pattern")
-	fs.StringVar(&a.state, "state", "all", stateHelp())
+	fs.StringVar(&a.target, "target", "", "only the target `name` (default: all)")
+	fs.Var(&a.min, "min", "shortest `duration` listed, with a unit: 30s, 5m; 0s lists all (default: PGKILL_MIN_DURATION, 1m)")
+	fs.Var(&a.db, "db", "only databases matching this shell `pattern` (*, ?, [a-z])")
+	fs.Var(&a.user, "user", "only users matching this shell `pattern`")
+	fs.Var(&a.app, "app", "only application_names matching this shell `pattern`")
+	fs.StringVar(&a.state, "state", "", "`state`: "+stateHelp())
 	fs.BoolVar(&a.blocking, "blocking", false, "only sessions that block others or wait on a lock")
-	fs.IntVar(&a.limit, "limit", 0, "show at most N sessions, root blockers and longest first (0: all)")
+	fs.IntVar(&a.limit, "limit", 0, "show at most `N` sessions, root blockers and longest first (0: all)")
 	fs.BoolVar(&a.wide, "wide", false, fmt.Sprintf("show the whole query, not its first %d characters", queryWidth))
-	fs.Var(&a.watch, "watch", "list again every interval (default 2s) until Ctrl-C, in place on a terminal")
+	fs.Var(&a.watch, "watch", "list again every interval (-watch or -watch 5s; default 2s) until Ctrl-C, in place on a terminal")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
 	return fs
 }

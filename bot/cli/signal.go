@@ -21,7 +21,7 @@ type signalArgs struct {
 
 func signalFlags(name string, a *signalArgs) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&a.target, "target", "", "the target the pids are on (may be left out when there is one)")
+	fs.StringVar(&a.target, "target", "", "the target `name` the pids are on (may be left out when there is one)")
 	fs.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
 	fs.BoolVar(&a.yes, "y", false, "short for -yes")
 	return fs
@@ -129,7 +129,11 @@ func (c *CLI) show(action pg.Action, b pg.Backend) {
 	fmt.Fprintf(c.Out, "%s pid %d on %s: %s\n", strings.ToUpper(string(action)), b.PID, b.Target, describe(b))
 	fmt.Fprintf(c.Out, "  query: %s\n", oneLine(b.Query, 200))
 	if b.BlockingTotal > 0 {
-		fmt.Fprintf(c.Out, "  blocks %s (%d directly): ending it frees them\n", plural(b.BlockingTotal, "session"), b.Blocking)
+		them := "them"
+		if b.BlockingTotal == 1 {
+			them = "it"
+		}
+		fmt.Fprintf(c.Out, "  blocks %s (%d directly): ending it frees %s\n", plural(b.BlockingTotal, "session"), b.Blocking, them)
 	}
 	if len(b.BlockedBy) > 0 {
 		fmt.Fprintf(c.Out, "  waits on pid %s\n", pids(b.BlockedBy))
