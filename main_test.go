@@ -435,7 +435,7 @@ func TestCLIErrors(t *testing.T) {
 			if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.say) {
 				t.Errorf("exit %d, want %d and %q: %+v", r.code, tc.code, tc.say, r)
 			}
-			if strings.Contains(r.stderr, "envconfig") {
+			if strings.Contains(r.stderr, "envconfig") || strings.Contains(r.stderr, "PGKILL_TARGETS: PGKILL_TARGETS") {
 				t.Errorf("envconfig's words: %s", r.stderr)
 			}
 		})

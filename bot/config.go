@@ -54,13 +54,9 @@ type Config struct {
 }
 
 // TargetSpecs parses the targets (PGKILL_TARGETS, else DATABASE_URL, else
-// the libpq PG* variables).
+// the libpq PG* variables). Errors start with the variable's name.
 func (c Config) TargetSpecs() ([]pg.TargetSpec, error) {
-	specs, err := pg.ParseTargets(c.Targets, c.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("PGKILL_TARGETS: %w", err)
-	}
-	return specs, nil
+	return pg.ParseTargets(c.Targets, c.DatabaseURL)
 }
 
 // IDList is a comma-separated list of Slack IDs, read with match.List

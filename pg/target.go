@@ -143,8 +143,8 @@ func CheckDSN(dsn string) error {
 		if u, uerr := url.Parse(strings.TrimSpace(dsn)); uerr == nil && u.Host != "" && strings.HasPrefix(u.Scheme, "postgres") {
 			return fmt.Errorf("invalid DSN: %s", redact(err.Error()))
 		}
-		return errors.New("invalid DSN: it is neither a postgres:// URL nor keyword=value pairs that pgx can read (not shown: it may hold a password); " +
-			"in a URL, write ',' '@' '/' ':' ' ' and '%' in the password as %2C %40 %2F %3A %20 %25")
+		return errors.New("invalid DSN: pgx reads it neither as a postgres:// URL (check the host, the port and the characters of the password) " +
+			"nor as keyword=value pairs; it is not shown, as it may hold a password. In a URL password write , @ / ? # : % and a space as %2C %40 %2F %3F %23 %3A %25 %20")
 	}
 	hosts := []string{cfg.ConnConfig.Host}
 	for _, f := range cfg.ConnConfig.Fallbacks {
