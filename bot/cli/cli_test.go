@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -199,11 +201,16 @@ func TestSignalSeveralPids(t *testing.T) {
 			13: {Ended: true, How: "query ended", After: 300 * time.Millisecond, State: pg.StateIdleInTxAborted, Locks: 0},
 			14: {Ended: true, How: "query ended", After: 1500 * time.Millisecond, State: pg.StateIdleInTxAborted, AbortedTxOpen: true, Locks: 2},
 		}}
+	inTx := f.backends[11]
+	inTx.QueryStart = time.Now().Add(-time.Minute)
+	inTx.XactStart = inTx.QueryStart.Add(-4 * time.Minute)
+	f.backends[11] = inTx
 	r := run(t, f, "y\n", "cancel", "10", "11", "12", "-target", "prod", "13", "404", "14")
 	for _, s := range []string{
 		"blocks 3 sessions (2 directly): ending it frees them",
 		"cancel these 5 sessions on prod (pids 10, 11, 12, 13, 14)? [y/N]",
 		"watching for up to 10s",
+		"it runs inside a transaction open for 5m00s: cancel ends the statement, and the transaction stays open (aborted) until the client rolls back",
 		"pid 10 on prod: ended: query ended 120ms after the signal\n",
 		"pid 11 on prod: STILL RUNNING 9.4s after the signal, when pgkill stopped watching (state active, waiting on Lock/relation, holds 3 locks)",
 		"Next: pgkill terminate -target prod 11",
@@ -320,5 +327,30 @@ func TestWatch(t *testing.T) {
 		if clears := strings.Count(out.String(), "\x1b[H\x1b[2J"); (clears == 2) != terminal || (clears == 0) == terminal {
 			t.Errorf("terminal=%v: %d screen clears", terminal, clears)
 		}
+	}
+}
+
+// -watch -json prints one JSON document per listing and nothing else.
+func TestWatchJSON(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &cancelling{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}, n: 3, cancel: cancel}
+	var out bytes.Buffer
+	c := &CLI{DB: f, Out: &out, Err: &out, Opts: Options{Terminal: true}}
+	if err := c.List(ctx, []string{"-watch", "100ms", "-json"}); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(&out)
+	n := 0
+	for {
+		var v map[string]any
+		if err := dec.Decode(&v); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("not a JSON stream after %d documents: %v\n%s", n, err, out.String())
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("%d documents, want 2", n)
 	}
 }

@@ -228,10 +228,12 @@ func (c *CLI) watch(ctx context.Context, q query, every time.Duration) error {
 		// a terminal, and a frame cut short by Ctrl-C (its reads cancelled)
 		// is never shown as targets that "could not be read".
 		var frame bytes.Buffer
-		if c.Opts.Terminal {
+		if c.Opts.Terminal && !q.json {
 			frame.WriteString("\x1b[H\x1b[2J") // home, clear screen
 		}
-		fmt.Fprintf(&frame, "-- %s, every %s (Ctrl-C stops)\n", time.Now().Format("15:04:05"), every)
+		if !q.json { // with -json, one JSON document per listing and nothing else
+			fmt.Fprintf(&frame, "-- %s, every %s (Ctrl-C stops)\n", time.Now().Format("15:04:05"), every)
+		}
 		c.Out = &frame
 		code := c.listOnce(ctx, q)
 		c.Out = out

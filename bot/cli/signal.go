@@ -138,8 +138,17 @@ func (c *CLI) show(action pg.Action, b pg.Backend) {
 	if len(b.BlockedBy) > 0 {
 		fmt.Fprintf(c.Out, "  waits on pid %s\n", pids(b.BlockedBy))
 	}
-	if action == pg.Terminate && b.Signallable() && !b.XactStart.IsZero() && b.State != "idle" {
-		fmt.Fprintf(c.Out, "  its open transaction (open for %s) is rolled back: everything it wrote is lost\n", blocks.Duration(txAge(b, time.Now())))
+	if b.XactStart.IsZero() || b.State == "idle" || !b.Signallable() {
+		return
+	}
+	age := blocks.Duration(txAge(b, time.Now()))
+	switch {
+	case action == pg.Terminate:
+		fmt.Fprintf(c.Out, "  its open transaction (open for %s) is rolled back: its uncommitted changes are lost\n", age)
+	case b.State == pg.StateActive && b.XactStart.Before(b.QueryStart):
+		// A transaction that began before the statement is an explicit
+		// block: cancelling the statement leaves it open, aborted.
+		fmt.Fprintf(c.Out, "  it runs inside a transaction open for %s: cancel ends the statement, and the transaction stays open (aborted) until the client rolls back\n", age)
 	}
 }
 
