@@ -35,7 +35,9 @@ FROM pg_roles r WHERE r.rolname = current_user`
 //	2 a parallel worker, only to count it under its leader and to map its
 //	  lock waits onto the leader.
 //
-// Only $4 characters of the query leave the server ($4 <= 0: all of it).
+// Only $4 characters of the query leave the server ($4 <= 0: all of it);
+// whether that cut it is told by lengths in bytes, so a 64 kB text is never
+// scanned character by character.
 // Ages are computed with clock_timestamp() on the server: no clock skew.
 // Our own sessions are excluded by pid and by application_name+role, so the
 // other connection of our pool never shows either. leader_pid exists from
@@ -50,7 +52,8 @@ SELECT CASE WHEN a.backend_start IS NULL THEN 1 WHEN a.leader_pid IS NOT NULL AN
        coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
        a.xact_start, a.state_change,
        CASE WHEN $4::int > 0 THEN left(a.query, $4::int) ELSE coalesce(a.query, '') END,
-       coalesce(octet_length(a.query) >= (SELECT t.setting::int FROM pg_settings t WHERE t.name = 'track_activity_query_size') - 1 OR ($4::int > 0 AND char_length(a.query) > $4::int), false),
+       coalesce(octet_length(a.query) >= (SELECT pg_size_bytes(current_setting('track_activity_query_size'))) - 1
+                OR ($4::int > 0 AND octet_length(left(a.query, $4::int)) < octet_length(a.query)), false),
        coalesce(extract(epoch FROM clock_timestamp() - s.since)::float8, 0),
        coalesce(r.rolsuper, a.usesysid IS NULL),
        a.usesysid IS NOT NULL AND pg_has_role(current_user, a.usesysid, 'USAGE')
@@ -80,20 +83,6 @@ ORDER BY s.since, a.pid`
 // (its parallel workers are not client backends, so they are never listed,
 // only not counted).
 var sessionsSQL12 = strings.ReplaceAll(sessionsSQL, "a.leader_pid", "NULL::int")
-
-// edgesSQL finds the sessions waiting for a heavyweight lock in one read of
-// pg_locks (granted = false), whatever their wait_event_type says: for about
-// a second after deadlock_timeout a lock waiter runs the deadlock check and
-// shows LWLock/LockManager, and filtering on wait_event_type = 'Lock' missed
-// its edges. pg_blocking_pids() takes the lock manager's shared state, so it
-// is called only for those sessions, and only until the budget $1 (seconds)
-// has passed: later rows come back NULL and the tree is reported as not
-// computed rather than the statement running into statement_timeout.
-const edgesSQL = `
-SELECT w.pid,
-       CASE WHEN clock_timestamp() < statement_timestamp() + make_interval(secs => $1::float8)
-            THEN pg_blocking_pids(w.pid) END
-FROM (SELECT DISTINCT l.pid FROM pg_locks l WHERE NOT l.granted AND l.pid IS NOT NULL AND l.pid <> pg_backend_pid()) w`
 
 // me is what meSQL reads.
 type me struct {
@@ -134,10 +123,15 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 	if serverMajor(conn.Conn()) < 13 {
 		sessions = sessionsSQL12
 	}
+	fromLocks := serverMajor(conn.Conn()) >= 14 && !t.blockingPIDs
 	var batch pgx.Batch
 	batch.Queue(meSQL)
 	batch.Queue(sessions, f.MinDuration.Seconds(), nullablePID(f.PID), AppName, f.QueryMax, state)
-	batch.Queue(edgesSQL, treeBudget.Seconds())
+	if fromLocks {
+		batch.Queue(locksSQL)
+	} else {
+		batch.Queue(blockingPIDsSQL, treeBudget.Seconds())
+	}
 	var m me
 	br := conn.SendBatch(ctx, &batch)
 	defer br.Close()
@@ -173,7 +167,15 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 		return err
 	}
 	l.role = m.user
-	edges, complete, err := readEdges(br)
+	var (
+		edges    map[int32][]int32
+		complete = true
+	)
+	if fromLocks {
+		edges, err = readLocks(br, leader)
+	} else {
+		edges, complete, err = readBlockingPIDs(br)
+	}
 	if err != nil {
 		return err
 	}
@@ -196,32 +198,6 @@ func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) e
 		b.BlockingTotal = tr.total[b.PID]
 	}
 	return nil
-}
-
-// readEdges reads edgesSQL's answer; complete is false when the budget cut
-// it short.
-func readEdges(br pgx.BatchResults) (map[int32][]int32, bool, error) {
-	rows, err := br.Query()
-	if err != nil {
-		return nil, false, err
-	}
-	defer rows.Close()
-	edges := map[int32][]int32{}
-	complete := true
-	for rows.Next() {
-		var pid int32
-		var blockers []int32
-		if err := rows.Scan(&pid, &blockers); err != nil {
-			return nil, false, err
-		}
-		if blockers == nil {
-			complete = false
-		}
-		if len(blockers) > 0 {
-			edges[pid] = blockers
-		}
-	}
-	return edges, complete, rows.Err()
 }
 
 // serverMajor is the server's major version from the server_version the

@@ -188,6 +188,9 @@ type Target struct {
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for Doctor's one plain connection
 	opts    Options
+	// blockingPIDs makes List read the lock waits with pg_blocking_pids()
+	// as it does before PostgreSQL 14, so tests can compare both ways.
+	blockingPIDs bool
 }
 
 // NewTarget makes the pool for spec. It does not connect.

@@ -39,60 +39,60 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 		if l, ok := leader[w]; ok {
 			w = l
 		}
-		for _, b := range bs {
-			if b != w {
-				t.blockedBy[w] = append(t.blockedBy[w], b)
-			}
-		}
+		list := append(t.blockedBy[w], bs...) // a leader may have several waiting workers
+		list = slices.DeleteFunc(list, func(b int32) bool { return b == w })
+		slices.Sort(list)
+		t.blockedBy[w] = slices.Compact(list)
 	}
-	// Index the waiters; the graph's edges go blocker → waiter.
-	waiters := make([]int32, 0, len(t.blockedBy))
-	for w, bs := range t.blockedBy {
-		slices.Sort(bs)
-		t.blockedBy[w] = slices.Compact(bs)
-		waiters = append(waiters, w)
+	// Dense node numbers: the waiters first, so a waiter's number is its
+	// bit in the sets, then the blockers that wait on nothing.
+	pids := make([]int32, 0, len(t.blockedBy))
+	for w := range t.blockedBy {
+		pids = append(pids, w)
 	}
-	slices.Sort(waiters)
-	index := make(map[int32]int, len(waiters))
-	for i, w := range waiters {
-		index[w] = i
+	slices.Sort(pids)
+	waiters := len(pids)
+	id := make(map[int32]int, waiters)
+	for i, w := range pids {
+		id[w] = i
 	}
-	children := map[int32][]int32{}
-	for _, w := range waiters {
+	var children [][]int // blocker → waiters, by node number
+	children = make([][]int, waiters)
+	for i, w := range pids[:waiters] {
 		for _, b := range t.blockedBy[w] {
-			children[b] = append(children[b], w)
-			t.direct[b]++
+			n, ok := id[b]
+			if !ok {
+				n = len(pids)
+				id[b] = n
+				pids = append(pids, b)
+				children = append(children, nil)
+			}
+			children[n] = append(children[n], i)
 		}
 	}
-	s := scc{children: children, index: map[int32]int{}, low: map[int32]int{}, comp: map[int32]int{}}
-	blockers := make([]int32, 0, len(children))
-	for b := range children {
-		blockers = append(blockers, b)
+	for n, ws := range children {
+		if len(ws) > 0 {
+			t.direct[pids[n]] = len(ws)
+		}
 	}
-	slices.Sort(blockers)
-	words := (len(waiters) + 63) / 64
+	s := newSCC(children)
+	words := (waiters + 63) / 64
 	var reach []bitset // by component, in the order Tarjan closes them
-	s.done = func(members []int32) error {
+	s.done = func(members []int) error {
 		if time.Since(start) > budget {
 			return errTreeBudget
 		}
 		c := len(reach)
 		var set bitset
-		var kids []int32
 		for _, m := range members {
-			kids = append(kids, children[m]...)
-		}
-		if len(kids) > 0 {
-			set = make(bitset, words)
-			// Largest sets first, so that later children are mostly found
-			// already inside and skipped.
-			slices.SortFunc(kids, func(a, b int32) int { return t.total[b] - t.total[a] })
-			for _, k := range kids {
-				i := index[k]
-				if set.has(i) {
+			for _, k := range children[m] {
+				if set == nil {
+					set = make(bitset, words)
+				}
+				if set.has(k) {
 					continue
 				}
-				set.set(i)
+				set.set(k)
 				if kc := s.comp[k]; kc != c && reach[kc] != nil {
 					set.or(reach[kc])
 				}
@@ -102,18 +102,18 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 		n := set.count()
 		for _, m := range members {
 			total := n
-			if i, ok := index[m]; ok && set != nil && set.has(i) {
+			if m < waiters && set != nil && set.has(m) {
 				total-- // in a cycle: a session does not block itself
 			}
 			if total > 0 {
-				t.total[m] = total
+				t.total[pids[m]] = total
 			}
 		}
 		return nil
 	}
-	for _, b := range blockers {
-		if _, seen := s.index[b]; !seen {
-			if err := s.visit(b); err != nil {
+	for v := range pids {
+		if len(children[v]) > 0 && s.index[v] < 0 {
+			if err := s.visit(v); err != nil {
 				return nil, err
 			}
 		}
@@ -121,29 +121,35 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 	return t, nil
 }
 
-// scc is Tarjan's algorithm: it calls done for each strongly connected
-// component after every component reachable from it.
+// scc is Tarjan's algorithm over nodes 0..n-1: it calls done for each
+// strongly connected component after every component reachable from it.
 type scc struct {
-	children   map[int32][]int32
-	index, low map[int32]int
-	comp       map[int32]int // component number, in closing order
-	stack      []int32
-	onStack    map[int32]bool
+	children   [][]int
+	index, low []int // index -1: not visited yet
+	comp       []int // component number, in closing order
+	onStack    []bool
+	stack      []int
 	next       int
 	closed     int
-	done       func(members []int32) error
+	done       func(members []int) error
 }
 
-func (s *scc) visit(v int32) error {
-	if s.onStack == nil {
-		s.onStack = map[int32]bool{}
+func newSCC(children [][]int) *scc {
+	n := len(children)
+	s := &scc{children: children, index: make([]int, n), low: make([]int, n), comp: make([]int, n), onStack: make([]bool, n)}
+	for i := range s.index {
+		s.index[i] = -1
 	}
+	return s
+}
+
+func (s *scc) visit(v int) error {
 	s.index[v], s.low[v] = s.next, s.next
 	s.next++
 	s.stack = append(s.stack, v)
 	s.onStack[v] = true
 	for _, w := range s.children[v] {
-		if _, seen := s.index[w]; !seen {
+		if s.index[w] < 0 {
 			if err := s.visit(w); err != nil {
 				return err
 			}
@@ -155,7 +161,7 @@ func (s *scc) visit(v int32) error {
 	if s.low[v] != s.index[v] {
 		return nil
 	}
-	var members []int32
+	var members []int
 	for {
 		w := s.stack[len(s.stack)-1]
 		s.stack = s.stack[:len(s.stack)-1]

@@ -84,6 +84,24 @@ func Exec(tb testing.TB, sql string, args ...any) {
 	}
 }
 
+// Int runs a query returning one integer, as the superuser: tests wait on
+// conditions such as "n sessions wait on a lock" with it.
+func Int(tb testing.TB, sql string, args ...any) int {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, DSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		tb.Fatalf("pgtest: %s: %v", sql, err)
+	}
+	return n
+}
+
 // Role creates a login role once per run (tests share the server), with the
 // given grants, e.g. Role(t, "watcher", "pg_signal_backend", "pg_read_all_stats").
 func Role(tb testing.TB, name string, grants ...string) string {
