@@ -150,7 +150,7 @@ func TestCLIListUnreadable(t *testing.T) {
 	}{
 		{"unknown role with a password", []string{"DATABASE_URL=" + strings.Replace(pgtest.DSN(t), "postgres@", "nosuchrole:WRONGSECRET@", 1)}, `role "nosuchrole" does not exist`},
 		{"refused port", []string{"DATABASE_URL=postgres://u:WRONGSECRET@" + refused + "/db?sslmode=disable"}, "connection refused"},
-		{"unknown host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@pgkill-no-such-host.invalid/db?sslmode=disable"}, "no such host"},
+		{"unknown host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@pgkill-no-such-host.invalid/db?sslmode=disable"}, "lookup pgkill-no-such-host.invalid"},
 		{"hanging host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@" + hanging + "/db?sslmode=disable", "PGKILL_CONNECT_TIMEOUT=1s"}, "timeout"},
 		{"no configuration", nil, "no target is configured: set PGKILL_TARGETS or DATABASE_URL"},
 	}
@@ -537,6 +537,10 @@ func TestCLIWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	// A deadline, not a timing assumption: a hung binary fails the test
+	// instead of holding it until go test's own timeout.
+	hung := time.AfterFunc(60*time.Second, func() { cmd.Process.Kill() })
+	defer hung.Stop()
 	sc := bufio.NewScanner(stdout)
 	headers := 0
 	for headers < 2 && sc.Scan() {
