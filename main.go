@@ -62,6 +62,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return manifest(args, stdout, stderr)
 	}
 
+	if cmd == "serve" && len(args) > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected argument %q: serve takes no flags, its settings are environment variables (pgkill serve -h)\n", cli.Visible(args[0]))
+		return &cli.Exit{Code: cli.ExitUsage}
+	}
 	cfg, specs, err := loadConfig(cmd == "serve")
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {

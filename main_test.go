@@ -428,6 +428,7 @@ func TestCLIErrors(t *testing.T) {
 		{"unknown target", []string{"DATABASE_URL=" + dsn}, []string{"list", "-target", "nope"}, 2, "unknown target"},
 		{"two targets need -target", []string{"PGKILL_TARGETS=a=" + dsn + ",b=" + dsn}, []string{"cancel", "1"}, 2, "say which with -target"},
 		{"serve without tokens", []string{"DATABASE_URL=" + dsn}, []string{"serve"}, 1, "SLACK_APP_TOKEN"},
+		{"serve with a flag", []string{"DATABASE_URL=" + dsn}, []string{"serve", "-listen", ":80"}, 2, "serve takes no flags"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
