@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case cmd == "-h" || cmd == "-help" || cmd == "--help":
 		cmd = "help"
 	case !cli.Known(cmd):
-		fmt.Fprintf(stderr, "pgkill: unknown command %q\n\n", cmd)
+		fmt.Fprintf(stderr, "pgkill: unknown command %q (pgkill help lists them)\n\n", cmd)
 		cli.Usage(stderr)
 		return &cli.Exit{Code: cli.ExitUsage}
 	case cmd != "help" && cli.Help(args):
