@@ -363,7 +363,8 @@ func TestCLIHiddenSessions(t *testing.T) {
 		t.Errorf("list as cli_nostats: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = pgkill(t, env, "", "cancel", "-y", fmt.Sprint(s.PID))
-	if r.code != 5 || !strings.Contains(r.stdout, "a session of another role that pgkill's role cannot see") || strings.Contains(r.stdout, "ended") {
+	if r.code != 5 || !strings.Contains(r.stdout, `pgkill's role "cli_nostats" cannot see`) || !strings.Contains(r.stdout, "GRANT pg_read_all_stats TO cli_nostats") ||
+		!strings.Contains(r.stdout, "nothing signalled") || strings.Contains(r.stdout, "ended") {
 		t.Errorf("cancel of a hidden pid: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if !s.Running() {

@@ -165,7 +165,7 @@ func TestSignalRefusals(t *testing.T) {
 		{"cancel", "6", ExitNothingDone, "cancel does nothing to a session idle in transaction (no statement is running); ending its transaction needs: pgkill terminate -target prod 6"},
 		{"cancel", "7", ExitNothingDone, "refused: protected (user=rdsadmin); nothing signalled"},
 		{"terminate", "7", ExitNothingDone, "refused: protected (user=rdsadmin); nothing signalled"},
-		{"cancel", "8", ExitNothingDone, "pgkill's role cannot see (it lacks pg_read_all_stats)"},
+		{"cancel", "8", ExitNothingDone, `pid 8 on prod belongs to role "app", whose sessions pgkill's role "pgkill" cannot see, so it cannot be identified or signalled (GRANT pg_read_all_stats TO pgkill): session hidden from pgkill's role; nothing signalled (see pgkill doctor)`},
 		{"terminate", "404", ExitNothingDone, "no client backend with that pid"},
 		{"terminate", "9", ExitUnreadable, "COULD NOT BE READ"},
 	}

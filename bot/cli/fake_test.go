@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -31,7 +32,9 @@ func (f *fleet) List(_ context.Context, targets []string, _ pg.Filter) []pg.List
 }
 
 func (f *fleet) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
-	if err := f.errs[pid]; err != nil {
+	if err := f.errs[pid]; errors.Is(err, pg.ErrHidden) {
+		return pg.Backend{}, fmt.Errorf("pid %d on %s belongs to role \"app\", whose sessions pgkill's role \"pgkill\" cannot see, so it cannot be identified or signalled (GRANT pg_read_all_stats TO pgkill): %w", pid, target, err)
+	} else if err != nil {
 		return pg.Backend{}, fmt.Errorf("pid %d on %s: %w", pid, target, err)
 	}
 	b, ok := f.backends[pid]

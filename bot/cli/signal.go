@@ -103,7 +103,8 @@ func (c *CLI) read(ctx context.Context, action pg.Action, target string, pid int
 	b, err := c.DB.Backend(ctx, target, pid)
 	switch {
 	case errors.Is(err, pg.ErrHidden):
-		fmt.Fprintf(c.Out, "pid %d on %s: a session of another role that pgkill's role cannot see (it lacks pg_read_all_stats), so pgkill cannot tell what it runs and will not signal it; nothing signalled. GRANT pg_read_all_stats TO pgkill's role (see pgkill doctor)\n", pid, target)
+		// pg's error names both roles and the GRANT that fixes it.
+		fmt.Fprintf(c.Out, "%s; nothing signalled (see pgkill doctor)\n", errText(err))
 		return b, ExitNothingDone
 	case errors.Is(err, pg.ErrNotFound):
 		fmt.Fprintf(c.Out, "pid %d on %s: no client backend with that pid (it has ended, or never existed); nothing signalled\n", pid, target)
