@@ -16,67 +16,64 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/cli"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
 
-const usage = `pgkill finds long-running PostgreSQL queries and ends them safely.
-
-usage:
-  pgkill list [-target T] [-min 30s] [-db D] [-user U] [-app A] [-state active|idle-in-transaction|all] [-json]
-  pgkill cancel    [-target T] [-yes] PID   end the running statement (the session survives)
-  pgkill terminate [-target T] [-yes] PID   end the whole session (last resort)
-  pgkill doctor [-target T]                 check privileges and timeout settings
-  pgkill serve                              run the Slack bot (Socket Mode)
-  pgkill manifest [-command /pgkill] [-name pgkill]   print the Slack app manifest (YAML)
-  pgkill version
-  pgkill help
-
-Configuration comes from the environment: see README.md.
-`
+// pg.Fleet is what the command line reaches PostgreSQL through.
+var _ cli.Fleet = (*pg.Fleet)(nil)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, bot.ErrFailed) {
-			fmt.Fprintln(os.Stderr, "pgkill:", err)
-		}
-		os.Exit(1)
+	var exit *cli.Exit
+	if err != nil && !errors.As(err, &exit) {
+		fmt.Fprintln(os.Stderr, "pgkill:", pg.Redact(err.Error()))
 	}
+	os.Exit(cli.Code(err))
 }
 
+// run runs one command. It returns nil, a *cli.Exit (already explained to
+// the user) or an error for main to print; cli.Code gives the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := "help"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
-	switch cmd {
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+	switch {
+	case cmd == "-h" || cmd == "-help" || cmd == "--help":
+		cmd = "help"
+	case !cli.Known(cmd):
+		fmt.Fprintf(stderr, "pgkill: unknown command %q (pgkill help lists them)\n\n", cmd)
+		cli.Usage(stderr)
+		return &cli.Exit{Code: cli.ExitUsage}
+	case cmd != "help" && cli.Help(args):
+		cli.CommandHelp(stdout, cmd)
 		return nil
+	}
+	switch cmd {
+	case "help":
+		return help(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "pgkill", version())
+		fmt.Fprintln(stdout, version())
 		return nil
 	case "manifest":
 		return manifest(args, stdout, stderr)
-	case "list", "cancel", "terminate", "doctor", "serve":
-	default:
-		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
-		return bot.ErrFailed
 	}
 
-	var cfg bot.Config
-	if err := envconfig.Process("", &cfg); err != nil {
-		return err
+	if cmd == "serve" && len(args) > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected argument %q: serve takes no flags, its settings are environment variables (pgkill serve -h)\n", cli.Visible(args[0]))
+		return &cli.Exit{Code: cli.ExitUsage}
 	}
-	specs, err := cfg.TargetSpecs()
+	cfg, specs, err := loadConfig(cmd == "serve")
 	if err != nil {
-		return err
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "pgkill:", line)
+		}
+		return &cli.Exit{Code: cli.ExitError}
 	}
 	// pgkill_auth=iam / pgkill_secret=… in a DSN: logins from AWS.
 	specs, awsc, err := pgaws.Targets(ctx, specs)
@@ -85,14 +82,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if cfg.RDSDiscover != "" && cfg.Targets == "" && cfg.DatabaseURL == "" {
 		specs = nil // discovery alone: no "default" target from the libpq variables
-	}
-	if cmd == "serve" {
-		err = cfg.ValidateSlack()
-	} else {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		return err
 	}
 	opts, err := cfg.PGOptions()
 	if err != nil {
@@ -114,33 +103,89 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	if cmd == "serve" {
-		var store bot.StateStore // nil: state in memory
-		if cfg.StateDSN != "" {
-			sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			s, err := pg.OpenStore(sctx, cfg.StateDSN)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("PGKILL_STATE_DSN: %w", err)
-			}
-			defer s.Close()
-			store = s
-		}
 		if discovery != nil {
-			go discovery.Run(ctx) // ends with ctx; the bot may take it over for /readyz and metrics
+			go discovery.Run(ctx) // ends with ctx
 		}
-		return bot.Serve(ctx, cfg, fleet, store, stderr)
+		return serve(ctx, cfg, fleet, stderr)
 	}
-	cli := &bot.CLI{PG: fleet, Cfg: cfg, In: stdin, Out: stdout, Err: stderr}
+	c := &cli.CLI{DB: fleet, In: stdin, Out: stdout, Err: stderr, Opts: cli.Options{
+		MinDuration:   cfg.MinDuration,
+		VerifyTimeout: cfg.VerifyTimeout,
+		Unconfigured:  cfg.Targets == "" && cfg.DatabaseURL == "" && !libpqEnv(),
+		Terminal:      terminal(stdout),
+	}}
 	switch cmd {
 	case "list":
-		return cli.List(ctx, args)
+		return c.List(ctx, args)
 	case "cancel":
-		return cli.Signal(ctx, pg.Cancel, args)
+		return c.Signal(ctx, pg.Cancel, args)
 	case "terminate":
-		return cli.Signal(ctx, pg.Terminate, args)
+		return c.Signal(ctx, pg.Terminate, args)
 	default:
-		return cli.Doctor(ctx, args)
+		return c.Doctor(ctx, args)
 	}
+}
+
+// loadConfig reads and checks every setting the command needs and reports
+// every problem at once, one line each, naming its variable.
+func loadConfig(serve bool) (bot.Config, []pg.TargetSpec, error) {
+	cfg, loadErr := bot.LoadConfig()
+	specs, targetsErr := cfg.TargetSpecs()
+	check := cfg.Validate
+	if serve {
+		check = cfg.ValidateSlack
+	}
+	return cfg, specs, bot.ConfigErrors(loadErr, targetsErr, check())
+}
+
+func serve(ctx context.Context, cfg bot.Config, fleet *pg.Fleet, stderr io.Writer) error {
+	var store bot.StateStore // nil: state in memory
+	if cfg.StateDSN != "" {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		s, err := pg.OpenStore(sctx, cfg.StateDSN)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("PGKILL_STATE_DSN: %w", err)
+		}
+		defer s.Close()
+		store = s
+	}
+	return bot.Serve(ctx, cfg, fleet, store, stderr)
+}
+
+// help prints the command list, or one command's usage.
+func help(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		cli.Usage(stdout)
+		return nil
+	}
+	if !cli.CommandHelp(stdout, args[0]) {
+		fmt.Fprintf(stderr, "pgkill help: unknown command %q\n\n", args[0])
+		cli.Usage(stderr)
+		return &cli.Exit{Code: cli.ExitUsage}
+	}
+	return nil
+}
+
+// libpqEnv reports whether any libpq PG* variable is set: then an empty DSN
+// is a configuration, not the lack of one.
+func libpqEnv() bool {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PG") && !strings.HasPrefix(kv, "PGKILL_") {
+			return true
+		}
+	}
+	return false
+}
+
+// terminal reports whether w is a terminal (a character device).
+func terminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // manifest prints the Slack app manifest; it needs no configuration.
@@ -150,26 +195,46 @@ func manifest(args []string, stdout, stderr io.Writer) error {
 	command := fs.String("command", "/pgkill", "the slash command")
 	name := fs.String("name", "pgkill", "the app's name")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		return bot.ErrFailed
+		return &cli.Exit{Code: cli.ExitUsage}
 	}
 	if !strings.HasPrefix(*command, "/") || strings.ContainsAny(*command, " \t") {
-		fmt.Fprintf(stderr, "manifest: -command must look like /pgkill, not %q\n", *command)
-		return bot.ErrFailed
+		fmt.Fprintf(stderr, "manifest: -command must look like /pgkill, not %q\n", cli.Visible(*command))
+		return &cli.Exit{Code: cli.ExitUsage}
 	}
 	fmt.Fprint(stdout, bot.Manifest(*name, *command))
 	return nil
 }
 
+// version says which build this is: the module version and, when the
+// build recorded them (go build in a git clone, -buildvcs=auto), the
+// revision, its time and whether the tree had local changes. Without them it
+// says so rather than invent a version.
 func version() string {
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "(unknown)"
+		return "pgkill: no build information recorded"
 	}
-	v := info.Main.Version
+	v := "pgkill " + info.Main.Version
+	var rev, at, modified string
 	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			modified = s.Value
 		}
 	}
-	return v
+	if rev == "" {
+		return v + " (" + info.GoVersion + "; built without version control information: the source revision is unknown)"
+	}
+	v += " (revision " + rev
+	if at != "" {
+		v += ", committed " + at
+	}
+	if modified == "true" {
+		v += ", with uncommitted changes"
+	}
+	return v + "; " + info.GoVersion + ")"
 }

@@ -66,13 +66,9 @@ type Config struct {
 }
 
 // TargetSpecs parses the targets (PGKILL_TARGETS, else DATABASE_URL, else
-// the libpq PG* variables).
+// the libpq PG* variables). Errors start with the variable's name.
 func (c Config) TargetSpecs() ([]pg.TargetSpec, error) {
-	specs, err := pg.ParseTargets(c.Targets, c.DatabaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("PGKILL_TARGETS: %w", err)
-	}
-	return specs, nil
+	return pg.ParseTargets(c.Targets, c.DatabaseURL)
 }
 
 // Policy reads who may see and act where: the defaults from PGKILL_CHANNELS,
@@ -166,8 +162,10 @@ func (c Config) PGOptions() (pg.Options, error) {
 }
 
 // Validate checks what the command-line tools need besides the targets
-// (TargetSpecs): one clear error naming the variable.
+// (TargetSpecs). It reports every problem at once (errors.Join), one line
+// each, naming its variable.
 func (c Config) Validate() error {
+	var errs []error
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -183,81 +181,81 @@ func (c Config) Validate() error {
 		{"PGKILL_ALERT_EDIT_INTERVAL", c.AlertEditEvery, false},
 	} {
 		if d.v < 0 || (d.v == 0 && !d.zero) {
-			return fmt.Errorf("%s must be a positive duration, not %v", d.name, d.v)
+			errs = append(errs, fmt.Errorf("%s must be a positive duration, not %v", d.name, d.v))
 		}
 	}
 	if _, err := c.ProtectRules(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if _, err := c.AlertIgnoreRules(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if _, err := redact.ParseMode(c.Redact); err != nil {
 		return fmt.Errorf("PGKILL_REDACT %w", err)
 	}
 	if c.AlertMaxPerPoll < 1 {
-		return fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll)
+		errs = append(errs, fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll))
 	}
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			return fmt.Errorf("PGKILL_LISTEN must be host:port or :port (e.g. :9187), not %q", c.Listen)
+			errs = append(errs, fmt.Errorf("PGKILL_LISTEN must be host:port or :port (e.g. :9187), not %q", c.Listen))
 		}
 	}
 	switch c.LogFormat {
 	case "json", "text":
 	default:
-		return fmt.Errorf("PGKILL_LOG_FORMAT must be json or text, not %q", c.LogFormat)
+		errs = append(errs, fmt.Errorf("PGKILL_LOG_FORMAT must be json or text, not %q", c.LogFormat))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("PGKILL_LOG_LEVEL must be debug, info, warn or error, not %q", c.LogLevel)
+		errs = append(errs, fmt.Errorf("PGKILL_LOG_LEVEL must be debug, info, warn or error, not %q", c.LogLevel))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 var slackChannel = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
 
-// ValidateSlack checks what `serve` needs on top of Validate. Token values
-// never appear in the error.
+// ValidateSlack checks what `serve` needs on top of Validate, and like it
+// reports every problem at once. Token values never appear in the error.
 func (c Config) ValidateSlack() error {
-	if err := c.Validate(); err != nil {
-		return err
-	}
+	errs := []error{c.Validate()}
 	switch {
 	case c.AppToken == "":
-		return errors.New("SLACK_APP_TOKEN is not set: an app-level token (xapp-…) with connections:write")
+		errs = append(errs, errors.New("SLACK_APP_TOKEN is not set: an app-level token (xapp-…) with connections:write"))
 	case !strings.HasPrefix(c.AppToken, "xapp-"):
-		return errors.New("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+		errs = append(errs, errors.New("SLACK_APP_TOKEN must be an app-level token starting with xapp-"))
+	}
+	switch {
 	case c.BotToken == "":
-		return errors.New("SLACK_BOT_TOKEN is not set: the bot token (xoxb-…)")
+		errs = append(errs, errors.New("SLACK_BOT_TOKEN is not set: the bot token (xoxb-…)"))
 	case !strings.HasPrefix(c.BotToken, "xoxb-"):
-		return errors.New("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+		errs = append(errs, errors.New("SLACK_BOT_TOKEN must be a bot token starting with xoxb-"))
 	}
 	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(c.APIURL, "/") {
-		return fmt.Errorf("SLACK_API_URL must be an http(s) URL ending in /, not %q", c.APIURL)
+		errs = append(errs, fmt.Errorf("SLACK_API_URL must be an http(s) URL ending in /, not %q", c.APIURL))
 	}
 	if len(c.Approvers) == 0 {
-		return errors.New("PGKILL_APPROVERS is not set: list the Slack user IDs (U…) or user-group IDs (S…) who may approve")
+		errs = append(errs, errors.New("PGKILL_APPROVERS is not set: list the Slack user IDs (U…) or user-group IDs (S…) who may approve"))
 	}
 	if _, err := c.Policy(); err != nil {
-		return err
+		errs = append(errs, err)
 	}
 	if _, err := policy.ParseReason(c.Reason); err != nil {
-		return fmt.Errorf("PGKILL_REASON: %w", err)
+		errs = append(errs, fmt.Errorf("PGKILL_REASON: %w", err))
 	}
 	if c.StateDSN != "" {
 		if err := pg.CheckDSN(c.StateDSN); err != nil {
-			return fmt.Errorf("PGKILL_STATE_DSN: %w", err)
+			errs = append(errs, fmt.Errorf("PGKILL_STATE_DSN: %w", err))
 		}
 	}
 	if !strings.HasPrefix(c.Command, "/") || strings.ContainsAny(c.Command, " \t") {
-		return fmt.Errorf("PGKILL_COMMAND must look like /pgkill, not %q", c.Command)
+		errs = append(errs, fmt.Errorf("PGKILL_COMMAND must look like /pgkill, not %q", c.Command))
 	}
 	for _, ch := range []struct{ name, id string }{{"PGKILL_AUDIT_CHANNEL", c.AuditChannel}, {"PGKILL_ALERT_CHANNEL", c.AlertChannel}} {
 		if ch.id != "" && !slackChannel.MatchString(ch.id) {
-			return fmt.Errorf("%s must be a channel ID (C…), not %q", ch.name, ch.id)
+			errs = append(errs, fmt.Errorf("%s must be a channel ID (C…), not %q", ch.name, ch.id))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -130,15 +132,53 @@ func retryable(err error) bool {
 }
 
 // Passwords in URLs (postgres://user:secret@host) and in keyword/value DSNs
-// (password=secret) are masked wherever text may leave the process.
+// (password=secret) are masked wherever text may leave the process, even in
+// text that is not a valid DSN (a fragment cut at a comma, an unencoded "@"
+// or space in the password, an unterminated quote).
 var (
-	urlPassword = regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`)
-	kvPassword  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+	// urlUser is the start of a URL's userinfo that has a password: what
+	// follows the colon is the password.
+	urlUser = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:`)
+	// kvPassword is password=value, value quoted (perhaps unterminated: then
+	// to the end) or up to the next space.
+	kvPassword = regexp.MustCompile(`(?i)(password\s*[=:]\s*)('(?:[^'\\]|\\.)*'?|\S+)`)
 )
 
+const mask = "xxxxx"
+
 func redact(s string) string {
-	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
-	return kvPassword.ReplaceAllString(s, "${1}xxxxx")
+	return kvPassword.ReplaceAllString(redactURLs(s), "${1}"+mask)
+}
+
+// redactURLs masks what follows "scheme://user:" up to the last "@" before
+// the next URL (a password may hold "@", ":" and "/"), or, with no "@", to
+// the end of the word: without an "@" it cannot be told from a port, and a
+// masked port costs less than a leaked password.
+func redactURLs(s string) string {
+	var b strings.Builder
+	for {
+		loc := urlUser.FindStringIndex(s)
+		if loc == nil {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:loc[1]])
+		b.WriteString(mask)
+		rest := s[loc[1]:]
+		limit := len(rest)
+		if next := urlUser.FindStringIndex(rest); next != nil {
+			limit = next[0]
+		}
+		if at := strings.LastIndexByte(rest[:limit], '@'); at >= 0 {
+			s = rest[at:]
+			continue
+		}
+		end := strings.IndexFunc(rest, unicode.IsSpace)
+		if end < 0 {
+			end = len(rest)
+		}
+		s = rest[end:]
+	}
 }
 
 // Redact masks passwords in DSNs embedded in s.

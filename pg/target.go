@@ -2,12 +2,16 @@ package pg
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -37,41 +41,134 @@ type TargetSpec struct {
 
 var targetName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
-// ParseTargets reads PGKILL_TARGETS: comma-separated name=DSN pairs. When
-// spec is empty, databaseURL (DATABASE_URL) is one target named "default";
-// when that is empty too, the target's DSN is empty and pgx reads the libpq
-// PG* variables.
+// ParseTargets reads PGKILL_TARGETS: name=DSN entries separated by commas.
+// When spec is empty, databaseURL (DATABASE_URL) is one target named
+// "default"; when that is empty too, the target's DSN is empty and pgx reads
+// the libpq PG* variables. Errors start with the variable they are about.
+//
+// An entry ends only at a comma that is followed by the next entry's
+// "name=" and is not inside a single-quoted keyword/value: a comma in a
+// password, a query parameter or a multi-host URL (h1,h2) stays in its DSN.
+// A password holding ",name=" must be percent-encoded in a URL (%2C) or
+// quoted in keyword/value form (password='a,b=c'); an "@" in a URL password
+// must be written %40. No error echoes an entry's text unmasked.
 func ParseTargets(spec, databaseURL string) ([]TargetSpec, error) {
 	if strings.TrimSpace(spec) == "" {
+		if databaseURL != "" {
+			if err := CheckDSN(databaseURL); err != nil {
+				return nil, fmt.Errorf("DATABASE_URL: %w", err)
+			}
+		}
 		return []TargetSpec{{Name: "default", DSN: databaseURL}}, nil
 	}
 	var out []TargetSpec
-	for i, part := range strings.Split(spec, ",") {
+	for i, part := range splitTargets(spec) {
 		part = strings.TrimSpace(part)
 		name, dsn, ok := strings.Cut(part, "=")
 		name = strings.TrimSpace(name)
-		if !ok || strings.TrimSpace(dsn) == "" {
-			return nil, fmt.Errorf("entry %d %q is not name=postgres://…", i+1, redact(part))
+		if ok && strings.TrimSpace(dsn) != "" && !targetName.MatchString(name) && !strings.ContainsAny(name, ":/@?") && len(name) <= 40 {
+			return nil, fmt.Errorf("PGKILL_TARGETS: target name %q must match [a-z0-9_-]+", name)
 		}
-		if !targetName.MatchString(name) {
-			return nil, fmt.Errorf("target name %q must match [a-z0-9_-]+", name)
+		if !ok || strings.TrimSpace(dsn) == "" || !targetName.MatchString(name) {
+			return nil, fmt.Errorf("PGKILL_TARGETS: entry %d (%s) is not name=postgres://…: each entry is a name of a-z, 0-9, _ and - then = then its DSN",
+				i+1, describeEntry(part))
 		}
 		if slices.ContainsFunc(out, func(t TargetSpec) bool { return t.Name == name }) {
-			return nil, fmt.Errorf("target name %q is used twice", name)
+			return nil, fmt.Errorf("PGKILL_TARGETS: target name %q is used twice", name)
 		}
 		if err := CheckDSN(dsn); err != nil {
-			return nil, fmt.Errorf("target %q: %w", name, err)
+			return nil, fmt.Errorf("PGKILL_TARGETS: target %q: %w", name, err)
+		}
+		// A comma is kept in a DSN unless "name=" follows it, so an entry
+		// whose "=" was forgotten ("…/db,prod") would be swallowed into the
+		// database name of the entry before it: say so.
+		if cfg, err := pgx.ParseConfig(dsn); err == nil && strings.Contains(cfg.Database, ",") {
+			// Not shown: with an unencoded '/' or '?' in a password, pgx may
+			// read part of it as the database name.
+			return nil, fmt.Errorf("PGKILL_TARGETS: target %q: its database name holds a comma: is what follows the comma a target without its name=…? (in a password, write '/', '?' and '#' as %%2F, %%3F, %%23)",
+				name)
 		}
 		out = append(out, TargetSpec{Name: name, DSN: strings.TrimSpace(dsn)})
 	}
 	return out, nil
 }
 
+// describeEntry shows a malformed entry's shape without its text, which may
+// hold a password: only a leading name (letters, digits, _ and -) is shown.
+func describeEntry(part string) string {
+	if part == "" {
+		return "empty"
+	}
+	lead := part
+	if i := strings.IndexFunc(part, func(r rune) bool { return !(r == '_' || r == '-' || unicode.IsLetter(r) || unicode.IsDigit(r)) }); i >= 0 {
+		lead = part[:i]
+	}
+	if lead == part && len(part) <= 40 {
+		return fmt.Sprintf("%q", part)
+	}
+	return fmt.Sprintf("%d characters, not shown: it may hold a password", utf8.RuneCountInString(part))
+}
+
+// nextEntry matches what starts an entry after a separating comma.
+var nextEntry = regexp.MustCompile(`^\s*[a-z0-9_-]+\s*=`)
+
+// splitTargets splits spec at the commas that separate entries (see
+// ParseTargets).
+func splitTargets(spec string) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(spec); i++ {
+		switch spec[i] {
+		case '\\':
+			if quoted {
+				i++ // an escaped character inside quotes
+			}
+		case '\'':
+			// Only a keyword/value value opens a quote (password='…'): an
+			// apostrophe inside a URL password does not.
+			if quoted || strings.HasSuffix(strings.TrimRight(spec[:i], " \t"), "=") {
+				quoted = !quoted
+			}
+		case ',':
+			if !quoted && nextEntry.MatchString(spec[i+1:]) {
+				out = append(out, spec[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, spec[start:])
+}
+
 // CheckDSN reports whether dsn is a connection string pgx can use; the
-// error never shows the password.
+// error never shows the password. A host holding "@" is refused: it means
+// an unencoded "@" in the password moved part of it into the host name,
+// where every connection error would print it.
 func CheckDSN(dsn string) error {
-	if _, err := pgxpool.ParseConfig(dsn); err != nil {
-		return fmt.Errorf("invalid DSN: %s", redact(err.Error()))
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx echoes the DSN in its error. Only a well-formed URL has a
+		// password whose every character redact can find; any other text
+		// may be a password cut in pieces, and is not shown at all.
+		if u, uerr := url.Parse(strings.TrimSpace(dsn)); uerr == nil && u.Host != "" && strings.HasPrefix(u.Scheme, "postgres") {
+			return fmt.Errorf("invalid DSN: %s", redact(err.Error()))
+		}
+		return errors.New("invalid DSN: pgx reads it neither as a postgres:// URL (check the host, the port and the characters of the password) " +
+			"nor as keyword=value pairs; it is not shown, as it may hold a password. In a URL password write , @ / ? # : % and a space as %2C %40 %2F %3F %23 %3A %25 %20")
+	}
+	hosts := []string{cfg.ConnConfig.Host}
+	for _, f := range cfg.ConnConfig.Fallbacks {
+		hosts = append(hosts, f.Host)
+	}
+	for _, h := range hosts {
+		if strings.Contains(h, "@") {
+			return errors.New("invalid DSN: the host part holds an '@': write an '@' in a password as %40 (the DSN is not shown: it may hold a password)")
+		}
+	}
+	// Connection errors name the database: with an unencoded '/' in the
+	// password ("u:12345/rest@h/db" reads as port 12345, database
+	// "rest@h/db"), part of the password would be printed with each one.
+	if strings.Contains(cfg.ConnConfig.Database, "@") {
+		return errors.New("invalid DSN: the database name holds an '@': write a '/' in a password as %2F and an '@' as %40 (the DSN is not shown: it may hold a password)")
 	}
 	return nil
 }

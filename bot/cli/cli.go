@@ -1,0 +1,171 @@
+// Package cli is pgkill's command-line face: list, cancel, terminate and
+// doctor from a terminal, without Slack. It reaches PostgreSQL through the
+// small Fleet interface (pg.Fleet implements it), prints only text that has
+// been made visible (Visible), and ends every command with an error that
+// carries the process's exit code (Exit).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Fleet is what the command line needs of its databases (pg.Fleet). Results
+// are per target: one target failing never fails the others.
+type Fleet interface {
+	// Names lists the targets in configuration order.
+	Names() []string
+	// List lists the named targets (all when empty), each with its own error
+	// and its count of sessions hidden from pgkill's role.
+	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing
+	// Backend reads one pid's current state: pg.ErrNotFound when there is no
+	// such client backend, pg.ErrHidden when it belongs to a role pgkill's
+	// role may not see, another error when the target could not be read.
+	Backend(ctx context.Context, target string, pid int32) (pg.Backend, error)
+	// SignalSet signals each backend that still has its identity, one
+	// statement per target: outs[i] is Sent, Gone, ServerChanged or Denied
+	// for ids[i]; errs[i] is set when its target could not be asked (the
+	// signal may or may not have been sent).
+	SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) (outs []pg.Outcome, errs []error)
+	// VerifySet watches the signalled backends together for up to timeout:
+	// vs[i] says whether outs[i]'s backend ended, errs[i] when its target
+	// could not be asked.
+	VerifySet(ctx context.Context, outs []pg.Outcome, timeout time.Duration) (vs []pg.Verification, errs []error)
+	// Doctor checks the named targets (all when empty).
+	Doctor(ctx context.Context, targets []string) []pg.Report
+}
+
+// Options are the settings the command line uses, built by main from the
+// configuration.
+type Options struct {
+	MinDuration   time.Duration // PGKILL_MIN_DURATION: list's default -min
+	VerifyTimeout time.Duration // PGKILL_VERIFY_TIMEOUT: how long to watch a signalled backend
+	// Unconfigured: neither PGKILL_TARGETS, DATABASE_URL nor any PG*
+	// variable is set, so the one target is libpq's default server. A failure
+	// to read it then says how to configure pgkill.
+	Unconfigured bool
+	// Terminal: Out is a terminal, so -watch redraws in place.
+	Terminal bool
+}
+
+// CLI runs one command. Every method prints what happened and returns nil or
+// an *Exit.
+type CLI struct {
+	DB   Fleet
+	Opts Options
+	In   io.Reader // answers to the y/N question
+	Out  io.Writer
+	Err  io.Writer
+}
+
+// Exit codes a script can rely on (README, "Exit codes").
+const (
+	ExitOK           = 0 // done: listed, or every signalled backend ended
+	ExitError        = 1 // an error (configuration, an outcome that cannot be known)
+	ExitUsage        = 2 // bad command line
+	ExitUnreadable   = 3 // a target could not be read
+	ExitStillRunning = 4 // signal sent, but the backend still runs
+	ExitNothingDone  = 5 // not confirmed, or nothing signalled (refused, gone, hidden)
+)
+
+// Exit is the error every command ends with when it did not succeed: the
+// user has already been told why, and Code is the process's exit code.
+type Exit struct {
+	Code int
+}
+
+func (e *Exit) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// exit is nil for ExitOK, else an *Exit.
+func exit(code int) error {
+	if code == ExitOK {
+		return nil
+	}
+	return &Exit{Code: code}
+}
+
+// Code is the exit code err stands for: 0 for nil, Exit.Code for an *Exit,
+// 1 for anything else.
+func Code(err error) int {
+	var e *Exit
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &e):
+		return e.Code
+	}
+	return ExitError
+}
+
+// worse picks the exit code that says more: an error first, then an
+// unreadable target, a backend still running, nothing signalled, done.
+func worse(a, b int) int {
+	rank := func(c int) int {
+		switch c {
+		case ExitError:
+			return 5
+		case ExitUsage:
+			return 4
+		case ExitUnreadable:
+			return 3
+		case ExitStillRunning:
+			return 2
+		case ExitNothingDone:
+			return 1
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// usageError prints msg and the command's one-line usage, and exits 2.
+func (c *CLI) usageError(cmd, format string, args ...any) error {
+	// -watch is a boolean flag to the flag package (so that it may stand
+	// alone): its errors must not speak of booleans.
+	msg := strings.Replace(fmt.Sprintf(format, args...), "invalid boolean value", "invalid value", 1)
+	fmt.Fprintf(c.Err, "%s: %s\n", cmd, Visible(msg))
+	if u := synopsis(cmd); u != "" {
+		fmt.Fprintf(c.Err, "usage: %s\n(pgkill %s -h for more)\n", u, cmd)
+	}
+	return exit(ExitUsage)
+}
+
+// targets turns a -target flag into the target list (empty: all); an
+// unknown name is a usage error.
+func (c *CLI) targets(cmd, target string) ([]string, error) {
+	if target == "" {
+		return nil, nil
+	}
+	for _, n := range c.DB.Names() {
+		if n == target {
+			return []string{target}, nil
+		}
+	}
+	return nil, c.usageError(cmd, "unknown target %q; targets: %s", target, strings.Join(c.DB.Names(), ", "))
+}
+
+// unreadable explains why a target could not be read, with how to configure
+// pgkill when nothing is configured at all.
+func (c *CLI) unreadable(err error) string {
+	msg := errText(err)
+	if c.Opts.Unconfigured {
+		msg += " (no target is configured: set PGKILL_TARGETS or DATABASE_URL, or the libpq PG* variables)"
+	}
+	return msg
+}
+
+// errText is an error as the user sees it, on one line: passwords masked,
+// whitespace folded (pgx puts one attempt per line), control characters
+// visible.
+func errText(err error) string {
+	return Visible(strings.Join(strings.Fields(pg.Redact(err.Error())), " "))
+}

@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+func doctorFlags(target *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.StringVar(target, "target", "", "only the target `name` (default: all)")
+	return fs
+}
+
+// Doctor prints what each target lets pgkill do, and the timeouts to review.
+// Exit codes: 0 all well, 1 a grant pgkill needs is missing, 3 a target
+// could not be read.
+func (c *CLI) Doctor(ctx context.Context, args []string) error {
+	var target string
+	fs := doctorFlags(&target)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return c.usageError("doctor", "%v", err)
+	}
+	if fs.NArg() > 0 {
+		return c.usageError("doctor", "unexpected argument %q", fs.Arg(0))
+	}
+	names, err := c.targets("doctor", target)
+	if err != nil {
+		return err
+	}
+	code := ExitOK
+	for _, r := range c.DB.Doctor(ctx, names) {
+		c.writeReport(r)
+		switch {
+		case r.Err != nil:
+			code = worse(code, ExitUnreadable)
+		case len(r.Missing) > 0:
+			code = worse(code, ExitError)
+		}
+	}
+	return exit(code)
+}
+
+func (c *CLI) writeReport(r pg.Report) {
+	w := c.Out
+	fmt.Fprintf(w, "== %s\n", r.Target)
+	if r.Err != nil {
+		fmt.Fprintf(w, "  COULD NOT BE READ: %s\n\n", c.unreadable(r.Err))
+		return
+	}
+	fmt.Fprintf(w, "  server: PostgreSQL %s\n", Visible(r.Version))
+	fmt.Fprintf(w, "  role %s: superuser=%v rds_superuser=%v pg_signal_backend=%v pg_read_all_stats=%v\n",
+		Visible(r.User), r.Superuser, r.RDSSuperuser, r.SignalBackend, r.ReadAllStats)
+	for _, m := range r.Missing {
+		fmt.Fprintf(w, "  MISSING: %s\n", Visible(m))
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  ! %s\n", Visible(p))
+	}
+	for _, s := range r.Settings {
+		line := fmt.Sprintf("  %s = %s", s.Name, Visible(s.Value))
+		if s.Advice != "" {
+			line += "  -> " + s.Advice
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintln(w)
+}

@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// fleet is an in-memory Fleet: listings, backends and outcomes as a test
+// sets them, and a record of what was signalled.
+type fleet struct {
+	names    []string
+	listings []pg.Listing
+	backends map[int32]pg.Backend
+	errs     map[int32]error // Backend's error per pid
+	outcome  map[int32]pg.Outcome
+	verify   map[int32]pg.Verification
+	reports  []pg.Report
+	signals  []int32
+}
+
+func (f *fleet) Names() []string { return f.names }
+
+func (f *fleet) List(_ context.Context, targets []string, _ pg.Filter) []pg.Listing {
+	return f.listings
+}
+
+func (f *fleet) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
+	if err := f.errs[pid]; errors.Is(err, pg.ErrHidden) {
+		return pg.Backend{}, fmt.Errorf("pid %d on %s belongs to role \"app\", whose sessions pgkill's role \"pgkill\" cannot see, so it cannot be identified or signalled (GRANT pg_read_all_stats TO pgkill): %w", pid, target, err)
+	} else if err != nil {
+		return pg.Backend{}, fmt.Errorf("pid %d on %s: %w", pid, target, err)
+	}
+	b, ok := f.backends[pid]
+	if !ok {
+		return pg.Backend{}, fmt.Errorf("pid %d on %s: %w", pid, target, pg.ErrNotFound)
+	}
+	return b, nil
+}
+
+func (f *fleet) SignalSet(_ context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error) {
+	outs, errs := make([]pg.Outcome, len(ids)), make([]error, len(ids))
+	for i, id := range ids {
+		f.signals = append(f.signals, id.PID)
+		outs[i] = pg.Outcome{Action: a, Result: pg.Sent, ID: id}
+		if o, ok := f.outcome[id.PID]; ok {
+			outs[i] = o
+		}
+	}
+	return outs, errs
+}
+
+func (f *fleet) VerifySet(_ context.Context, outs []pg.Outcome, timeout time.Duration) ([]pg.Verification, []error) {
+	vs, errs := make([]pg.Verification, len(outs)), make([]error, len(outs))
+	for i, o := range outs {
+		vs[i] = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond, Locks: -1}
+		if v, ok := f.verify[o.ID.PID]; ok {
+			vs[i] = v
+		}
+	}
+	return vs, errs
+}
+
+func (f *fleet) Doctor(context.Context, []string) []pg.Report { return f.reports }
+
+var _ Fleet = (*fleet)(nil)
+
+// backend is an active, signallable session on target prod.
+func backend(pid int32, d time.Duration, query string) pg.Backend {
+	return pg.Backend{
+		Identity: pg.Identity{Target: "prod", PID: pid},
+		Database: "orders", User: "app", Application: "web", Client: "10.0.0.1",
+		BackendType: "client backend", State: pg.StateActive, Query: query, Duration: d,
+	}
+}
+
+type ran struct {
+	out, err string
+	code     int
+}
+
+// run runs one command line against f with stdin.
+func run(t *testing.T, f *fleet, stdin string, args ...string) ran {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	c := &CLI{DB: f, In: strings.NewReader(stdin), Out: &out, Err: &errOut,
+		Opts: Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second}}
+	var err error
+	switch args[0] {
+	case "list":
+		err = c.List(context.Background(), args[1:])
+	case "cancel":
+		err = c.Signal(context.Background(), pg.Cancel, args[1:])
+	case "terminate":
+		err = c.Signal(context.Background(), pg.Terminate, args[1:])
+	case "doctor":
+		err = c.Doctor(context.Background(), args[1:])
+	default:
+		t.Fatalf("unknown command %q", args[0])
+	}
+	return ran{out.String(), errOut.String(), Code(err)}
+}

@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+type listArgs struct {
+	target        string
+	min           minFlag
+	db, user, app patternFlag
+	state         string
+	blocking      bool
+	limit         int
+	wide          bool
+	watch         watchFlag
+	json          bool
+}
+
+func listFlags(a *listArgs) *flag.FlagSet {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	fs.StringVar(&a.target, "target", "", "only the target `name` (default: all)")
+	fs.Var(&a.min, "min", "shortest `duration` listed, with a unit: 30s, 5m; 0s lists all (default: PGKILL_MIN_DURATION, 1m)")
+	fs.Var(&a.db, "db", "only databases matching this shell `pattern` (*, ?, [a-z])")
+	fs.Var(&a.user, "user", "only users matching this shell `pattern`")
+	fs.Var(&a.app, "app", "only application_names matching this shell `pattern`")
+	fs.StringVar(&a.state, "state", "", "`state`: "+stateHelp())
+	fs.BoolVar(&a.blocking, "blocking", false, "only sessions that block others or wait on a lock")
+	fs.IntVar(&a.limit, "limit", 0, "show at most `N` sessions, root blockers and longest first (0: all)")
+	fs.BoolVar(&a.wide, "wide", false, fmt.Sprintf("show the whole query, not its first %d characters", queryWidth))
+	fs.Var(&a.watch, "watch", "list again every interval (-watch or -watch 5s; default 2s) until Ctrl-C, in place on a terminal")
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+	return fs
+}
+
+// List prints the long-running sessions of the chosen targets. Exit codes:
+// 0 when every target answered (whatever it listed), 2 on a usage error, 3
+// when a target could not be read; with -watch, 0 on Ctrl-C.
+func (c *CLI) List(ctx context.Context, args []string) error {
+	a := listArgs{min: minFlag{d: c.Opts.MinDuration}}
+	fs := listFlags(&a)
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(joinWatch(args)); err != nil {
+		return c.usageError("list", "%v", err)
+	}
+	if fs.NArg() > 0 {
+		return c.usageError("list", "unexpected argument %q", fs.Arg(0))
+	}
+	if a.limit < 0 {
+		return c.usageError("list", "-limit must be 0 (all) or more, not %d", a.limit)
+	}
+	state, err := parseState(a.state)
+	if err != nil {
+		return c.usageError("list", "%v", err)
+	}
+	names, err := c.targets("list", a.target)
+	if err != nil {
+		return err
+	}
+	// The table shows 60 characters of each query: read no more than a
+	// message would, except for -wide and -json, which show it whole.
+	queryMax := pg.DefaultQueryMax
+	if a.wide || a.json {
+		queryMax = 0
+	}
+	q := query{
+		targets: names,
+		filter: pg.Filter{MinDuration: a.min.d, Database: string(a.db), User: string(a.user),
+			Application: string(a.app), State: state, QueryMax: queryMax},
+		blocking: a.blocking, limit: a.limit, wide: a.wide, json: a.json,
+	}
+	if a.watch.every == 0 {
+		return exit(c.listOnce(ctx, q))
+	}
+	return c.watch(ctx, q, a.watch.every)
+}
+
+// query is one listing as asked on the command line.
+type query struct {
+	targets  []string
+	filter   pg.Filter
+	blocking bool
+	limit    int
+	wide     bool
+	json     bool
+}
+
+// listOnce lists and prints once, and returns the exit code.
+func (c *CLI) listOnce(ctx context.Context, q query) int {
+	ls := c.DB.List(ctx, q.targets, q.filter)
+	code := ExitOK
+	for _, l := range ls {
+		if l.Err != nil {
+			code = ExitUnreadable
+		}
+	}
+	var bs []pg.Backend
+	for _, l := range ls {
+		for _, b := range l.Backends {
+			if !q.blocking || b.Blocking > 0 || len(b.BlockedBy) > 0 {
+				bs = append(bs, b)
+			}
+		}
+	}
+	order(bs)
+	var err error
+	if q.json {
+		if q.limit > 0 && len(bs) > q.limit {
+			bs = bs[:q.limit]
+		}
+		err = writeJSON(c.Out, ls, bs)
+	} else {
+		err = c.writeListing(ls, bs, q)
+	}
+	if err != nil {
+		fmt.Fprintf(c.Err, "list: %s\n", errText(err))
+		return ExitError
+	}
+	return code
+}
+
+// writeListing prints the table, then per target what could not be read or
+// seen. "no queries" is said only when every target answered.
+func (c *CLI) writeListing(ls []pg.Listing, bs []pg.Backend, q query) error {
+	shown := bs
+	if q.limit > 0 && len(shown) > q.limit {
+		shown = shown[:q.limit]
+	}
+	if len(shown) > 0 {
+		if err := writeTable(c.Out, shown, q.wide); err != nil {
+			return err
+		}
+		if n := len(bs) - len(shown); n > 0 {
+			fmt.Fprintf(c.Out, "… and %d more (-limit 0 shows all)\n", n)
+		}
+	}
+	var answered, failed, hidden []string
+	for _, l := range ls {
+		switch {
+		case l.Err != nil:
+			failed = append(failed, l.Target)
+			fmt.Fprintf(c.Out, "%s: COULD NOT BE READ: %s\n", l.Target, c.unreadable(l.Err))
+		default:
+			answered = append(answered, l.Target)
+		}
+		if l.Hidden > 0 {
+			hidden = append(hidden, l.Target)
+			fmt.Fprintf(c.Out, "%s: %s of other roles hidden from pgkill's role (it lacks pg_read_all_stats): they are not listed and cannot be signalled; GRANT pg_read_all_stats TO pgkill's role, see pgkill doctor\n",
+				l.Target, plural(l.Hidden, "session"))
+		}
+		if l.NoTree != "" {
+			fmt.Fprintf(c.Out, "%s: listed without blocking counts: %s\n", l.Target, Visible(l.NoTree))
+		}
+	}
+	if len(bs) > 0 {
+		return nil
+	}
+	what, filters := searched(q)
+	switch {
+	case len(answered) == 0:
+		_, err := fmt.Fprintf(c.Out, "nothing could be listed: no target answered\n")
+		return err
+	case len(failed) > 0:
+		_, err := fmt.Fprintf(c.Out, "no %s on %s%s; %s could not be read (see above)\n", what, strings.Join(answered, ", "), filters, strings.Join(failed, ", "))
+		return err
+	case len(hidden) > 0:
+		_, err := fmt.Fprintf(c.Out, "no %s visible on %s%s; sessions hidden on %s (see above)\n", what, strings.Join(answered, ", "), filters, strings.Join(hidden, ", "))
+		return err
+	}
+	_, err := fmt.Fprintf(c.Out, "no %s on %s%s\n", what, strings.Join(answered, ", "), filters)
+	return err
+}
+
+// searched says what a listing looked for: "queries ≥ 1m" and its filters,
+// " (db=orders)".
+func searched(q query) (what, filters string) {
+	what = "queries ≥ " + short(q.filter.MinDuration)
+	if q.filter.MinDuration == 0 {
+		what = "queries"
+	}
+	var f []string
+	for _, kv := range []struct{ k, v string }{
+		{"db", q.filter.Database}, {"user", q.filter.User}, {"app", q.filter.Application},
+	} {
+		if kv.v != "" {
+			f = append(f, kv.k+"="+Visible(kv.v))
+		}
+	}
+	if q.filter.State != "" && q.filter.State != "all" {
+		f = append(f, "state="+q.filter.State)
+	}
+	if q.blocking {
+		f = append(f, "blocking")
+	}
+	if len(f) > 0 {
+		filters = " (" + strings.Join(f, ", ") + ")"
+	}
+	return what, filters
+}
+
+// short is a duration as it would be typed: 1m, 1m30s, 1h, 500ms.
+func short(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// watch lists every interval until ctx ends (Ctrl-C), which is a success:
+// the user stopped it. On a terminal each listing replaces the last; into a
+// pipe or file each is printed after a timestamped header.
+func (c *CLI) watch(ctx context.Context, q query, every time.Duration) error {
+	out := c.Out
+	defer func() { c.Out = out }()
+	for {
+		// Each frame is rendered whole, then written at once: no flicker on
+		// a terminal, and a frame cut short by Ctrl-C (its reads cancelled)
+		// is never shown as targets that "could not be read".
+		var frame bytes.Buffer
+		if c.Opts.Terminal && !q.json {
+			frame.WriteString("\x1b[H\x1b[2J") // home, clear screen
+		}
+		if !q.json { // with -json, one JSON document per listing and nothing else
+			fmt.Fprintf(&frame, "-- %s, every %s (Ctrl-C stops)\n", time.Now().Format("15:04:05"), every)
+		}
+		c.Out = &frame
+		code := c.listOnce(ctx, q)
+		c.Out = out
+		if ctx.Err() != nil {
+			return nil
+		}
+		if _, err := out.Write(frame.Bytes()); err != nil || code == ExitError {
+			return exit(ExitError)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
