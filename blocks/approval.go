@@ -117,8 +117,11 @@ func outcomeText(r Request) (icon, text string) {
 		return ":lock:", "*Permission denied* by PostgreSQL: " + escapeTruncate(r.Outcome.Message, 500) + "\nFix: " + Escape(r.Outcome.Fix)
 	}
 	v := r.Verified
+	if v.Ended && v.MaybeNext {
+		return ":warning:", fmt.Sprintf("*The approved statement is over — but it had ended by itself just before the signal*, and by %s after it the session was running a statement that started before the signal: the %s may have reached that next statement. Check the application.", Duration(v.After), r.Action)
+	}
 	if v.Ended && v.AbortedTxOpen {
-		return ":warning:", fmt.Sprintf("*The query ended* %s after the cancel, but its transaction is still open (idle in transaction, aborted) and keeps its locks until the client rolls back. Use *Request Terminate* below to end it.", Duration(v.After))
+		return ":warning:", fmt.Sprintf("*The query ended* %s after the cancel, but its transaction is still open (idle in transaction, aborted) and holds %d lock(s) until the client rolls back. Use *Request Terminate* below to end it.", Duration(v.After), v.Locks)
 	}
 	if v.Ended {
 		what := "The query ended"

@@ -110,6 +110,15 @@ func TestListingGolden(t *testing.T) {
 		l    blocks.Listing
 	}{
 		{"listing_empty", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Results: []pg.Listing{{Target: "prod"}}, Now: now}},
+		{"listing_empty_filtered", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Filters: "db=orders", Results: []pg.Listing{{Target: "prod"}}, Now: now}},
+		{"listing_empty_one_failed", blocks.Listing{Targets: []string{"prod", "dr"}, Threshold: time.Minute,
+			Results: []pg.Listing{{Target: "prod"}, {Target: "dr", Err: errors.New("connect: connection refused")}}, Now: now}},
+		{"listing_empty_all_failed", blocks.Listing{Targets: []string{"dr"}, Threshold: time.Minute,
+			Results: []pg.Listing{{Target: "dr", Err: errors.New("timed out")}}, Now: now}},
+		{"listing_empty_hidden", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute,
+			Results: []pg.Listing{{Target: "prod", Hidden: 2}}, Now: now}},
+		{"listing_no_tree", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute,
+			Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}, NoTree: "the blocking tree took over 1s (412,000 wait edges)"}}, Now: now}},
 		{"listing_one", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Args: "prod", Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}}}, Now: now}},
 		{"listing_chain_protected_errors", blocks.Listing{
 			Targets: []string{"prod", "stage", "dr"}, Threshold: 30 * time.Second, Filters: "user=etl", Args: "30s user=etl",
@@ -302,8 +311,14 @@ func TestAlertGolden(t *testing.T) {
 
 func TestRequestAbortedTransaction(t *testing.T) {
 	r := blocks.Request{ID: "R9", Action: pg.Cancel, Backend: backend(1), Requester: "U0REQ", State: blocks.StateDone, Decider: "U0APP",
-		Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true, How: "query ended", AbortedTxOpen: true, State: pg.StateIdleInTxAborted}}
+		Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true, How: "query ended", AbortedTxOpen: true, Locks: 3, State: pg.StateIdleInTxAborted}}
 	golden(t, "request_cancel_aborted_tx", blocks.RequestMessage(r))
+	r.Verified = pg.Verification{Ended: true, MaybeNext: true, After: 50 * time.Millisecond, How: "the approved statement had already ended before the signal; the signal may have reached the statement after it"}
+	m := blocks.RequestMessage(r)
+	golden(t, "request_cancel_maybe_next", m)
+	if strings.Contains(fmt.Sprint(m.Blocks), "The query ended") {
+		t.Error("a signal that may have reached the next statement is reported as a clean end")
+	}
 }
 
 // Slack asks for new block_ids when a message is updated: each revision of

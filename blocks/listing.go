@@ -80,8 +80,11 @@ func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 	if len(l.Withheld) > 0 {
 		bs = append(bs, contextLine("withheld", ":lock: Not shown here: "+strings.Join(l.Withheld, " ")))
 	}
-	if len(all) == 0 && len(failed) < len(l.Results) {
-		bs = append(bs, section("none", ":white_check_mark: Nothing has run that long."))
+	if notes := listingNotes(l.Results); notes != "" {
+		bs = append(bs, contextLine("notes", notes))
+	}
+	if len(all) == 0 {
+		bs = append(bs, section("none", emptyText(l, len(failed))))
 	}
 	for i, b := range shown {
 		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)))
@@ -94,6 +97,48 @@ func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 		text += fmt.Sprintf("; %d target(s) could not be read", len(failed))
 	}
 	return revise(Message{Text: text, Blocks: bs}, l.Now, "")
+}
+
+// listingNotes says what a listing could not see: sessions of other roles
+// hidden from pgkill's role, and targets listed without their blocking tree.
+func listingNotes(rs []pg.Listing) string {
+	var notes []string
+	for _, r := range rs {
+		if r.Err != nil {
+			continue
+		}
+		if r.Hidden > 0 {
+			notes = append(notes, fmt.Sprintf(":see_no_evil: *%s*: %d session(s) of other roles are hidden from pgkill's role (not listed, whatever their age): `GRANT pg_read_all_stats TO <pgkill role>`; see `doctor`.", Escape(r.Target), r.Hidden))
+		}
+		if r.NoTree != "" {
+			notes = append(notes, fmt.Sprintf(":warning: *%s* is listed without its blocking tree: %s", Escape(r.Target), escapeTruncate(r.NoTree, 300)))
+		}
+	}
+	return Truncate(strings.Join(notes, "\n"), 2000)
+}
+
+// emptyText is what an empty listing says: an all-clear only when every
+// target answered and nothing was hidden, and always what was searched.
+func emptyText(l Listing, failed int) string {
+	searched := fmt.Sprintf("≥ %s on %s", Duration(l.Threshold), Truncate(targetList(l.Targets), 600))
+	if l.Filters != "" {
+		searched += " (" + inline(Truncate(l.Filters, 300)) + ")"
+	}
+	hidden := 0
+	for _, r := range l.Results {
+		if r.Err == nil {
+			hidden += r.Hidden
+		}
+	}
+	switch {
+	case failed == len(l.Results):
+		return ":x: *Nothing could be read*: no target answered (see above). This is not an all-clear."
+	case failed > 0:
+		return fmt.Sprintf(":warning: No queries %s among the targets that answered; %d could not be read (see above), so this is not an all-clear.", searched, failed)
+	case hidden > 0:
+		return fmt.Sprintf(":warning: No visible queries %s — but %d session(s) of other roles are hidden from pgkill (see above): not an all-clear.", searched, hidden)
+	}
+	return ":white_check_mark: No queries " + searched + "."
 }
 
 // maxErrors bounds the lines about targets that could not be read, so that

@@ -161,7 +161,7 @@ func (w *watcher) skip(b pg.Backend) bool {
 func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	qctx, cancel := context.WithTimeout(ctx, w.b.queryTimeout())
 	start := time.Now()
-	ls := w.b.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold()})
+	ls := w.b.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold(), QueryMax: pg.DefaultQueryMax})
 	cancel()
 	if ctx.Err() != nil { // shutting down: that error says nothing about the target
 		return

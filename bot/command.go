@@ -120,6 +120,10 @@ func ParseCommand(text string, targets []string, defaultThreshold time.Duration)
 		}
 	}
 	q.Filter.MinDuration = q.Threshold
+	q.Filter.QueryMax = pg.DefaultQueryMax // a message shows far less; the rest stays in the database
+	if err := q.Filter.Check(); err != nil {
+		return Query{}, err
+	}
 	q.Filters = strings.Join(filters, " ")
 	q.Args = strings.Join(words, " ")
 	return q, nil

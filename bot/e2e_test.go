@@ -314,6 +314,31 @@ func TestDeadTargetAmongHealthy(t *testing.T) {
 	if strings.Contains(b, "hunter2") || strings.Contains(e.logs.String(), "hunter2") {
 		t.Error("password shown")
 	}
+	// Nothing running on the healthy target: still no all-clear, since the
+	// dead one could not be read.
+	empty := e.list(t, requester, "0s app=e2e_dead_nothing")
+	if b := string(empty.Blocks); !strings.Contains(b, "this is not an all-clear") || strings.Contains(b, ":white_check_mark:") {
+		t.Errorf("an empty listing with a dead target reads as an all-clear: %s", b)
+	}
+}
+
+// A role that cannot see other roles' sessions says so: the listing counts
+// them and is no all-clear.
+func TestHiddenSessionsCounted(t *testing.T) {
+	t.Parallel()
+	blind := pgtest.Role(t, "e2e_blind")
+	pgtest.Role(t, "e2e_other")
+	e := start(t, func(_ *bot.Config, specs *[]pg.TargetSpec) { (*specs)[0].DSN = blind })
+	other := pgtest.NewSession(t, pgtest.DSNAs(t, "e2e_other"), "e2e_hidden")
+	other.Run("SELECT pg_sleep(600)")
+	e.slack.Eventually(t, 15*time.Second, "the other role's query to run", func() bool {
+		return pgtest.Int(t, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", other.PID) == 1
+	})
+	listing := e.list(t, requester, "0s")
+	b := string(listing.Blocks)
+	if !strings.Contains(b, "session(s) of other roles are hidden") || !strings.Contains(b, "GRANT pg_read_all_stats") || strings.Contains(b, ":white_check_mark:") {
+		t.Errorf("hidden sessions not told: %s", b)
+	}
 }
 
 func TestRefreshAndRateLimit(t *testing.T) {
@@ -330,7 +355,7 @@ func TestRefreshAndRateLimit(t *testing.T) {
 	e.slack.Click(t, requester, listing, blocks.ActionRefresh, "")
 	e.slack.Eventually(t, 15*time.Second, "the listing refreshed in place", func() bool {
 		m, _ := e.slack.Message(listing.Channel, listing.TS)
-		return m.Updates == 1 && strings.Contains(string(m.Blocks), "Nothing has run that long")
+		return m.Updates == 1 && strings.Contains(string(m.Blocks), ":white_check_mark: No queries ≥ 0ms on *main* (`app=e2e_refresh`).")
 	})
 }
 

@@ -124,6 +124,9 @@ func (b *Bot) requestable(ctx context.Context, c click) (blocks.Signal, pg.Backe
 	case err != nil:
 		b.tell(ctx, c.ResponseURL, ":x: could not read the backend: "+blocks.Escape(err.Error()))
 		return sig, cur, false
+	case cur.State == "idle": // the same answer for cancel and terminate: there is nothing to end
+		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: pid %d on %s finished that query and is idle, outside any transaction: nothing is running, so there is nothing to end. pgkill spares idle sessions on purpose.", sig.PID, blocks.Escape(sig.Target)))
+		return sig, cur, false
 	case !cur.Signallable():
 		b.tell(ctx, c.ResponseURL, ":lock: pgkill will not signal this backend: "+blocks.Escape(cur.Protected))
 		return sig, cur, false
