@@ -32,6 +32,12 @@ type Request struct {
 	Needed      int      // distinct approvals needed; 0 or 1: one
 	Votes       []string // who has approved so far
 	Reason      string   // why the requester asked (their words); "" when none was given
+	// A bulk request: the frozen set, the filter that made it, what was left
+	// out and why, and each member's outcome (aligned with Members).
+	Members []pg.Backend
+	Scope   string
+	Left    map[string]int
+	Results []MemberOutcome
 	RequestedAt time.Time
 	DecidedAt   time.Time
 	ExpiresAt   time.Time
@@ -43,6 +49,9 @@ type Request struct {
 // RequestMessage renders the card for r's current state: with Approve, Deny
 // and Withdraw while pending; with the outcome and no buttons after.
 func RequestMessage(r Request) Message {
+	if len(r.Members) > 0 {
+		return bulkMessage(r)
+	}
 	verb := strings.ToUpper(string(r.Action))
 	b := r.Backend
 	what := fmt.Sprintf("*%s* pid %d on *%s* / %s · user %s · app %s · running %s",

@@ -316,7 +316,7 @@ func TestRequestAbortedTransaction(t *testing.T) {
 	r.Verified = pg.Verification{Ended: true, MaybeNext: true, After: 50 * time.Millisecond, How: "the approved statement had already ended before the signal; the signal may have reached the statement after it"}
 	m := blocks.RequestMessage(r)
 	golden(t, "request_cancel_maybe_next", m)
-	if strings.Contains(fmt.Sprint(m.Blocks), "The query ended") {
+	if raw, _ := json.Marshal(m.Blocks); strings.Contains(string(raw), "The query ended") {
 		t.Error("a signal that may have reached the next statement is reported as a clean end")
 	}
 }
@@ -347,5 +347,62 @@ func TestRevisionsHaveNewBlockIDs(t *testing.T) {
 	l.Now = now.Add(time.Minute)
 	if ids(blocks.ListingMessage(l)) == first {
 		t.Error("a refreshed listing reuses its block_ids")
+	}
+}
+
+func TestBulkGolden(t *testing.T) {
+	var members []pg.Backend
+	for i := range 60 {
+		b := backend(i)
+		if i%3 == 0 {
+			b.Application, b.User = "report", "bi"
+		}
+		members = append(members, b)
+	}
+	base := blocks.Request{ID: "R12", Action: pg.Cancel, Members: members, Scope: "prod ≥ 1m00s app=report*", Requester: "U0REQ",
+		Approvers: []string{"S0DBA"}, Left: map[string]int{"not signallable (protected)": 2}, Reason: "INC-9 report storm",
+		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute), Needed: 2}
+	pending := base
+	pending.State = blocks.StatePending
+	golden(t, "bulk_pending", blocks.RequestMessage(pending))
+	done := base
+	done.State, done.Votes, done.Decider, done.DecidedAt = blocks.StateDone, []string{"U0A", "U0B"}, "U0B", now.Add(time.Minute)
+	for i := range members {
+		o := blocks.MemberOutcome{Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true}}
+		switch {
+		case i < 3:
+			o.Outcome.Result = pg.Gone
+		case i < 5:
+			o.Verified.Ended = false
+		case i == 5:
+			o.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Denied}
+		}
+		done.Results = append(done.Results, o)
+	}
+	m := blocks.RequestMessage(done)
+	golden(t, "bulk_done", m)
+	if raw, _ := json.Marshal(m.Blocks); !strings.Contains(string(raw), "Terminate the 2 still running") {
+		t.Error("no next step for the two still running")
+	}
+	if got := blocks.Count(done.Results); got != (blocks.Tally{Ended: 54, Skipped: 3, Running: 2, Denied: 1}) {
+		t.Errorf("tally = %+v", got)
+	}
+	for i, msg := range blocks.MemberList("R12", members) {
+		golden(t, fmt.Sprintf("bulk_members_%d", i), msg)
+	}
+	l := blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Results: []pg.Listing{{Target: "prod", Backends: members[:3]}}, Now: now, BulkSet: "S7", BulkCount: 3}
+	golden(t, "listing_bulk", blocks.ListingMessage(l))
+}
+
+func TestBulkValueRoundTrip(t *testing.T) {
+	in := blocks.Bulk{Action: pg.Terminate, SetID: "S42"}
+	out, err := blocks.DecodeBulk(blocks.EncodeBulk(in))
+	if err != nil || out != in {
+		t.Errorf("round trip: %+v, %v", out, err)
+	}
+	for _, v := range []string{"", "b1|kill|S1", "b1|cancel|", "v1|cancel|S1", "b1|cancel|S1|x"} {
+		if _, err := blocks.DecodeBulk(v); err == nil {
+			t.Errorf("DecodeBulk(%q) accepted", v)
+		}
 	}
 }

@@ -70,3 +70,37 @@ func DecodeSignal(v string) (Signal, error) {
 	}
 	return s, nil
 }
+
+// Bulk action IDs: Cancel all / Terminate all on a listing (value:
+// EncodeBulk), and the next step on a bulk request's outcome (value: the
+// request ID).
+const (
+	ActionBulkCancel    = "pgkill_bulk_cancel"
+	ActionBulkTerminate = "pgkill_bulk_terminate"
+	ActionBulkNext      = "pgkill_bulk_next"
+)
+
+const bulkVersion = "b1"
+
+// Bulk is what a Cancel all / Terminate all button carries: the action and
+// the set of backends the listing matched, stored by the bot under SetID.
+type Bulk struct {
+	Action pg.Action
+	SetID  string
+}
+
+// EncodeBulk writes b as a button value.
+func EncodeBulk(b Bulk) string { return bulkVersion + "|" + string(b.Action) + "|" + b.SetID }
+
+// DecodeBulk reads a value written by EncodeBulk.
+func DecodeBulk(v string) (Bulk, error) {
+	parts := strings.Split(v, "|")
+	if len(parts) != 3 || parts[0] != bulkVersion || parts[2] == "" {
+		return Bulk{}, errBadValue
+	}
+	a, err := pg.ParseAction(parts[1])
+	if err != nil {
+		return Bulk{}, fmt.Errorf("%w: %v", errBadValue, err)
+	}
+	return Bulk{Action: a, SetID: parts[2]}, nil
+}

@@ -25,6 +25,8 @@ type Listing struct {
 	Results   []pg.Listing
 	Now       time.Time
 	Withheld  []string // why targets the user asked for are not shown here (mrkdwn)
+	BulkSet   string   // the set the bot kept of the signallable backends matched, for Cancel all / Terminate all
+	BulkCount int      // how many it holds
 }
 
 // ListingMessage renders a listing: a summary, a line per target that could
@@ -89,6 +91,10 @@ func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 	for i, b := range shown {
 		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)))
 		bs = append(bs, backendActions(fmt.Sprintf("a%d", i), b))
+	}
+	if l.BulkSet != "" {
+		bs = append(bs, contextLine("bulk", fmt.Sprintf("*Cancel all* / *Terminate all* act on the %d sessions this listing matched (not only those shown), each checked against its listed statement, after approval.", l.BulkCount)))
+		bs = append(bs, BulkButtons("bulk-actions", l.BulkSet, l.BulkCount))
 	}
 	bs = append(bs, slack.NewActionBlock("refresh", button(ActionRefresh, "Refresh", Truncate(l.Args, MaxValue), "")))
 

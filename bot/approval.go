@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +37,13 @@ type Approval struct {
 	Backend   pg.Backend // as read when the request was made; its Identity is what gets signalled
 	Requester string
 	Reason    string // the requester's own words (PGKILL_REASON); "" when none was given
+	// A bulk request (Cancel all / Terminate all): the set frozen when it was
+	// made, the filter that made it, what was left out and why, and each
+	// member's outcome. Backend then only names the first target.
+	Members   []pg.Backend           `json:",omitempty"`
+	Scope     string                 `json:",omitempty"`
+	Left      map[string]int         `json:",omitempty"`
+	Results   []blocks.MemberOutcome `json:",omitempty"`
 	Channel   string
 	ThreadTS  string // the listing or alert it belongs to
 	CardTS    string // the request card
@@ -55,6 +63,31 @@ type Approval struct {
 type Vote struct {
 	User string
 	At   time.Time
+}
+
+// bulk reports whether a is a bulk request.
+func (a Approval) bulk() bool { return len(a.Members) > 0 }
+
+// kind is the kind of request for PGKILL_APPROVALS and PGKILL_REASON.
+func (a Approval) kind() string {
+	if a.bulk() {
+		return "bulk"
+	}
+	return string(a.Action)
+}
+
+// targets lists the targets a request acts on.
+func (a Approval) targets() []string {
+	if !a.bulk() {
+		return []string{a.Backend.Target}
+	}
+	var out []string
+	for _, m := range a.Members {
+		if !slices.Contains(out, m.Target) {
+			out = append(out, m.Target)
+		}
+	}
+	return out
 }
 
 // voted reports whether user has approved a already.
@@ -118,7 +151,7 @@ func (s *memRequests) add(_ context.Context, a Approval) (Approval, bool, error)
 	defer s.mu.Unlock()
 	s.prune(a.Requested)
 	for _, o := range s.byID {
-		if o.State == Pending && o.Action == a.Action && o.Backend.Identity == a.Backend.Identity {
+		if o.State == Pending && o.dedup() == a.dedup() {
 			return *o, false, nil
 		}
 	}
@@ -224,7 +257,15 @@ func (s *memRequests) inState(_ context.Context, state State) ([]Approval, error
 // signalled reports whether a is a finished request whose signal went to
 // execution id.
 func signalled(a Approval, id pg.Identity) bool {
-	return a.State == Done && a.Outcome.Result == pg.Sent && a.Backend.Target == id.Target && sameExecution(a.Backend.Identity, id)
+	if a.State != Done {
+		return false
+	}
+	for i, m := range a.Members {
+		if i < len(a.Results) && a.Results[i].Outcome.Result == pg.Sent && m.Target == id.Target && sameExecution(m.Identity, id) {
+			return true
+		}
+	}
+	return a.Outcome.Result == pg.Sent && a.Backend.Target == id.Target && sameExecution(a.Backend.Identity, id)
 }
 
 // view is the card's input.
@@ -232,6 +273,7 @@ func (a Approval) view(approvers []string) blocks.Request {
 	return blocks.Request{
 		ID: a.ID, Action: a.Action, Backend: a.Backend, Requester: a.Requester, Approvers: approvers,
 		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes), Reason: a.Reason,
+		Members: a.Members, Scope: a.Scope, Left: a.Left, Results: a.Results,
 		RequestedAt: a.Requested, DecidedAt: a.Decided,
 		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
 	}

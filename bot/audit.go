@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -31,9 +32,21 @@ func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 		slog.String("state", string(a.State)), slog.String("query_fingerprint", a.Backend.Fingerprint),
 		slog.String("reason", a.Reason),
 	}
-	if event == AuditOutcome {
+	if a.bulk() {
+		attrs = append(attrs, slog.Int("members", len(a.Members)), slog.String("scope", a.Scope), slog.Any("targets", a.targets()))
+		if event == AuditOutcome {
+			t := blocks.Count(a.Results)
+			attrs = append(attrs, slog.Int("ended", t.Ended), slog.Int("skipped", t.Skipped), slog.Int("still_running", t.Running),
+				slog.Int("denied", t.Denied), slog.Int("failed", t.Failed), slog.Int("maybe_next", t.MaybeNext))
+		}
+	}
+	if event == AuditOutcome && a.bulk() {
+		attrs = append(attrs, slog.String("result", outcomeWord(a)))
+	} else if event == AuditOutcome {
 		attrs = append(attrs, slog.String("result", outcomeWord(a)), slog.Bool("ended", a.Verified.Ended),
 			slog.Duration("verify_after", a.Verified.After))
+	}
+	if event == AuditOutcome {
 		if a.Err != "" {
 			attrs = append(attrs, slog.String("error", a.Err))
 		}
@@ -45,6 +58,10 @@ func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 	result := ""
 	if event == AuditOutcome {
 		result = outcomeWord(a)
+		if a.bulk() {
+			t := blocks.Count(a.Results)
+			result = fmt.Sprintf("%d ended, %d skipped, %d still running, %d denied, %d failed", t.Ended, t.Skipped, t.Running, t.Denied, t.Failed)
+		}
 	}
 	b.postAudit(blocks.AuditLine(event, actor, a.view(nil), result))
 }
@@ -78,6 +95,8 @@ func auditActor(actor string) string {
 // outcomeWord is the one-word result for logs and metrics.
 func outcomeWord(a Approval) string {
 	switch {
+	case a.bulk():
+		return "bulk" // the counts are in the record's own fields
 	case a.Err != "":
 		return "error"
 	case a.Outcome.Result == pg.Sent && a.Verified.Ended:

@@ -25,6 +25,7 @@ type Bot struct {
 	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
 	org      string
 	requests requests
+	sets     sets       // the sets listings matched, for Cancel all / Terminate all
 	store    StateStore // nil: state lives in memory
 	metrics  *metrics
 	health   *health
@@ -49,10 +50,11 @@ func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store Stat
 	db = Redacted(db, mode)
 	b := &Bot{cfg: cfg, db: db, slack: api, log: log, metrics: newMetrics(),
 		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
-	b.requests = newMemRequests()
+	b.requests, b.sets = newMemRequests(), &memSets{}
 	if store != nil {
 		b.store = store
 		b.requests = &storedRequests{store: store, now: b.now}
+		b.sets = storedSets{store: store}
 	}
 	b.access = &access{bot: b, cache: map[string]cachedGroup{}}
 	p, err := cfg.Policy()

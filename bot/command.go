@@ -17,6 +17,7 @@ const (
 	KindHelp    = "help"
 	KindTargets = "targets"
 	KindDoctor  = "doctor"
+	KindBulk    = "bulk" // cancel or terminate every session a listing's grammar matches
 )
 
 // Query is a parsed /pgkill command.
@@ -27,7 +28,9 @@ type Query struct {
 	Filter    pg.Filter
 	Filters   string // the key=value filters as given, for the listing header
 	Limit     int
-	Args      string // the normalised arguments, for Refresh
+	Args      string    // the normalised arguments, for Refresh
+	Action    pg.Action // KindBulk: cancel or terminate
+	Reason    string    // KindBulk: reason="…", the rest of the command
 }
 
 // maxCommandText bounds what we parse: a real command is a few words.
@@ -47,6 +50,9 @@ func ParseCommand(text string, targets []string, defaultThreshold time.Duration)
 	words := strings.Fields(text)
 	q := Query{Kind: KindList, Threshold: defaultThreshold}
 	if len(words) > 0 {
+		if a, err := pg.ParseAction(strings.ToLower(words[0])); err == nil {
+			return parseBulk(a, text, targets, defaultThreshold)
+		}
 		switch strings.ToLower(words[0]) {
 		case "help", "-h", "--help", "?":
 			if len(words) > 1 {
@@ -142,4 +148,32 @@ func trunc(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// parseBulk reads `cancel|terminate [TARGET…] [DURATION] [filters]
+// [reason="…"]`: the listing's grammar, a reason that takes the rest of the
+// text, and at least one target or filter — nobody ends a whole fleet by
+// accident.
+func parseBulk(action pg.Action, text string, targets []string, defaultThreshold time.Duration) (Query, error) {
+	rest := strings.TrimSpace(text)[len(action):]
+	reason := ""
+	if i := strings.Index(strings.ToLower(rest), "reason="); i >= 0 {
+		rest, reason = rest[:i], strings.TrimSpace(rest[i+len("reason="):])
+		reason = strings.Trim(reason, "\"'“”‘’")
+		if reason == "" {
+			return Query{}, fmt.Errorf("reason= needs a few words, e.g. reason=\"INC-42 report blocks checkout\"")
+		}
+	}
+	q, err := ParseCommand(rest, targets, defaultThreshold)
+	if err != nil {
+		return Query{}, err
+	}
+	if q.Kind != KindList {
+		return Query{}, fmt.Errorf("%s takes a listing's targets and filters, not %q", action, strings.Fields(rest)[0])
+	}
+	if len(q.Targets) == 0 && q.Filters == "" {
+		return Query{}, fmt.Errorf("%s needs at least one target or filter (db=, user=, app=, state=), so that a whole fleet is never ended by accident", action)
+	}
+	q.Kind, q.Action, q.Reason = KindBulk, action, reason
+	return q, nil
 }

@@ -42,6 +42,7 @@ type Config struct {
 	Approvals    string        `envconfig:"PGKILL_APPROVALS"`
 	PolicyFile   string        `envconfig:"PGKILL_POLICY_FILE"`
 	Reason       string        `envconfig:"PGKILL_REASON" default:"optional"`
+	BulkMax      int           `envconfig:"PGKILL_BULK_MAX" default:"1000"`
 	SelfApproval bool          `envconfig:"PGKILL_SELF_APPROVAL" default:"false"`
 	ApprovalTTL  time.Duration `envconfig:"PGKILL_APPROVAL_TTL" default:"15m"`
 	Command      string        `envconfig:"PGKILL_COMMAND" default:"/pgkill"`

@@ -25,6 +25,10 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 		return
 	}
 	q.Targets = shown
+	if q.Kind == KindBulk {
+		b.BulkCommand(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, q)
+		return
+	}
 	if q.Kind == KindDoctor { // private to the caller, always
 		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets))
 		_ = b.respond(ctx, cmd.ResponseURL, false, m)
@@ -106,10 +110,19 @@ func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Me
 			b.log.Warn("target could not be listed", slog.String("target", r.Target), slog.String("error", r.Err.Error()))
 		}
 	}
-	return blocks.ListingMessage(blocks.Listing{
+	// Cancel all / Terminate all act on exactly what this listing matched.
+	l := blocks.Listing{
 		Targets: targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
 		Results: results, Now: b.now(), Withheld: withheld,
-	})
+	}
+	if f := freeze(results, strings.TrimSpace(q.Args), b.now()); len(f.Members) >= 2 {
+		if id, err := b.sets.put(ctx, f); err != nil {
+			b.log.Error("could not keep the listing's set: no Cancel all", slog.String("error", err.Error()))
+		} else {
+			l.BulkSet, l.BulkCount = id, len(f.Members)
+		}
+	}
+	return blocks.ListingMessage(l)
 }
 
 func errText(err error) string {

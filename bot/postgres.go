@@ -21,6 +21,11 @@ type Postgres interface {
 	Signal(ctx context.Context, a pg.Action, id pg.Identity) (pg.Outcome, error)
 	// Verify waits up to timeout for the signalled backend to end.
 	Verify(ctx context.Context, out pg.Outcome, timeout time.Duration) (pg.Verification, error)
+	// SignalSet signals a set, one statement per target, each member only if
+	// it still has its identity; errs[i] when member i's target could not be asked.
+	SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error)
+	// VerifySet waits up to timeout for the signalled members to end.
+	VerifySet(ctx context.Context, outs []pg.Outcome, timeout time.Duration) ([]pg.Verification, []error)
 	Doctor(ctx context.Context, targets []string) []pg.Report
 	// Ping checks that a target answers.
 	Ping(ctx context.Context, target string) error

@@ -152,6 +152,10 @@ func (b *Bot) Action(ctx context.Context, cb slack.InteractionCallback, actionID
 	switch actionID {
 	case blocks.ActionCancel, blocks.ActionTerminate, blocks.ActionRequestTerminate:
 		b.Request(ctx, cb, value)
+	case blocks.ActionBulkCancel, blocks.ActionBulkTerminate:
+		b.BulkClick(ctx, clickOf(cb, value))
+	case blocks.ActionBulkNext:
+		b.BulkNext(ctx, clickOf(cb, value))
 	case blocks.ActionApprove:
 		b.Approve(ctx, cb, value)
 	case blocks.ActionDeny:

@@ -23,6 +23,9 @@ type StateStore interface {
 	RequestsByDedup(ctx context.Context, dedups []string, state string) ([]pg.StoredRequest, error)
 	RequestsIn(ctx context.Context, state string) ([]pg.StoredRequest, error)
 	PruneRequests(ctx context.Context, before time.Time) error
+	// PutSet stores a frozen set of backends; Set reads it (false: pruned).
+	PutSet(ctx context.Context, doc []byte) (int64, error)
+	Set(ctx context.Context, id int64) ([]byte, bool, error)
 	ClaimAlert(ctx context.Context, target, key string, doc []byte) (bool, []byte, error)
 	PutAlert(ctx context.Context, target, key string, doc []byte) error
 	DeleteAlert(ctx context.Context, key string) error
@@ -57,6 +60,15 @@ func decodeApproval(r pg.StoredRequest) (Approval, error) {
 	return a, nil
 }
 
+// dedup names what a request acts on: one action on one statement
+// execution, or on one frozen set.
+func (a Approval) dedup() string {
+	if a.bulk() {
+		return bulkDedup(a.Action, a.Members)
+	}
+	return dedupKey(a.Action, a.Backend.Identity)
+}
+
 // dedupKey names one action on one statement execution.
 func dedupKey(action pg.Action, id pg.Identity) string {
 	return strings.Join([]string{string(action), id.Target, strconv.Itoa(int(id.PID)),
@@ -76,7 +88,7 @@ func (s *storedRequests) add(ctx context.Context, a Approval) (Approval, bool, e
 	if err != nil {
 		return a, false, err
 	}
-	r, created, err := s.store.AddRequest(ctx, dedupKey(a.Action, a.Backend.Identity), doc)
+	r, created, err := s.store.AddRequest(ctx, a.dedup(), doc)
 	if err != nil {
 		return a, false, err
 	}

@@ -97,23 +97,30 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 	b.refreshCard(ctx, done)
 }
 
-// execute signals an approved request's backend, verifies, and records the
-// outcome (approved → done). It never talks to Slack.
+// execute signals an approved request's backend (or set), verifies, and
+// records the outcome (approved → done). It never talks to Slack.
 func (b *Bot) execute(ctx context.Context, a Approval) Approval {
+	if a.bulk() {
+		return b.executeBulk(ctx, a)
+	}
 	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
 	var v pg.Verification
 	if err == nil && out.Result == pg.Sent {
 		v, err = b.db.Verify(ctx, out, b.cfg.VerifyTimeout)
 	}
-	finish := func(x *Approval) error {
+	return b.finish(ctx, a, func(x *Approval) {
 		x.Outcome, x.Verified = out, v
 		if err != nil {
 			x.Err = err.Error()
 		}
-		return nil
-	}
-	done, won, serr := b.requests.transition(ctx, a.ID, Approved, Done, finish)
-	if serr != nil || !won { // the signal happened: report it even if the store cannot record it
+	})
+}
+
+// finish records an approved request's outcome (approved → done). The
+// signal happened: the outcome is reported even if the store cannot record it.
+func (b *Bot) finish(ctx context.Context, a Approval, record func(*Approval)) Approval {
+	done, won, serr := b.requests.transition(ctx, a.ID, Approved, Done, func(x *Approval) error { record(x); return nil })
+	if serr != nil || !won {
 		if serr != nil {
 			b.log.Error("could not record the outcome of a request", slog.String("request_id", a.ID), slog.String("error", serr.Error()))
 		} else {
@@ -121,7 +128,7 @@ func (b *Bot) execute(ctx context.Context, a Approval) Approval {
 		}
 		done = a
 		done.State = Done
-		_ = finish(&done)
+		record(&done)
 	}
 	return done
 }
@@ -197,9 +204,11 @@ func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id st
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return a, false
 	}
-	if d := b.policy.May(ctx, policy.Approve, cb.User.ID, cb.Channel.ID, a.Backend.Target); !d.Allowed {
-		b.refuse(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "decide "+a.ID, []string{a.Backend.Target}, d.Why)
-		return a, false
+	for _, t := range a.targets() { // a bulk request: an approver of every target it touches
+		if d := b.policy.May(ctx, policy.Approve, cb.User.ID, cb.Channel.ID, t); !d.Allowed {
+			b.refuse(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "decide "+a.ID, a.targets(), d.Why)
+			return a, false
+		}
 	}
 	return a, true
 }

@@ -48,6 +48,20 @@ func (f *fakePG) Signal(_ context.Context, a pg.Action, id pg.Identity) (pg.Outc
 func (f *fakePG) Verify(context.Context, pg.Outcome, time.Duration) (pg.Verification, error) {
 	return pg.Verification{Ended: true, How: "query ended"}, nil
 }
+func (f *fakePG) SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error) {
+	outs := make([]pg.Outcome, len(ids))
+	for i, id := range ids {
+		outs[i], _ = f.Signal(ctx, a, id)
+	}
+	return outs, make([]error, len(ids))
+}
+func (f *fakePG) VerifySet(_ context.Context, outs []pg.Outcome, _ time.Duration) ([]pg.Verification, []error) {
+	vs := make([]pg.Verification, len(outs))
+	for i := range vs {
+		vs[i] = pg.Verification{Ended: true, How: "query ended"}
+	}
+	return vs, make([]error, len(outs))
+}
 func (f *fakePG) Doctor(context.Context, []string) []pg.Report { return nil }
 func (f *fakePG) Ping(context.Context, string) error           { return nil }
 

@@ -38,6 +38,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS pgkill_request_pending ON pgkill_request (dedu
 CREATE INDEX IF NOT EXISTS pgkill_request_dedup ON pgkill_request (dedup);
 -- every change bumps it: writers compare and set on it
 ALTER TABLE pgkill_request ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0;
+-- sets of backends a listing matched, for its Cancel all / Terminate all
+CREATE TABLE IF NOT EXISTS pgkill_set (
+  id      bigserial PRIMARY KEY,
+  doc     jsonb NOT NULL,
+  created timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 CREATE TABLE IF NOT EXISTS pgkill_alert (
   key    text PRIMARY KEY,          -- target and backend identity
   target text NOT NULL,
@@ -166,12 +172,37 @@ func (s *Store) requests(ctx context.Context, sql string, args ...any) ([]Stored
 	return out, nil
 }
 
-// PruneRequests deletes requests decided before t.
+// PruneRequests deletes requests decided before t, and sets made before it.
 func (s *Store) PruneRequests(ctx context.Context, before time.Time) error {
 	if _, err := s.pool.Exec(ctx, `DELETE FROM pgkill_request WHERE decided_at < $1`, before); err != nil {
 		return fmt.Errorf("state store: prune: %w", translate(err))
 	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM pgkill_set WHERE created < $1`, before); err != nil {
+		return fmt.Errorf("state store: prune: %w", translate(err))
+	}
 	return nil
+}
+
+// PutSet stores a set of backends (an opaque document) and returns its id.
+func (s *Store) PutSet(ctx context.Context, doc []byte) (int64, error) {
+	var id int64
+	if err := s.pool.QueryRow(ctx, `INSERT INTO pgkill_set (doc) VALUES ($1) RETURNING id`, doc).Scan(&id); err != nil {
+		return 0, fmt.Errorf("state store: put set: %w", translate(err))
+	}
+	return id, nil
+}
+
+// Set reads a set stored by PutSet; false when there is none (pruned).
+func (s *Store) Set(ctx context.Context, id int64) ([]byte, bool, error) {
+	var doc []byte
+	err := s.pool.QueryRow(ctx, `SELECT doc FROM pgkill_set WHERE id = $1`, id).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("state store: set %d: %w", id, translate(err))
+	}
+	return doc, true, nil
 }
 
 // ClaimAlert records that an alert for key is being posted. It reports

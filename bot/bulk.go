@@ -1,0 +1,316 @@
+package bot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/pg"
+)
+
+// frozen is the set of backends a listing matched, kept so that its
+// Cancel all / Terminate all buttons act on exactly that set — not on the
+// sessions that match when the button is pressed.
+type frozen struct {
+	Scope   string         // the filter that made it, as the user gave it
+	Members []pg.Backend   // every signallable backend it matched
+	Left    map[string]int // matched but never offered, by why
+	At      time.Time
+}
+
+// sets keeps frozen sets: in the state store when there is one (any
+// replica may get the click), else in memory. Sets older than a day are
+// forgotten with decided requests.
+type sets interface {
+	put(ctx context.Context, f frozen) (string, error)
+	get(ctx context.Context, id string) (frozen, bool, error)
+}
+
+type memSets struct {
+	mu  sync.Mutex
+	seq int
+	m   map[string]frozen
+}
+
+func (s *memSets) put(_ context.Context, f frozen) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]frozen{}
+	}
+	for id, old := range s.m {
+		if f.At.Sub(old.At) > keepDecided {
+			delete(s.m, id)
+		}
+	}
+	s.seq++
+	id := "S" + strconv.Itoa(s.seq)
+	s.m[id] = f
+	return id, nil
+}
+
+func (s *memSets) get(_ context.Context, id string) (frozen, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.m[id]
+	return f, ok, nil
+}
+
+type storedSets struct{ store StateStore }
+
+func (s storedSets) put(ctx context.Context, f frozen) (string, error) {
+	doc, err := json.Marshal(f)
+	if err != nil {
+		return "", err
+	}
+	id, err := s.store.PutSet(ctx, doc)
+	return "S" + strconv.FormatInt(id, 10), err
+}
+
+func (s storedSets) get(ctx context.Context, id string) (frozen, bool, error) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(id, "S"), 10, 64)
+	if err != nil || !strings.HasPrefix(id, "S") {
+		return frozen{}, false, nil
+	}
+	doc, ok, err := s.store.Set(ctx, n)
+	if err != nil || !ok {
+		return frozen{}, false, err
+	}
+	var f frozen
+	return f, true, json.Unmarshal(doc, &f)
+}
+
+// freeze keeps of a listing what a bulk request may act on: the
+// signallable backends, with their query text cut (the card shows a few
+// lines; the identity is what is signalled), and a count of the others.
+func freeze(ls []pg.Listing, scope string, now time.Time) frozen {
+	f := frozen{Scope: scope, Left: map[string]int{}, At: now}
+	for _, b := range pg.Merge(ls) {
+		if !b.Signallable() {
+			f.Left["not signallable ("+leftReason(b.Protected)+")"]++
+			continue
+		}
+		b.Query = blocks.Truncate(b.Query, 300)
+		f.Members = append(f.Members, b)
+	}
+	return f
+}
+
+func leftReason(protected string) string {
+	if i := strings.IndexAny(protected, ":("); i > 0 {
+		return strings.TrimSpace(protected[:i])
+	}
+	return protected
+}
+
+// forAction keeps the members action can act on: cancel does nothing to a
+// session idle in a transaction.
+func (f frozen) forAction(action pg.Action) ([]pg.Backend, map[string]int) {
+	left := map[string]int{}
+	for k, v := range f.Left {
+		left[k] = v
+	}
+	var out []pg.Backend
+	for _, m := range f.Members {
+		if action == pg.Cancel && m.State.Idle() {
+			left["idle in a transaction (cancel does nothing there)"]++
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, left
+}
+
+// BulkCommand handles `/pgkill cancel|terminate …`: it lists what matches
+// now, freezes that set and asks for approval of it.
+func (b *Bot) BulkCommand(ctx context.Context, responseURL, user, channel string, q Query) {
+	shown, _, ok := b.viewable(ctx, responseURL, user, channel, q)
+	if !ok {
+		return
+	}
+	q.Targets = shown
+	ls := b.db.List(ctx, q.Targets, q.Filter)
+	var failed []string
+	for _, l := range ls {
+		if l.Err != nil {
+			failed = append(failed, l.Target+": "+l.Err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		b.tell(ctx, responseURL, ":x: nothing was requested: "+blocks.Escape(strings.Join(failed, "; "))+". A bulk request needs every target it names to answer; name the targets that do.")
+		return
+	}
+	scope := strings.TrimSpace(fmt.Sprintf("%s ≥ %s %s", strings.Join(q.Targets, " "), blocks.Duration(q.Threshold), q.Filters))
+	c := click{User: user, Channel: channel, ResponseURL: responseURL}
+	b.bulkRequest(ctx, c, q.Action, freeze(ls, scope, b.now()), q.Reason)
+}
+
+// BulkClick handles Cancel all / Terminate all on a listing: the set that
+// listing matched, frozen when it was posted.
+func (b *Bot) BulkClick(ctx context.Context, c click) {
+	v, err := blocks.DecodeBulk(c.Value)
+	if err != nil {
+		b.tell(ctx, c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
+		return
+	}
+	f, ok, err := b.sets.get(ctx, v.SetID)
+	switch {
+	case err != nil:
+		b.storeFailed(ctx, c.ResponseURL, "read the listing's set", err)
+		return
+	case !ok:
+		b.tell(ctx, c.ResponseURL, ":information_source: pgkill no longer knows the sessions of that listing (over a day old, or a restart without a state store): press *Refresh* and try again. Nothing was requested.")
+		return
+	}
+	b.bulkRequest(ctx, c, v.Action, f, "")
+}
+
+// bulkRequest records a request to signal a frozen set, and posts its card
+// and, in the card's thread, the whole list.
+func (b *Bot) bulkRequest(ctx context.Context, c click, action pg.Action, f frozen, reason string) {
+	members, left := f.forAction(action)
+	if len(members) == 0 {
+		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: no session of %s can be %sed: nothing was requested.", blocks.Escape(orAll(f.Scope)), action))
+		return
+	}
+	if max := b.cfg.bulkMax(); len(members) > max {
+		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":no_entry: %d sessions match, more than one request may end (PGKILL_BULK_MAX=%d). Narrow it — a target, db=, user=, app=, a longer duration — or raise PGKILL_BULK_MAX. Nothing was requested.", len(members), max))
+		return
+	}
+	a := Approval{Action: action, Members: members, Scope: f.Scope, Left: left, Backend: pg.Backend{Identity: pg.Identity{Target: members[0].Target}}}
+	needed := 1
+	for _, t := range a.targets() {
+		if d := b.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
+			b.refuse(ctx, c.ResponseURL, c.User, c.Channel, "bulk "+string(action), a.targets(), d.Why)
+			return
+		}
+		needed = max(needed, b.policy.Policy().For(t).Needed(policy.Bulk))
+	}
+	if _, required := b.reasons.Ask(policy.Bulk); required && policy.CheckReason(reason) != nil {
+		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":pencil: a bulk request needs a reason here: `%s %s %s reason=\"…\"` (a few words or an incident link). Nothing was requested.", b.cfg.Command, action, blocks.Escape(f.Scope)))
+		return
+	}
+	now := b.now()
+	a.Requester, a.Reason, a.Channel, a.ThreadTS = c.User, reason, c.Channel, c.Thread
+	a.Requested, a.Expires, a.Needed = now, now.Add(b.cfg.ApprovalTTL), needed
+	a, created, err := b.requests.add(ctx, a)
+	if err != nil {
+		b.storeFailed(ctx, c.ResponseURL, "record the request", err)
+		return
+	}
+	if !created {
+		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: request %s to %s this set is already waiting for approval.", a.ID, a.Action))
+		return
+	}
+	b.audit(ctx, AuditRequest, c.User, a)
+	b.metrics.request("bulk-" + string(a.Action))
+	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
+	if err != nil {
+		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) error { x.Decided = b.now(); return nil }); ok {
+			b.audit(ctx, AuditWithdraw, "", a)
+		}
+		b.tell(ctx, c.ResponseURL, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
+		return
+	}
+	if err := b.requests.update(ctx, a.ID, func(x *Approval) { x.CardTS = ts }); err != nil {
+		b.log.Error("could not record the card of a request", slog.String("request_id", a.ID), slog.String("error", err.Error()))
+	}
+	thread := a.ThreadTS
+	if thread == "" {
+		thread = ts
+	}
+	for _, m := range blocks.MemberList(a.ID, a.Members) {
+		if _, err := b.post(ctx, a.Channel, thread, m); err != nil {
+			break // the card says how many; the list is a convenience
+		}
+	}
+	if cur, ok, _ := b.requests.get(ctx, a.ID); ok && (cur.State != Pending || len(cur.Votes) > 0) {
+		b.refreshCard(ctx, cur)
+	}
+}
+
+// BulkNext handles "Terminate the N still running" on a bulk cancel's
+// outcome: a new request, with its own approval, for exactly those.
+func (b *Bot) BulkNext(ctx context.Context, c click) {
+	a, ok, err := b.requests.get(ctx, c.Value)
+	if err != nil || !ok {
+		b.tell(ctx, c.ResponseURL, unknownRequest)
+		return
+	}
+	still := blocks.StillRunning(a.Members, a.Results)
+	f := frozen{Scope: fmt.Sprintf("the %d still running after %s", len(still), a.ID), Members: still, At: b.now()}
+	c.Thread = a.ThreadTS
+	if c.Thread == "" {
+		c.Thread = a.CardTS
+	}
+	b.bulkRequest(ctx, c, pg.Terminate, f, a.Reason)
+}
+
+// executeBulk signals every member of an approved bulk request — one
+// statement per target, the identity checked for each member in it — then
+// verifies them together, and records the outcome.
+func (b *Bot) executeBulk(ctx context.Context, a Approval) Approval {
+	ids := make([]pg.Identity, len(a.Members))
+	for i, m := range a.Members {
+		ids[i] = m.Identity
+	}
+	outs, errs := b.db.SignalSet(ctx, a.Action, ids)
+	results := make([]blocks.MemberOutcome, len(ids))
+	var sent []pg.Outcome
+	var at []int
+	for i := range ids {
+		results[i].Outcome = outs[i]
+		if errs[i] != nil {
+			results[i].Err = errs[i].Error()
+			continue
+		}
+		if outs[i].Result == pg.Sent {
+			sent, at = append(sent, outs[i]), append(at, i)
+		}
+	}
+	if len(sent) > 0 {
+		vs, verrs := b.db.VerifySet(ctx, sent, b.cfg.VerifyTimeout)
+		for j, i := range at {
+			results[i].Verified = vs[j]
+			if verrs[j] != nil {
+				results[i].Err = verrs[j].Error()
+			}
+		}
+	}
+	return b.finish(ctx, a, func(x *Approval) { x.Results = results })
+}
+
+func (c Config) bulkMax() int {
+	if c.BulkMax > 0 {
+		return c.BulkMax
+	}
+	return 1000
+}
+
+func orAll(scope string) string {
+	if scope == "" {
+		return "that listing"
+	}
+	return scope
+}
+
+// bulkDedup names one action on one frozen set.
+func bulkDedup(action pg.Action, members []pg.Backend) string {
+	ids := make([]string, len(members))
+	for i, m := range members {
+		ids[i] = dedupKey(action, m.Identity)
+	}
+	slices.Sort(ids)
+	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	return "bulk|" + string(action) + "|" + hex.EncodeToString(h[:16])
+}
