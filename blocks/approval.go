@@ -22,22 +22,22 @@ const (
 
 // Request is an approval request as its card shows it.
 type Request struct {
-	ID          string
-	Action      pg.Action
-	Backend     pg.Backend
-	Requester   string   // Slack user ID
-	Approvers   []string // user and user-group IDs to mention
-	State       string
-	Decider     string   // who approved (the last approval needed) or denied
-	Needed      int      // distinct approvals needed; 0 or 1: one
-	Votes       []string // who has approved so far
-	Reason      string   // why the requester asked (their words); "" when none was given
+	ID        string
+	Action    pg.Action
+	Backend   pg.Backend
+	Requester string   // Slack user ID
+	Approvers []string // user and user-group IDs to mention
+	State     string
+	Decider   string   // who approved (the last approval needed) or denied
+	Needed    int      // distinct approvals needed; 0 or 1: one
+	Votes     []string // who has approved so far
+	Reason    string   // why the requester asked (their words); "" when none was given
 	// A bulk request: the frozen set, the filter that made it, what was left
 	// out and why, and each member's outcome (aligned with Members).
-	Members []pg.Backend
-	Scope   string
-	Left    map[string]int
-	Results []MemberOutcome
+	Members     []pg.Backend
+	Scope       string
+	Left        map[string]int
+	Results     []MemberOutcome
 	RequestedAt time.Time
 	DecidedAt   time.Time
 	ExpiresAt   time.Time
