@@ -390,3 +390,26 @@ func TestShutdownFinishesInFlightAction(t *testing.T) {
 	}
 	pgtest.Exec(t, "SELECT pg_terminate_backend($1)", v.PID)
 }
+
+// With chat.update hung, an approval still signals at once, and a SIGTERM
+// arriving meanwhile still waits for the outcome record: Slack's trouble
+// never delays the signal nor loses the audit trail.
+func TestApproveWithSlackHungThenShutdown(t *testing.T) {
+	t.Parallel()
+	fake := fakeslack.New(t)
+	e, stop := startOn(t, fake)
+	v := e.victim(t, "e2e_hung_slack", "SELECT pg_sleep(600)")
+	listing := e.list(t, requester, "0s app=e2e_hung_slack")
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
+	release := fake.Stall("chat.update")
+	defer release()
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
+		t.Fatalf("victim SQLSTATE %q, want 57014: the signal waited on Slack", code)
+	}
+	e.slack.Eventually(t, 20*time.Second, "a hung chat.update", func() bool { return fake.Stalled("chat.update") > 0 })
+	stop() // SIGTERM while Slack hangs
+	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+		t.Errorf("%d outcome records when Serve returned, want 1", n)
+	}
+}
