@@ -26,7 +26,7 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 	}
 	q.Targets = shown
 	if q.Kind == KindDoctor { // private to the caller, always
-		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets))
+		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets), b.db.Specs())
 		_ = b.respond(ctx, cmd.ResponseURL, false, m)
 		return
 	}
@@ -108,7 +108,7 @@ func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Me
 	}
 	return blocks.ListingMessage(blocks.Listing{
 		Targets: targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
-		Results: results, Now: b.now(), Withheld: withheld,
+		Results: results, Now: b.now(), Withheld: withheld, Roles: roles(b.db),
 	})
 }
 
