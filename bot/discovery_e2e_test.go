@@ -177,6 +177,11 @@ func TestDiscoveredFleet(t *testing.T) {
 		}
 	}
 
+	// doctor says where a target came from, how it logs in and that it works.
+	d.slack.SlashCommand(t, "/pgkill", requester, channel, "doctor orders-1")
+	d.told(t, requester, "*orders-1* (writer) · discovered: Aurora cluster orders in eu-west-1")
+	d.told(t, requester, "login: Secrets Manager secret pgkill-e2e :white_check_mark: works")
+
 	// A new instance becomes a target, listable, with its role.
 	u, _ := url.Parse(d.dsn)
 	port, _ := strconv.Atoi(u.Port())
