@@ -230,9 +230,9 @@ func TestHelpGolden(t *testing.T) {
 			Problems: []string{"superuser sessions (rdsadmin on RDS) cannot be signalled"},
 			Settings: []pg.Setting{{Name: "statement_timeout", Value: "0", Advice: "unset: set it"}, {Name: "log_min_error_statement", Value: "error"}}},
 		{Target: "stage", Auth: "secret arn:aws:secretsmanager:eu-west-1:1:secret:stage", Err: errors.New("doctor stage: database unavailable")},
-		{Target: "orders-1", Auth: "IAM token for user pgkill (eu-west-1)", Version: "16.4", VersionNum: 160004, User: "pgkill",
+		{Target: "orders-1", Auth: "IAM token for user pgkill at orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)", Version: "16.4", VersionNum: 160004, User: "pgkill",
 			Missing: []string{"pg_read_all_stats", "pg_signal_backend"}},
-		{Target: "orders-2", Auth: "IAM token for user pgkill (eu-west-1)",
+		{Target: "orders-2", Auth: "IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)",
 			Err: fmt.Errorf("doctor orders-2: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28000", Message: "PAM authentication failed for user \"pgkill\"", Hint: "check rds-db:connect"})},
 	}, fleet))
 }
