@@ -255,7 +255,7 @@ func TestMalformedCommands(t *testing.T) {
 		strings.Repeat("x", 800): "at most 500",
 		"<@U1> & `x`":            "unknown target",
 		"help":                   "lists long-running PostgreSQL queries",
-		"targets":                "Configured targets: *main*",
+		"targets":                "• *main* · configured (PGKILL_TARGETS)",
 	}
 	for text, want := range tests {
 		ack := e.slack.WaitAck(t, e.slack.SlashCommand(t, "/pgkill", requester, channel, text))
