@@ -115,7 +115,10 @@ func outcomeText(r Request) (icon, text string) {
 		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))
 	}
 	if r.Err != "" {
-		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nThe signal may not have been sent; list again to see the backend's state."
+		if strings.HasSuffix(r.Err, "nothing was signalled") { // known before any signal (the target left the fleet)
+			return ":information_source:", "*Nothing signalled*: " + escapeTruncate(r.Err, 600) + "."
+		}
+		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nThe signal may or may not have been sent; list again to see the backend's state."
 	}
 	switch r.Outcome.Result {
 	case pg.Gone:
