@@ -19,6 +19,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/demo"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
@@ -32,6 +33,7 @@ usage:
   pgkill doctor [-target T]                 check privileges and timeout settings
   pgkill serve                              run the Slack bot (Socket Mode)
   pgkill manifest [-command /pgkill] [-name pgkill]   print the Slack app manifest (YAML)
+  pgkill demo [-port N] [-v]                see it: the real bot, a PostgreSQL incident, Slack in a local page
   pgkill version
   pgkill help
 
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	case "manifest":
 		return manifest(args, stdout, stderr)
+	case "demo":
+		return demo.Command(ctx, args, os.Getenv("DATABASE_URL"), stdin, stdout, stderr)
 	case "list", "cancel", "terminate", "doctor", "serve":
 	default:
 		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)

@@ -1,6 +1,7 @@
 package fakeslack
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -113,4 +114,27 @@ func (s *Server) clickPayload(user string, m Message, actionID, blockID, value s
 			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": fmt.Sprintf("%d.000001", time.Now().Unix()),
 		}},
 	}
+}
+
+// PressValue presses the button of message m with exactly this action ID,
+// block ID and value, as user; ErrNoButton if m has no such button.
+func (s *Server) PressValue(user string, m Message, actionID, blockID, value string) (string, error) {
+	var bs []struct {
+		BlockID  string `json:"block_id"`
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	if err := json.Unmarshal(m.Blocks, &bs); err != nil {
+		return "", fmt.Errorf("blocks: %w", err)
+	}
+	for _, b := range bs {
+		for _, e := range b.Elements {
+			if b.BlockID == blockID && e.ActionID == actionID && e.Value == value {
+				return s.Send("interactive", s.clickPayload(user, m, actionID, blockID, value))
+			}
+		}
+	}
+	return "", fmt.Errorf("%w: %s in block %s of message %s", ErrNoButton, actionID, blockID, m.TS)
 }
