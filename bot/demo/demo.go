@@ -74,7 +74,7 @@ func Config(apiURL string) bot.Config {
 		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: apiURL,
 		Approvers: []string{Approver}, Requesters: []string{Requester, Approver}, Viewers: []string{Requester, Approver},
 		Channels: []string{ChannelIncident, ChannelAlerts}, AuditChannel: ChannelAudit,
-		ApprovalTTL: 15 * time.Minute, Command: "/pgkill", MinDuration: 10 * time.Second,
+		ApprovalTTL: 15 * time.Minute, Command: "/pgkill", MinDuration: 5 * time.Second,
 		VerifyTimeout: 10 * time.Second, ConnectTimeout: 5 * time.Second, Protect: "user=rdsadmin",
 		AlertChannel: ChannelAlerts, AlertAfter: 20 * time.Second, IdleTxAlertAfter: 20 * time.Second,
 		PollInterval: 5 * time.Second, AlertMaxPerPoll: 5, AlertEditEvery: 15 * time.Second,
