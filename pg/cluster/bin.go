@@ -46,7 +46,11 @@ func FindBin() (string, error) {
 		dirs = append(dirs, found...)
 	}
 	if len(dirs) == 0 {
-		return "", fmt.Errorf("%w (looked on PATH and in %s)", ErrNoServer, strings.Join(search, ", "))
+		where := "on PATH"
+		if len(search) > 0 {
+			where += " and in " + strings.Join(search, ", ")
+		}
+		return "", fmt.Errorf("%w (looked %s)", ErrNoServer, where)
 	}
 	sort.SliceStable(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	return filepath.Dir(dirs[0]), nil
