@@ -191,6 +191,6 @@ var emojiRe = regexp.MustCompile(`:[a-z0-9_+-]+:`)
 // emoji are the ones pgkill's messages use; others stay as :name:.
 var emoji = map[string]string{
 	"fire": "🔥", "gear": "⚙️", "hourglass": "⌛", "information_source": "ℹ️", "large_green_circle": "🟢",
-	"leftwards_arrow_with_hook": "↩️", "link": "🔗", "lock": "🔒", "no_entry_sign": "🚫", "raised_hand": "✋",
+	"leftwards_arrow_with_hook": "↩️", "link": "🔗", "lock": "🔒", "no_entry": "⛔", "no_entry_sign": "🚫", "raised_hand": "✋",
 	"red_circle": "🔴", "rotating_light": "🚨", "stopwatch": "⏱️", "warning": "⚠️", "white_check_mark": "✅", "x": "❌",
 }
