@@ -60,10 +60,13 @@ type Options struct {
 
 // Demo is a running demo. Stop ends it and removes what it made.
 type Demo struct {
-	URL      string // the page
-	Incident *Incident
-	Slack    *fakeslack.Server
-	cleanups []func() error // run in reverse
+	URL string // the page
+	// ClusterDir holds the throwaway cluster ("" with DatabaseURL); Stop
+	// removes it.
+	ClusterDir string
+	Incident   *Incident
+	Slack      *fakeslack.Server
+	cleanups   []func() error // run in reverse
 }
 
 // Config is the bot's configuration in the demo: the policy gives each
@@ -138,6 +141,7 @@ func (d *Demo) database(opts Options) (string, bool, error) {
 		return "", false, fmt.Errorf("start a throwaway PostgreSQL: %w", err)
 	}
 	d.cleanups = append(d.cleanups, c.Stop)
+	d.ClusterDir = c.Dir()
 	return c.DSN, true, nil
 }
 
@@ -226,12 +230,17 @@ func Command(ctx context.Context, args []string, databaseURL string, in io.Reade
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	where := "PostgreSQL: DATABASE_URL (the demo's tables are dropped on exit)"
+	if d.ClusterDir != "" {
+		where = "PostgreSQL: a throwaway cluster in " + d.ClusterDir + " (removed on exit)"
+	}
 	fmt.Fprintf(out, `pgkill demo is ready (%.1fs): open %s
+  %s
   PostgreSQL plays an incident: a runaway report, an idle transaction holding a lock with three updates queued
   behind it, a worker that ignores cancels, three copies of one slow search, and a query with a secret in it.
   Be Riley (requester): type /pgkill in #incident, press Cancel or Terminate; then be Alex (approver) and approve.
   Alerts arrive in #db-alerts after 20 s. Ctrl-C stops everything and removes it.
-`, time.Since(began).Seconds(), d.URL)
+`, time.Since(began).Seconds(), d.URL, where)
 	<-ctx.Done()
 	fmt.Fprintln(out, "pgkill demo: stopping")
 	if err := d.Stop(); err != nil {

@@ -1,12 +1,17 @@
 package demo_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pgkill/pgkill/bot/demo"
@@ -16,12 +21,7 @@ import (
 // TestNoPostgres runs the built binary where no PostgreSQL server is
 // installed: one line says how to install it, and the exit status is 1.
 func TestNoPostgres(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "pgkill")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := build(t)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(bin, "demo")
 	cmd.Env = []string{"PATH=", cluster.EnvSearch + "=", "HOME=" + t.TempDir()} // no DATABASE_URL either
@@ -39,6 +39,103 @@ func TestNoPostgres(t *testing.T) {
 		t.Errorf("stdout: %q, want nothing", stdout.String())
 	}
 }
+
+// TestInterrupt runs the built binary as a person would: it prints the
+// page's address, serves it, and on Ctrl-C (SIGINT) stops, exits 0 and
+// leaves no cluster behind.
+func TestInterrupt(t *testing.T) {
+	bin := build(t)
+	cmd := exec.Command(bin, "demo")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() // only if the test fails before the SIGINT
+	lines := bufio.NewScanner(out)
+	var url, dir string
+	for lines.Scan() && dir == "" {
+		line := lines.Text()
+		if _, u, ok := strings.Cut(line, "open "); ok && url == "" {
+			url = u
+		}
+		if _, d, ok := strings.Cut(line, "throwaway cluster in "); ok {
+			dir, _, _ = strings.Cut(d, " ")
+		}
+	}
+	if url == "" || dir == "" {
+		t.Fatalf("no address or cluster directory printed; stderr:\n%s", stderr.String())
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("cluster directory: %v", err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var rest strings.Builder
+	for lines.Scan() {
+		rest.WriteString(lines.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit after SIGINT: %v; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(rest.String(), "nothing left behind") {
+		t.Errorf("after SIGINT it said %q", rest.String())
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still there after Ctrl-C: %v", dir, err)
+	}
+}
+
+// build builds pgkill once per test binary.
+func build(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pgkill-demo-test-*")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "pgkill")
+		cmd := exec.Command("go", "build", "-o", builtBin, ".")
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// TestMain removes the built binary afterwards.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
 
 // TestDeclined: with DATABASE_URL, anything but y leaves the database
 // untouched (the URL here leads nowhere: connecting would fail), and the
