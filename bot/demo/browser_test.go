@@ -118,6 +118,7 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 	began = time.Now()
 	step("open the page", chromedp.Navigate(d.URL), chromedp.WaitVisible(asRequester))
 	t.Logf("page drawn in %v", time.Since(began).Round(time.Millisecond))
+	step("the empty channel's hint", chromedp.WaitVisible(chromedp.CSS(`#messages .hint`)))
 	step("type /pgkill as the requester",
 		chromedp.Clear(chromedp.CSS("#command")),
 		chromedp.SendKeys(chromedp.CSS("#command"), "/pgkill 0s app=nightly-report"+kb.Enter),

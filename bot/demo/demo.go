@@ -38,9 +38,9 @@ var People = []Person{
 
 // Channels are the demo workspace's channels, incident channel first.
 var Channels = []Channel{
-	{ID: ChannelIncident, Name: "incident"},
-	{ID: ChannelAlerts, Name: "db-alerts"},
-	{ID: ChannelAudit, Name: "pgkill-audit"},
+	{ID: ChannelIncident, Name: "incident", Hint: "Nothing here yet. As Riley, type /pgkill below to list the long-running queries."},
+	{ID: ChannelAlerts, Name: "db-alerts", Hint: "pgkill posts alerts here when a query has run for 20 s."},
+	{ID: ChannelAudit, Name: "pgkill-audit", Hint: "Every request, decision and outcome is recorded here."},
 }
 
 // ErrDeclined: the person did not confirm using their database.

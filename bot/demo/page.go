@@ -27,6 +27,7 @@ type Person struct {
 type Channel struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	Hint string `json:"hint"` // shown while the channel is empty
 }
 
 // Page shows the fake Slack's channels as Slack would, to whoever the

@@ -61,9 +61,17 @@ function draw() {
   document.getElementById('command').placeholder = 'Message #' + ch.name;
 
   const list = document.getElementById('messages');
+  const mine = d.messages.filter(m => m.channel === page.channel);
+  let hint = list.querySelector(':scope > .hint');
+  if (!mine.length && !hint) {
+    hint = el('p', 'hint', ch.hint);
+    list.append(hint);
+  } else if (mine.length && hint) {
+    hint.remove();
+  }
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   let added = false;
-  for (const m of d.messages.filter(m => m.channel === page.channel)) {
+  for (const m of mine) {
     const reply = m.thread_ts && m.thread_ts !== m.ts;
     let node = page.drawn.get(m.ts);
     if (!node) {
