@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -97,4 +98,23 @@ func TestMrkdwn(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ourTags are the only tags mrkdwn emits; attribute values are escaped.
+var ourTags = regexp.MustCompile(`<(/?(b|i|s|code|pre|span|time|a)|br)( [a-z-]+="[^"<>]*")*>`)
+
+// FuzzMrkdwn: whatever the text, the output holds no markup but the
+// renderer's own tags (go test -fuzz FuzzMrkdwn ./bot/demo).
+func FuzzMrkdwn(f *testing.F) {
+	for _, s := range []string{"*b* _i_ ~s~ `c` ```pre```", "<@U1|x\"><script>", "<!date^1\"onload=x^f|y>", "<javascript:x|y>",
+		"<https://e.com/\"onmouseover=\"x|t>", "&lt;b&gt; &amp;lt;", "<#C1|<b>>", "*_~`<>`~_*", "```<``` <a href=x>"} {
+		f.Add(s)
+	}
+	names := Names{"U1": `<img src=x onerror=alert(1)>`}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := names.mrkdwn(s)
+		if rest := ourTags.ReplaceAllString(out, ""); strings.ContainsAny(rest, "<>") {
+			t.Errorf("mrkdwn(%q) = %q: markup not the renderer's", s, out)
+		}
+	})
 }
