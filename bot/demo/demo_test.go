@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,9 +14,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgkill/pgkill/bot/demo"
 	"github.com/pgkill/pgkill/pg/cluster"
+	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
 // TestNoPostgres runs the built binary where no PostgreSQL server is
@@ -124,7 +129,7 @@ func build(t *testing.T) string {
 
 // TestMain removes the built binary afterwards.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Main(m)
 	if builtBin != "" {
 		os.RemoveAll(filepath.Dir(builtBin))
 	}
@@ -136,6 +141,56 @@ var (
 	builtBin  string
 	buildErr  error
 )
+
+// TestDatabaseURL plays the incident on an existing database after "y",
+// with the URL's user for every session, and on Stop leaves no session
+// and no table behind.
+func TestDatabaseURL(t *testing.T) {
+	dsn := pgtest.Database(t, "demo_scratch")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	d, err := demo.Start(ctx, demo.Options{DatabaseURL: dsn, In: strings.NewReader("y\n"), Out: &out, Log: io.Discard})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if d.ClusterDir != "" {
+		t.Errorf("a cluster was started (%s) although DATABASE_URL was given", d.ClusterDir)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		d.Stop()
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	const ours = `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name IN
+  ('nightly-report', 'billing-api', 'queue-worker', 'search-api', 'migrate-tool')`
+	var n int
+	if err := conn.QueryRow(ctx, ours).Scan(&n); err != nil || n != 10 {
+		t.Errorf("%d incident sessions (%v), want 10", n, err)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	var table *string
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('pgkill_demo_orders')::text").Scan(&table); err != nil || table != nil {
+		t.Errorf("pgkill_demo_orders after Stop: %v, %v", table, err)
+	}
+	// Terminated backends leave pg_stat_activity a moment after the signal.
+	for {
+		if err := conn.QueryRow(ctx, ours).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d incident sessions left after Stop", n)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // TestDeclined: with DATABASE_URL, anything but y leaves the database
 // untouched (the URL here leads nowhere: connecting would fail), and the
