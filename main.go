@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/cli"
+	"github.com/pgkill/pgkill/bot/demo"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	case "manifest":
 		return manifest(args, stdout, stderr)
+	case "demo":
+		return demo.Command(ctx, args, os.Getenv("DATABASE_URL"), stdin, stdout, stderr)
 	}
 
 	if cmd == "serve" && len(args) > 0 {

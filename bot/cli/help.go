@@ -72,6 +72,12 @@ var commands = []command{
 		about:    "Prints the Slack app manifest (YAML) to paste into api.slack.com/apps. Needs no configuration.\n  -command string   the slash command (default \"/pgkill\")\n  -name string      the app's name (default \"pgkill\")",
 	},
 	{
+		name:     "demo",
+		synopsis: "pgkill demo [-port N] [-v]",
+		about:    "See it before installing it: the real bot against a local Slack stand-in, a PostgreSQL incident (a throwaway cluster, or DATABASE_URL after asking), and the channel as Slack would show it on http://127.0.0.1:PORT. Ctrl-C stops everything and leaves nothing behind.\n  -port int   the page's port on 127.0.0.1 (0: a free one)\n  -v          log the bot's records",
+		env:      []string{"DATABASE_URL  a scratch database to use instead of a throwaway cluster (asks before creating anything)"},
+	},
+	{
 		name:     "version",
 		synopsis: "pgkill version",
 		about:    "Prints the module version and the VCS revision it was built from, when the build recorded them.",

@@ -104,24 +104,10 @@ type Server struct {
 // New starts a fake Slack; it stops when the test ends (cancel the bot's
 // context first: the test's cleanups run in reverse order).
 func New(tb testing.TB) *Server {
-	s := &Server{
-		changed:   make(chan struct{}),
-		acks:      map[string]Ack{},
-		sent:      map[string]time.Time{},
-		hooks:     map[string]hook{},
-		groups:    map[string][]string{},
-		limited:   map[string][]int{},
-		failing:   map[string]int{},
-		stalls:    map[string]chan struct{}{},
-		stalled:   map[string]int{},
-		pinging:   true,
-		pingEvery: 200 * time.Millisecond,
+	s, err := Start()
+	if err != nil {
+		tb.Fatalf("fakeslack: %v", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/api/", s.api)
-	mux.HandleFunc("/link/", s.link)
-	mux.HandleFunc("/hooks/", s.hook)
-	s.srv = httptest.NewServer(mux)
 	tb.Cleanup(s.Close)
 	return s
 }

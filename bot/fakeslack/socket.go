@@ -110,21 +110,9 @@ func (s *Server) write(conn *websocket.Conn, v any) error {
 // send delivers an envelope on the current socket, waiting for one.
 func (s *Server) send(tb testing.TB, typ string, payload any) string {
 	tb.Helper()
-	var conn *websocket.Conn
-	s.Eventually(tb, 15*time.Second, "a Socket Mode connection", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		conn = s.ws
-		return conn != nil
-	})
-	s.mu.Lock()
-	s.seq++
-	id := fmt.Sprintf("env-%d", s.seq)
-	s.sent[id] = time.Now()
-	s.mu.Unlock()
-	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands"}
-	if err := s.write(conn, env); err != nil {
-		tb.Fatalf("fakeslack: send envelope: %v", err)
+	id, err := s.Send(typ, payload)
+	if err != nil {
+		tb.Fatalf("fakeslack: %v", err)
 	}
 	return id
 }
@@ -142,12 +130,11 @@ func (s *Server) newHook(channel, user, messageTS string) string {
 // envelope ID.
 func (s *Server) SlashCommand(tb testing.TB, command, user, channel, text string) string {
 	tb.Helper()
-	payload := map[string]any{
-		"token": "vtok", "team_id": s.sender(), "team_domain": "example", "channel_id": channel, "channel_name": "incident",
-		"user_id": user, "user_name": user, "command": command, "text": text, "api_app_id": AppID,
-		"is_enterprise_install": "false", "response_url": s.newHook(channel, user, ""), "trigger_id": s.newTrigger(user),
+	id, err := s.Command(command, user, channel, text)
+	if err != nil {
+		tb.Fatalf("fakeslack: %v", err)
 	}
-	return s.send(tb, "slash_commands", payload)
+	return id
 }
 
 // ErrNoButton: the message has no button with that action ID (and value).
@@ -168,23 +155,7 @@ func (s *Server) Click(tb testing.TB, user string, m Message, actionID, valueHas
 // forged one).
 func (s *Server) ClickValue(tb testing.TB, user string, m Message, actionID, blockID, value string) string {
 	tb.Helper()
-	payload := map[string]any{
-		"type":       "block_actions",
-		"user":       map[string]any{"id": user, "username": user, "name": user, "team_id": s.sender()},
-		"api_app_id": AppID, "token": "vtok",
-		"container":    map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": m.Ephemeral},
-		"trigger_id":   s.newTrigger(user),
-		"team":         map[string]any{"id": s.sender(), "domain": "example"},
-		"channel":      map[string]any{"id": m.Channel, "name": "incident"},
-		"message":      map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "thread_ts": m.ThreadTS},
-		"state":        map[string]any{"values": map[string]any{}},
-		"response_url": s.newHook(m.Channel, user, m.TS),
-		"actions": []any{map[string]any{
-			"action_id": actionID, "block_id": blockID, "type": "button", "value": value,
-			"text": map[string]any{"type": "plain_text", "text": actionID}, "action_ts": fmt.Sprintf("%d.000001", time.Now().Unix()),
-		}},
-	}
-	return s.send(tb, "interactive", payload)
+	return s.send(tb, "interactive", s.clickPayload(user, m, actionID, blockID, value))
 }
 
 // FindButton finds a button in a message's blocks.

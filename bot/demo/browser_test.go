@@ -1,0 +1,160 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgkill/pgkill/bot/demo"
+)
+
+// chromium finds the browser CI installs (.ci/run); its absence fails the
+// test: a browser test that skips proves nothing.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no Chromium on PATH: install it (apt-get install chromium; .ci/run does) — this test needs a real browser")
+	return ""
+}
+
+// lockedBuffer collects the bot's log.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestBrowserCancelThroughApproval plays the approval flow in headless
+// Chromium on the demo page: /pgkill as the requester, Cancel, then Approve
+// (and its confirm dialog) as the approver; the card must show the outcome
+// and the report's statement must really end with 57014 in PostgreSQL.
+func TestBrowserCancelThroughApproval(t *testing.T) {
+	chrome := chromium(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	logs := &lockedBuffer{}
+	began := time.Now()
+	d, err := demo.Start(ctx, demo.Options{Out: io.Discard, Log: logs, LogLevel: "info"})
+	if err != nil {
+		t.Fatalf("start the demo: %v", err)
+	}
+	t.Logf("demo ready in %v at %s", time.Since(began).Round(time.Millisecond), d.URL)
+	defer func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("stop the demo: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("bot log:\n%s", logs.String())
+		}
+		for _, v := range d.Slack.Violations() {
+			t.Errorf("fake Slack saw: %s", v)
+		}
+	}()
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 1000))
+	defer cancelAlloc()
+	browser, cancelBrowser := chromedp.NewContext(alloc)
+	defer cancelBrowser()
+
+	shots := t.ArtifactDir()
+	shot := func(name string) {
+		png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Errorf("screenshot %s: %v", name, err)
+			return
+		}
+		p := filepath.Join(shots, name+".png")
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Error(err)
+			return
+		}
+		t.Logf("screenshot: %s", p)
+	}
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(browser, actions...); err != nil {
+			shot("failed")
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	const (
+		asRequester = chromedp.CSS(`button[data-as="` + demo.Requester + `"][aria-pressed="true"]`)
+		asApprover  = chromedp.CSS(`button[data-as="` + demo.Approver + `"][aria-pressed="true"]`)
+		cancelBtn   = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_cancel"]`)
+		approveBtn  = chromedp.Search(`//div[contains(@class,"thread")]//button[@data-action-id="pgkill_approve"]`)
+		outcome     = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][contains(.,"The query ended")]`)
+	)
+
+	began = time.Now()
+	step("open the page", chromedp.Navigate(d.URL), chromedp.WaitVisible(asRequester))
+	t.Logf("page drawn in %v", time.Since(began).Round(time.Millisecond))
+	step("the empty channel's hint", chromedp.WaitVisible(chromedp.CSS(`#messages .hint`)))
+	step("type /pgkill as the requester",
+		chromedp.Clear(chromedp.CSS("#command")),
+		chromedp.SendKeys(chromedp.CSS("#command"), "/pgkill 0s app=nightly-report"+kb.Enter),
+		chromedp.WaitVisible(cancelBtn))
+	step("press Cancel", chromedp.Click(cancelBtn), chromedp.WaitVisible(approveBtn))
+	if err := d.Incident.Wait(done(), "report"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the report ended before anyone approved: %v", err)
+	}
+
+	step("become the approver", chromedp.Click(chromedp.CSS(`button[data-as="`+demo.Approver+`"]`)), chromedp.WaitVisible(asApprover),
+		chromedp.WaitVisible(approveBtn))
+	step("press Approve", chromedp.Click(approveBtn), chromedp.WaitVisible(chromedp.CSS(`#modal .bk-ok`)))
+	shot("confirm")
+	step("confirm", chromedp.Click(chromedp.CSS(`#modal .bk-ok`)), chromedp.WaitNotPresent(chromedp.CSS(`#modal .bk-ok`)))
+
+	wait, cancelWait := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelWait()
+	var pgErr *pgconn.PgError
+	if err := d.Incident.Wait(wait, "report"); !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+		t.Fatalf("the report's statement ended with %v, want SQLSTATE 57014 (canceled)", err)
+	}
+	step("see the outcome on the card", chromedp.WaitVisible(outcome))
+	approveLeft, err := chromedp.Run(browser, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('.thread button[data-action-id="pgkill_approve"]')].map(b => b.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(approveLeft) != 0 {
+		t.Errorf("approve buttons left after the outcome: %v", approveLeft)
+	}
+	shot("outcome")
+}
+
+// done is a context that has ended: Wait then answers at once.
+func done() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}

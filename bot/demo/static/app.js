@@ -1,0 +1,192 @@
+'use strict';
+// The demo page: draws /state (HTML rendered and escaped by the server),
+// redraws on each Server-Sent Event, and posts commands and clicks as the
+// person chosen at the top.
+const page = { as: null, channel: null, data: null, drawn: new Map(), busy: false, again: false };
+
+async function refresh() {
+  if (page.busy) { page.again = true; return; }
+  page.busy = true;
+  try {
+    do {
+      page.again = false;
+      const r = await fetch('/state?as=' + encodeURIComponent(page.as || ''), { cache: 'no-store' });
+      if (!r.ok) throw new Error(await r.text());
+      page.data = await r.json();
+      if (!page.as) { page.as = page.data.people[0].id; page.again = true; }
+      if (!page.channel) page.channel = page.data.channels[0].id;
+      draw();
+    } while (page.again);
+  } catch (e) {
+    showError('Lost the demo: ' + e.message);
+  } finally {
+    page.busy = false;
+  }
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function draw() {
+  const d = page.data;
+  const who = document.getElementById('who');
+  if (!who.childElementCount) {
+    for (const p of d.people) {
+      const b = el('button', 'person');
+      b.type = 'button';
+      b.dataset.as = p.id;
+      b.append(el('span', 'name', p.name), el('span', 'role', p.role));
+      who.append(b);
+    }
+  }
+  for (const b of who.children) b.setAttribute('aria-pressed', String(b.dataset.as === page.as));
+
+  const nav = document.getElementById('channels');
+  nav.replaceChildren();
+  for (const c of d.channels) {
+    const b = el('button', 'channel', '# ' + c.name);
+    b.type = 'button';
+    b.dataset.channel = c.id;
+    const n = d.messages.filter(m => m.channel === c.id && !(m.thread_ts && m.thread_ts !== m.ts)).length;
+    if (n) b.append(el('span', 'count', String(n)));
+    b.setAttribute('aria-current', String(c.id === page.channel));
+    nav.append(b);
+  }
+  const ch = d.channels.find(c => c.id === page.channel);
+  document.getElementById('channel-name').textContent = '# ' + ch.name;
+  document.getElementById('command').placeholder = 'Message #' + ch.name;
+
+  const list = document.getElementById('messages');
+  const mine = d.messages.filter(m => m.channel === page.channel);
+  let hint = list.querySelector(':scope > .hint');
+  if (!mine.length && !hint) {
+    hint = el('p', 'hint', ch.hint);
+    list.append(hint);
+  } else if (mine.length && hint) {
+    hint.remove();
+  }
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  let added = false;
+  for (const m of mine) {
+    const reply = m.thread_ts && m.thread_ts !== m.ts;
+    let node = page.drawn.get(m.ts);
+    if (!node) {
+      node = message(m, reply);
+      page.drawn.set(m.ts, node);
+      const parent = reply && page.drawn.get(m.thread_ts);
+      if (parent) {
+        const thread = parent.querySelector(':scope > .thread');
+        thread.hidden = false;
+        thread.append(node);
+        parent.querySelector(':scope > .replies').textContent = thread.childElementCount + (thread.childElementCount === 1 ? ' reply' : ' replies');
+      } else {
+        list.append(node);
+      }
+      added = true;
+    }
+    if (node.dataset.html !== m.html) {
+      node.dataset.html = m.html;
+      node.querySelector(':scope > .body').innerHTML = m.html; // escaped by the server's renderer
+      node.querySelector(':scope > .meta .edited').hidden = !m.edited;
+      localTimes(node);
+    }
+  }
+  if (added && atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function message(m, reply) {
+  const node = el('div', 'msg' + (reply ? ' reply' : '') + (m.ephemeral ? ' ephemeral' : ''));
+  node.dataset.ts = m.ts;
+  node.dataset.channel = m.channel;
+  const meta = el('div', 'meta');
+  meta.append(el('span', 'author', 'pgkill'), el('span', 'app', 'APP'));
+  const edited = el('span', 'edited', '(edited)');
+  edited.hidden = true;
+  meta.append(edited);
+  if (m.ephemeral) meta.append(el('span', 'only-you', 'Only visible to you'));
+  node.append(meta, el('div', 'body'));
+  if (!reply) {
+    const thread = el('div', 'thread');
+    thread.hidden = true;
+    node.append(el('div', 'replies'), thread);
+  }
+  return node;
+}
+
+// localTimes shows <!date^…> in the reader's time zone, as Slack does.
+function localTimes(node) {
+  for (const t of node.querySelectorAll('time[data-ts]')) {
+    const d = new Date(Number(t.dataset.ts) * 1000);
+    if (!isNaN(d)) { t.title = t.textContent; t.textContent = d.toLocaleString(); }
+  }
+}
+
+async function post(path, body) {
+  hideError();
+  const r = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!r.ok) { showError((await r.text()).trim()); return false; }
+  return true;
+}
+
+function press(btn) {
+  const msg = btn.closest('.msg');
+  return post('/click', { as: page.as, channel: msg.dataset.channel, ts: msg.dataset.ts,
+    actionID: btn.dataset.actionId, blockID: btn.dataset.blockId, value: btn.dataset.value });
+}
+
+function openConfirm(btn, dialog) {
+  const modal = document.getElementById('modal');
+  modal.replaceChildren(dialog.firstElementChild.cloneNode(true));
+  modal.hidden = false;
+  modal.querySelector('.bk-ok').addEventListener('click', () => { closeModal(); press(btn); });
+  modal.querySelector('.bk-deny').addEventListener('click', closeModal);
+  modal.querySelector('.bk-ok').focus();
+}
+
+function closeModal() {
+  const modal = document.getElementById('modal');
+  modal.hidden = true;
+  modal.replaceChildren();
+}
+
+function showError(text) {
+  const e = document.getElementById('error');
+  e.textContent = text;
+  e.hidden = false;
+}
+function hideError() { document.getElementById('error').hidden = true; }
+
+function switchView() {
+  page.drawn.clear();
+  document.getElementById('messages').replaceChildren();
+  refresh();
+}
+
+document.addEventListener('click', e => {
+  const person = e.target.closest('[data-as]');
+  if (person) { page.as = person.dataset.as; switchView(); return; }
+  const ch = e.target.closest('[data-channel]:not(.msg)');
+  if (ch) { page.channel = ch.dataset.channel; switchView(); return; }
+  const btn = e.target.closest('#messages button[data-action-id]');
+  if (!btn) return;
+  const dialog = btn.nextElementSibling;
+  if (dialog && dialog.classList.contains('bk-confirm')) openConfirm(btn, dialog);
+  else press(btn);
+});
+
+document.addEventListener('keydown', e => { if (e.key === 'Escape') closeModal(); });
+
+document.getElementById('composer').addEventListener('submit', async e => {
+  e.preventDefault();
+  const input = document.getElementById('command');
+  if (await post('/command', { as: page.as, channel: page.channel, text: input.value })) {
+    input.value = page.data.command + ' ';
+  }
+});
+
+new EventSource('/events').onmessage = refresh;
+refresh();
