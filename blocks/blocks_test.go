@@ -302,8 +302,9 @@ func TestAlertGolden(t *testing.T) {
 		b.Target = []string{"prod", "stage"}[i%2]
 		many = append(many, b)
 	}
-	golden(t, "alert_summary", blocks.AlertSummary(many[:7], 3, now))
-	checkLimits(t, blocks.AlertSummary(many, 100, now))
+	golden(t, "alert_summary", blocks.AlertSummary(blocks.Summary{Backends: many[:7], Show: 3, Now: now}))
+	golden(t, "alert_summary_bulk", blocks.AlertSummary(blocks.Summary{Backends: many[:7], Show: 3, BulkSet: "S12", BulkCount: 6, Now: now}))
+	checkLimits(t, blocks.AlertSummary(blocks.Summary{Backends: many, Show: 100, BulkSet: "S12", BulkCount: 40, Now: now}))
 	golden(t, "alert_summary_resolved", blocks.AlertSummaryResolved(7, now, now.Add(time.Hour)))
 	golden(t, "target_down", blocks.TargetDown("prod", errors.New("list prod: database unavailable: dial tcp 10.0.0.1:5432: connect: connection refused"), now))
 	golden(t, "target_up", blocks.TargetUp("prod", 3*time.Minute, now))

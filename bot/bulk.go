@@ -290,6 +290,25 @@ func (b *Bot) executeBulk(ctx context.Context, a Approval) Approval {
 	return b.finish(ctx, a, func(x *Approval) { x.Results = results })
 }
 
+// keepSet keeps f for Cancel all / Terminate all buttons: its ID and size,
+// or "" (no buttons) when it has no member or could not be kept.
+func (b *Bot) keepSet(ctx context.Context, f frozen) (string, int) {
+	if len(f.Members) == 0 {
+		return "", 0
+	}
+	id, err := b.sets.put(ctx, f)
+	if err != nil {
+		b.log.Error("could not keep a set of sessions: no Cancel all", slog.String("error", err.Error()))
+		return "", 0
+	}
+	return id, len(f.Members)
+}
+
+// floodScope names the set of an alert summary, as its bulk card shows it.
+func floodScope(target string, n int, at time.Time) string {
+	return fmt.Sprintf("the %d runaway queries of the alert summary on %s at %s UTC", n, target, at.UTC().Format("15:04:05"))
+}
+
 func (c Config) bulkMax() int {
 	if c.BulkMax > 0 {
 		return c.BulkMax
