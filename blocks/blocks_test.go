@@ -407,3 +407,24 @@ func TestBulkValueRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The reason form, for one backend and for a bulk request: its title fits
+// Slack's 24 characters, and the scope is escaped.
+func TestReasonModalGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    blocks.ReasonPrompt
+	}{
+		{"reason_one", blocks.ReasonPrompt{Action: pg.Terminate, Backend: nasty(1), Required: true, Metadata: `{"u":"U1"}`}},
+		{"reason_bulk", blocks.ReasonPrompt{Action: pg.Cancel, Members: 1234, Scope: "prod ≥ 0s app=<report>&`x`", Metadata: `{"u":"U1","v":"b1|cancel|S3"}`}},
+	} {
+		v := blocks.ReasonModal(tc.p)
+		if n := len([]rune(v.Title.Text)); n > 24 {
+			t.Errorf("%s: title %q is %d characters, over Slack's 24", tc.name, v.Title.Text, n)
+		}
+		if v.PrivateMetadata != tc.p.Metadata {
+			t.Errorf("%s: metadata %q", tc.name, v.PrivateMetadata)
+		}
+		golden(t, tc.name, blocks.Message{Text: "modal: " + v.Title.Text, Blocks: v.Blocks.BlockSet})
+	}
+}
