@@ -140,10 +140,18 @@ func leftText(left map[string]int) string {
 	return "; left out: " + strings.Join(parts, ", ")
 }
 
-// tallyLine counts the outcomes as the Slack card does.
+// tallyLine counts the outcomes as the Slack card does, explaining the
+// counts that need it when they are not 0.
 func tallyLine(t blocks.Tally) string {
-	s := fmt.Sprintf("ended %d, skipped %d (no longer running the listed statement: nothing sent), still running %d, denied by PostgreSQL %d, failed %d (their target did not answer: the signal may or may not have been sent)",
-		t.Ended, t.Skipped, t.Running, t.Denied, t.Failed)
+	skipped, failed := "", ""
+	if t.Skipped > 0 {
+		skipped = " (no longer running the listed statement: nothing sent)"
+	}
+	if t.Failed > 0 {
+		failed = " (their target did not answer: the signal may or may not have been sent)"
+	}
+	s := fmt.Sprintf("ended %d, skipped %d%s, still running %d, denied by PostgreSQL %d, failed %d%s",
+		t.Ended, t.Skipped, skipped, t.Running, t.Denied, t.Failed, failed)
 	if t.MaybeNext > 0 {
 		s += fmt.Sprintf(", %d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext)
 	}

@@ -55,11 +55,11 @@ func TestBulk(t *testing.T) {
 		{name: "still running", listings: []pg.Listing{{Target: "prod", Backends: set}}, args: []string{"cancel", "-db", "orders"}, stdin: "y\n",
 			verify: map[int32]pg.Verification{21: {State: pg.StateActive, After: time.Second}, 20: {State: pg.StateActive, After: time.Second}},
 			code:   ExitStillRunning, signals: "10 21 20",
-			say: []string{"ended 1, skipped 0 (no longer running the listed statement: nothing sent), still running 2",
+			say: []string{"ended 1, skipped 0, still running 2, denied by PostgreSQL 0, failed 0\n",
 				"next: to end the 2 still running: pgkill terminate -target prod 21 20"}},
 		{name: "denied", listings: []pg.Listing{{Target: "prod", Backends: set}}, args: []string{"cancel", "-user", "app", "-y"},
 			outcome: map[int32]pg.Outcome{10: {Result: pg.Denied, Message: "permission denied", Fix: "GRANT pg_signal_backend"}, 20: {Result: pg.Denied}, 21: {Result: pg.Gone}},
-			code:    ExitNothingDone, signals: "10 21 20", say: []string{"ended 0, skipped 1", "denied by PostgreSQL 2", "fix: GRANT pg_signal_backend"}},
+			code:    ExitNothingDone, signals: "10 21 20", say: []string{"ended 0, skipped 1 (no longer running the listed statement: nothing sent), still running 0, denied by PostgreSQL 2", "denied by PostgreSQL 2", "fix: GRANT pg_signal_backend"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
