@@ -60,3 +60,31 @@ func TestCLIBulkCancel(t *testing.T) {
 		t.Log(r.stdout)
 	}
 }
+
+// A bulk cancel over two targets, one of them down: nothing is signalled,
+// not even on the target that answered, and the exit code is 3.
+func TestCLIBulkCancelTargetDown(t *testing.T) {
+	s := sleeper(t, "cli_bulk_down")
+	env := []string{
+		"PGKILL_TARGETS=good=" + pgtest.DSN(t) + ",down=postgres://u:topsecret@" + closedPort(t) + "/db?sslmode=disable",
+		"PGKILL_CONNECT_TIMEOUT=1s",
+	}
+	r := pgkill(t, env, "", "cancel", "-app", "cli_bulk_down", "-min", "0s", "-yes")
+	if r.code != 3 || !strings.Contains(r.stdout, "down: COULD NOT BE READ") ||
+		!strings.Contains(r.stdout, "nothing signalled: cancel without pids needs every target it reads to answer; name the targets that do with -target") {
+		t.Errorf("%+v", r)
+	}
+	if !s.Running() {
+		t.Errorf("pid %d on the target that answered was signalled: %v", s.PID, s.Result(t))
+	}
+	if strings.Contains(r.stdout+r.stderr, "topsecret") {
+		t.Errorf("password printed: %+v", r)
+	}
+	r = pgkill(t, env, "", "cancel", "-target", "good", "-app", "cli_bulk_down", "-min", "0s", "-yes")
+	if r.code != 0 || !strings.Contains(r.stdout, "ended 1, skipped 0") {
+		t.Errorf("with -target good: %+v", r)
+	}
+	if got := pgtest.SQLState(s.Result(t)); got != "57014" {
+		t.Errorf("SQLSTATE %q, want 57014", got)
+	}
+}
