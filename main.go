@@ -103,10 +103,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	if cmd == "serve" {
-		if discovery != nil {
-			go discovery.Run(ctx) // ends with ctx
+		var opts []bot.ServeOption
+		if discovery != nil { // Serve runs its refreshes and reports them
+			opts = append(opts, bot.WithDiscovery(discovery))
 		}
-		return serve(ctx, cfg, fleet, stderr)
+		return serve(ctx, cfg, fleet, stderr, opts...)
 	}
 	c := &cli.CLI{DB: fleet, In: stdin, Out: stdout, Err: stderr, Opts: cli.Options{
 		MinDuration:   cfg.MinDuration,
@@ -139,7 +140,7 @@ func loadConfig(serve bool) (bot.Config, []pg.TargetSpec, error) {
 	return cfg, specs, bot.ConfigErrors(loadErr, targetsErr, check())
 }
 
-func serve(ctx context.Context, cfg bot.Config, fleet *pg.Fleet, stderr io.Writer) error {
+func serve(ctx context.Context, cfg bot.Config, fleet *pg.Fleet, stderr io.Writer, opts ...bot.ServeOption) error {
 	var store bot.StateStore // nil: state in memory
 	if cfg.StateDSN != "" {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -151,7 +152,7 @@ func serve(ctx context.Context, cfg bot.Config, fleet *pg.Fleet, stderr io.Write
 		defer s.Close()
 		store = s
 	}
-	return bot.Serve(ctx, cfg, fleet, store, stderr)
+	return bot.Serve(ctx, cfg, fleet, store, stderr, opts...)
 }
 
 // help prints the command list, or one command's usage.

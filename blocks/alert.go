@@ -20,6 +20,9 @@ type Alert struct {
 	Resolved bool
 	RanFor   time.Duration
 	EndedBy  string // e.g. "cancelled through request R3 approved by <@U1>"; "" = finished by itself
+	// Role is the target's replication role when the message is built
+	// (writer, reader, replica; "" for none): a failover changes it.
+	Role string
 }
 
 // AlertMessage renders a runaway-query alert: what the listing shows, with
@@ -35,8 +38,8 @@ func AlertMessage(a Alert) Message {
 		if a.EndedBy != "" {
 			how = a.EndedBy
 		}
-		text := fmt.Sprintf(":white_check_mark: *Resolved* — %s: pid %d on *%s* ran for at least *%s*; %s.",
-			strings.ToLower(kind), b.PID, Escape(b.Target), Duration(a.RanFor), how)
+		text := fmt.Sprintf(":white_check_mark: *Resolved* — %s: pid %d on %s ran for at least *%s*; %s.",
+			strings.ToLower(kind), b.PID, targetName(b.Target, a.Role), Duration(a.RanFor), how)
 		return revise(Message{
 			Text: fmt.Sprintf("pgkill: resolved: pid %d on %s ran for %s", b.PID, b.Target, Duration(a.RanFor)),
 			Blocks: []slack.Block{
@@ -48,7 +51,7 @@ func AlertMessage(a Alert) Message {
 	return revise(Message{
 		Text: fmt.Sprintf("pgkill: %s on %s: pid %d for %s", strings.ToLower(kind), b.Target, b.PID, Duration(b.Duration)),
 		Blocks: []slack.Block{
-			section("alert", fmt.Sprintf(":rotating_light: *%s* on *%s*\n%s", kind, Escape(b.Target), backendText(b, 1800))),
+			section("alert", fmt.Sprintf(":rotating_light: *%s* on %s\n%s", kind, targetName(b.Target, a.Role), backendText(b, a.Role, 1800))),
 			backendActions("actions", b),
 			contextLine("when", fmt.Sprintf("Alerted %s · updated %s · Cancel/Terminate need an approver", slackDate(a.Since), slackDate(a.Now))),
 		},
@@ -116,7 +119,7 @@ func alertSummary(sorted []pg.Backend, show int, count func(func(pg.Backend) str
 		bs = append(bs, BulkButtons("bulk-actions", s.BulkSet, s.BulkCount))
 	}
 	for i, b := range sorted[:show] {
-		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)), backendActions(fmt.Sprintf("a%d", i), b))
+		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, "", qmax)), backendActions(fmt.Sprintf("a%d", i), b))
 	}
 	all := "`/pgkill` lists them all"
 	if s.BulkSet != "" {

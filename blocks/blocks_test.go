@@ -127,6 +127,8 @@ func TestListingGolden(t *testing.T) {
 				{Target: "stage", Err: fmt.Errorf("list stage: %w", pg.ErrUnavailable)},
 				{Target: "dr", Err: errors.New("list dr: timed out")},
 			}, Now: now}},
+		{"listing_roles", blocks.Listing{Targets: []string{"orders-1", "orders-2"}, Threshold: time.Minute, Roles: map[string]string{"orders-1": "writer", "orders-2": "reader"},
+			Results: []pg.Listing{{Target: "orders-1", Backends: []pg.Backend{onTarget(backend(1), "orders-1")}}, {Target: "orders-2", Backends: []pg.Backend{onTarget(backend(2), "orders-2")}}}, Now: now}},
 		{"listing_nasty", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{nasty(1)}}}, Now: now}},
 	}
 	for _, tc := range tests {
@@ -218,16 +220,30 @@ func TestRequestGolden(t *testing.T) {
 	}
 }
 
+// fleet is a static target, one that left (stage has no spec: doctor still
+// names it) and a discovered Aurora cluster.
+var fleet = []pg.TargetSpec{
+	{Name: "prod", DSN: "postgres://pgkill:secret@prod/postgres"},
+	{Name: "orders-1", Origin: "Aurora cluster orders in eu-west-1", Role: "writer"},
+	{Name: "orders-2", Origin: "Aurora cluster orders in eu-west-1", Role: "reader"},
+	{Name: "<&>", Origin: "RDS instance in eu-west-1", Role: "replica"},
+}
+
 func TestHelpGolden(t *testing.T) {
 	golden(t, "help", blocks.Help("/pgkill", []string{"prod", "stage"}, time.Minute))
 	golden(t, "usage_error", blocks.UsageError("/pgkill", `unknown target or argument "<&>"`))
-	golden(t, "targets", blocks.Targets([]string{"prod", "stage"}))
+	golden(t, "targets", blocks.Targets(fleet))
+	golden(t, "targets_none", blocks.Targets(nil))
 	golden(t, "doctor", blocks.Doctor([]pg.Report{
-		{Target: "prod", Version: "15.18", VersionNum: 150018, User: "pgkill", SignalBackend: true, ReadAllStats: true,
+		{Target: "prod", Auth: "password in the DSN", Version: "15.18", VersionNum: 150018, User: "pgkill", SignalBackend: true, ReadAllStats: true,
 			Problems: []string{"superuser sessions (rdsadmin on RDS) cannot be signalled"},
 			Settings: []pg.Setting{{Name: "statement_timeout", Value: "0", Advice: "unset: set it"}, {Name: "log_min_error_statement", Value: "error"}}},
-		{Target: "stage", Err: errors.New("doctor stage: database unavailable")},
-	}))
+		{Target: "stage", Auth: "secret arn:aws:secretsmanager:eu-west-1:1:secret:stage", Err: errors.New("doctor stage: database unavailable")},
+		{Target: "orders-1", Auth: "IAM token for user pgkill at orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)", Version: "16.4", VersionNum: 160004, User: "pgkill",
+			Missing: []string{"pg_read_all_stats", "pg_signal_backend"}},
+		{Target: "orders-2", Auth: "IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)",
+			Err: fmt.Errorf("doctor orders-2: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28000", Message: "PAM authentication failed for user \"pgkill\"", Hint: "check rds-db:connect"})},
+	}, fleet))
 }
 
 func TestFormat(t *testing.T) {
@@ -279,7 +295,7 @@ func TestDoctorManyTargets(t *testing.T) {
 			Problems: []string{strings.Repeat("pgkill cannot see other roles' queries: GRANT pg_read_all_stats TO pgkill. ", 3)},
 			Settings: []pg.Setting{{Name: "track_activity_query_size", Value: "1024", Advice: strings.Repeat("raise it to see whole queries ", 4)}}})
 	}
-	msg := blocks.Doctor(rs)
+	msg := blocks.Doctor(rs, nil)
 	checkLimits(t, msg)
 	raw, _ := json.Marshal(msg.Blocks)
 	if !strings.Contains(string(raw), "more not shown") {
@@ -292,6 +308,7 @@ func TestAlertGolden(t *testing.T) {
 	idle.State, idle.WaitEventType, idle.WaitEvent = pg.StateIdleInTransaction, "Client", "ClientRead"
 	idle.Blocking, idle.BlockingTotal = 2, 3
 	golden(t, "alert_active", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Minute)}))
+	golden(t, "alert_role", blocks.AlertMessage(blocks.Alert{Backend: onTarget(backend(1), "orders-1"), Role: "writer", Since: now, Now: now}))
 	golden(t, "alert_idle_blocking", blocks.AlertMessage(blocks.Alert{Backend: idle, Since: now, Now: now}))
 	golden(t, "alert_resolved_itself", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Hour), Resolved: true, RanFor: 65 * time.Minute}))
 	golden(t, "alert_resolved_request", blocks.AlertMessage(blocks.Alert{Backend: backend(1), Since: now, Now: now.Add(time.Hour), Resolved: true, RanFor: 7 * time.Minute,
@@ -426,5 +443,18 @@ func TestReasonModalGolden(t *testing.T) {
 			t.Errorf("%s: metadata %q", tc.name, v.PrivateMetadata)
 		}
 		golden(t, tc.name, blocks.Message{Text: "modal: " + v.Title.Text, Blocks: v.Blocks.BlockSet})
+	}
+}
+
+func onTarget(b pg.Backend, target string) pg.Backend {
+	b.Target, b.Identity.Target = target, target
+	return b
+}
+
+// No message built from a spec shows its DSN (which may hold a password).
+func TestTargetsHideDSN(t *testing.T) {
+	raw, _ := json.Marshal(blocks.Targets(fleet))
+	if strings.Contains(string(raw), "secret") || strings.Contains(string(raw), "postgres://") {
+		t.Errorf("targets show a DSN: %s", raw)
 	}
 }

@@ -1,6 +1,7 @@
 package blocks
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -43,30 +44,33 @@ func Help(command string, targets []string, threshold time.Duration) Message {
 	}}
 }
 
-// Targets lists the configured targets.
-func Targets(targets []string) Message {
-	return Message{Text: "pgkill targets: " + strings.Join(targets, ", "), Blocks: []slack.Block{
-		section("targets", "Configured targets: "+targetList(targets)),
-	}}
-}
-
-// Doctor renders doctor reports, one section per target.
-func Doctor(reports []pg.Report) Message {
+// Doctor renders doctor reports, one section per target: how it logs in
+// and whether that works, its role and origin, the grants pgkill lacks there
+// and the settings to review. specs (the fleet's) give each target's role
+// and origin.
+func Doctor(reports []pg.Report, specs []pg.TargetSpec) Message {
 	bs := []slack.Block{header("pgkill doctor")}
 	for i, r := range reports {
 		if len(bs) >= MaxBlocks {
 			break
 		}
 		var sb strings.Builder
-		fmt.Fprintf(&sb, "*%s*", Escape(r.Target))
+		fmt.Fprintf(&sb, "%s\n%s", whereFrom(specs, r.Target), login(r))
 		if r.Err != nil {
-			fmt.Fprintf(&sb, " :x: cannot connect: %s", escapeTruncate(r.Err.Error(), 500))
+			what := "cannot connect"
+			if errors.Is(r.Err, pg.ErrAuth) {
+				what = "login refused"
+			}
+			fmt.Fprintf(&sb, ":x: %s: %s", what, escapeTruncate(r.Err.Error(), 500))
 			bs = append(bs, section(fmt.Sprintf("d%d", i), sb.String()))
 			continue
 		}
-		fmt.Fprintf(&sb, " · PostgreSQL %s · role %s\n", Escape(r.Version), inline(r.User))
+		fmt.Fprintf(&sb, "PostgreSQL %s · role %s\n", Escape(r.Version), inline(r.User))
 		fmt.Fprintf(&sb, "superuser %s · rds_superuser %s · pg_signal_backend %s · pg_read_all_stats %s\n",
 			yesNo(r.Superuser), yesNo(r.RDSSuperuser), yesNo(r.SignalBackend), yesNo(r.ReadAllStats))
+		for _, m := range r.Missing {
+			fmt.Fprintf(&sb, ":x: *missing*: %s\n", inline(m))
+		}
 		for _, p := range r.Problems {
 			fmt.Fprintf(&sb, ":warning: %s\n", Escape(p))
 		}

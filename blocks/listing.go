@@ -27,6 +27,9 @@ type Listing struct {
 	Withheld  []string // why targets the user asked for are not shown here (mrkdwn)
 	BulkSet   string   // the set the bot kept of the signallable backends matched, for Cancel all / Terminate all
 	BulkCount int      // how many it holds
+	// Roles are the targets' replication roles (writer, reader, replica) as
+	// the fleet knows them when the message is built; nil shows none.
+	Roles map[string]string
 }
 
 // ListingMessage renders a listing: a summary, a line per target that could
@@ -60,7 +63,7 @@ func ListingMessage(l Listing) Message {
 func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 	var bs []slack.Block
 	bs = append(bs, header(fmt.Sprintf("Long-running queries ≥ %s", Duration(l.Threshold))))
-	summary := fmt.Sprintf("*%d found* on %s", len(all), Truncate(targetList(l.Targets), 600))
+	summary := fmt.Sprintf("*%d found* on %s", len(all), Truncate(targetNames(l.Targets, l.Roles), 600))
 	if l.Filters != "" {
 		summary += " · filters: " + inline(Truncate(l.Filters, 300))
 	}
@@ -89,7 +92,7 @@ func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 		bs = append(bs, section("none", emptyText(l, len(failed))))
 	}
 	for i, b := range shown {
-		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, qmax)))
+		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, l.Roles[b.Target], qmax)))
 		bs = append(bs, backendActions(fmt.Sprintf("a%d", i), b))
 	}
 	if l.BulkSet != "" {
@@ -160,9 +163,9 @@ func targetList(ts []string) string {
 }
 
 // backendText is everything a responder needs to decide about one backend.
-func backendText(b pg.Backend, queryMax int) string {
+func backendText(b pg.Backend, role string, queryMax int) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "*pid %d* on *%s* / %s · :stopwatch: *%s* · %s", b.PID, Escape(b.Target), inline(b.Database), Duration(b.Duration), Escape(string(b.State)))
+	fmt.Fprintf(&sb, "*pid %d* on %s / %s · :stopwatch: *%s* · %s", b.PID, targetName(b.Target, role), inline(b.Database), Duration(b.Duration), Escape(string(b.State)))
 	if b.WaitEventType != "" {
 		fmt.Fprintf(&sb, " · waiting on %s", Escape(b.WaitEventType+"/"+b.WaitEvent))
 	}

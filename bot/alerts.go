@@ -218,7 +218,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	for _, b := range fresh {
 		a := &alert{backend: b, since: now, lastEdit: now, lastShown: blockingState(b)}
 		st.alerts[alertKey(b)] = a
-		w.postAlert(st.target, a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}))
+		w.postAlert(st.target, a, w.b.alertMessage(blocks.Alert{Backend: b, Since: now, Now: now}))
 	}
 }
 
@@ -310,7 +310,7 @@ func (w *watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) 
 		// Claimed (by an earlier run or another process) and still not
 		// posted: that one died, or Slack kept refusing it. Better twice
 		// than never.
-		w.postAlert(st.target, a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
+		w.postAlert(st.target, a, w.b.alertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
 		return
 	}
 	shown := blockingState(b)
@@ -318,7 +318,7 @@ func (w *watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) 
 		return
 	}
 	a.lastEdit, a.lastShown = now, shown
-	w.edit(a, blocks.AlertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
+	w.edit(a, w.b.alertMessage(blocks.Alert{Backend: b, Since: a.since, Now: now}))
 }
 
 // resolve edits an alert whose query is gone: how long it ran and how it
@@ -342,7 +342,7 @@ func (w *watcher) resolve(_ context.Context, a *alert, now time.Time) {
 		return
 	}
 	// It ran at least as long as it had when last seen, one poll ago.
-	w.edit(a, blocks.AlertMessage(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)}))
+	w.edit(a, w.b.alertMessage(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)}))
 }
 
 // endedBy says which approved request ended the query, if one did.

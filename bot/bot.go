@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/redact"
 )
@@ -29,7 +30,10 @@ type Bot struct {
 	store    StateStore // nil: state lives in memory
 	metrics  *metrics
 	health   *health
-	now      func() time.Time
+	// discovery refreshes a discovered fleet (nil without
+	// PGKILL_RDS_DISCOVER); see WithDiscovery.
+	discovery *discovery.Loop
+	now       func() time.Time
 
 	// work is the context for handlers: it outlives a SIGTERM long enough
 	// for in-flight actions to finish (see Serve).
@@ -47,7 +51,7 @@ func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store Stat
 	// Validate has refused a bad PGKILL_REDACT; were it unchecked, its error
 	// leaves the default, which hides more.
 	mode, _ := redact.ParseMode(cfg.Redact)
-	db = Redacted(db, mode)
+	db = Redacted(inFleet{db}, mode)
 	b := &Bot{cfg: cfg, db: db, slack: api, log: log, metrics: newMetrics(),
 		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
 	b.requests, b.sets = newMemRequests(), &memSets{}
@@ -109,7 +113,7 @@ func (b *Bot) Answer(q Query, err error) *blocks.Message {
 		m := blocks.Help(b.cfg.Command, b.targets(), b.cfg.MinDuration)
 		return &m
 	case q.Kind == KindTargets:
-		m := blocks.Targets(b.targets())
+		m := blocks.Targets(b.db.Specs())
 		return &m
 	}
 	return nil

@@ -255,7 +255,7 @@ func TestMalformedCommands(t *testing.T) {
 		strings.Repeat("x", 800): "at most 500",
 		"<@U1> & `x`":            "unknown target",
 		"help":                   "lists long-running PostgreSQL queries",
-		"targets":                "Configured targets: *main*",
+		"targets":                "• *main* · configured (PGKILL_TARGETS)",
 	}
 	for text, want := range tests {
 		ack := e.slack.WaitAck(t, e.slack.SlashCommand(t, "/pgkill", requester, channel, text))
@@ -389,4 +389,27 @@ func TestShutdownFinishesInFlightAction(t *testing.T) {
 		t.Errorf("card not updated before exit: %s", m.Blocks)
 	}
 	pgtest.Exec(t, "SELECT pg_terminate_backend($1)", v.PID)
+}
+
+// With chat.update hung, an approval still signals at once, and a SIGTERM
+// arriving meanwhile still waits for the outcome record: Slack's trouble
+// never delays the signal nor loses the audit trail.
+func TestApproveWithSlackHungThenShutdown(t *testing.T) {
+	t.Parallel()
+	fake := fakeslack.New(t)
+	e, stop := startOn(t, fake)
+	v := e.victim(t, "e2e_hung_slack", "SELECT pg_sleep(600)")
+	listing := e.list(t, requester, "0s app=e2e_hung_slack")
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
+	release := fake.Stall("chat.update")
+	defer release()
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
+		t.Fatalf("victim SQLSTATE %q, want 57014: the signal waited on Slack", code)
+	}
+	e.slack.Eventually(t, 20*time.Second, "a hung chat.update", func() bool { return fake.Stalled("chat.update") > 0 })
+	stop() // SIGTERM while Slack hangs
+	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+		t.Errorf("%d outcome records when Serve returned, want 1", n)
+	}
 }

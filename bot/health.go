@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pgkill/pgkill/bot/discovery"
 )
 
 // health is what /readyz reports: the Socket Mode connection and each
@@ -46,12 +49,21 @@ type readiness struct {
 	Slack    string                  `json:"slack"`
 	Targets  map[string]targetHealth `json:"targets"`
 	NotReady []string                `json:"not_ready,omitempty"`
+	// Discovery is PGKILL_RDS_DISCOVER's state. A failing refresh keeps
+	// the last known fleet, which pgkill goes on serving: it shows here
+	// and in the metrics, and does not make pgkill unready.
+	Discovery *discovery.Detail `json:"discovery,omitempty"`
 }
 
 func (h *health) readiness(names []string) readiness {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := readiness{Ready: true, Slack: "connected", Targets: map[string]targetHealth{}}
+	for n := range h.targets { // targets that left the fleet
+		if !slices.Contains(names, n) {
+			delete(h.targets, n)
+		}
+	}
 	if !h.connected {
 		r.Ready, r.Slack = false, "disconnected"
 		r.NotReady = append(r.NotReady, "slack")
@@ -82,6 +94,10 @@ func (b *Bot) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		r := b.health.readiness(b.targets())
+		if b.discovery != nil {
+			d := b.discovery.Detail()
+			r.Discovery = &d
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if !r.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

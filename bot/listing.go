@@ -30,7 +30,7 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 		return
 	}
 	if q.Kind == KindDoctor { // private to the caller, always
-		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets))
+		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets), b.db.Specs())
 		_ = b.respond(ctx, cmd.ResponseURL, false, m)
 		return
 	}
@@ -113,7 +113,7 @@ func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Me
 	// Cancel all / Terminate all act on exactly what this listing matched.
 	l := blocks.Listing{
 		Targets: targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
-		Results: results, Now: b.now(), Withheld: withheld,
+		Results: results, Now: b.now(), Withheld: withheld, Roles: roles(b.db),
 	}
 	if f := freeze(results, strings.TrimSpace(q.Args), b.now()); len(f.Members) >= 2 {
 		if id, err := b.sets.put(ctx, f); err != nil {

@@ -95,6 +95,15 @@ func (m *metrics) up(target string, ok bool) {
 	m.targetUp.WithLabelValues(target).Set(v)
 }
 
+// forget drops the per-target series of targets that left the fleet.
+func (m *metrics) forget(targets []string) {
+	for _, t := range targets {
+		m.targetUp.DeleteLabelValues(t)
+		m.listing.DeleteLabelValues(t)
+		m.poll.DeleteLabelValues(t)
+	}
+}
+
 // commandKind classifies a command for the metric without its arguments.
 func commandKind(q Query, err error) string {
 	if err != nil {

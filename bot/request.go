@@ -140,6 +140,9 @@ func (b *Bot) requestable(ctx context.Context, c click) (blocks.Signal, pg.Backe
 	case errors.Is(err, pg.ErrNotFound) || (err == nil && !sameExecution(cur.Identity, sig.Identity)):
 		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: pid %d on %s is no longer running that query: nothing to approve. Press *Refresh* for the current state.", sig.PID, blocks.Escape(sig.Target)))
 		return sig, cur, false
+	case errors.Is(err, errLeftFleet):
+		b.tell(ctx, c.ResponseURL, ":information_source: "+blocks.Escape(err.Error())+": nothing to request, nothing was signalled. Run the command again for the current targets.")
+		return sig, cur, false
 	case err != nil:
 		b.tell(ctx, c.ResponseURL, ":x: could not read the backend: "+blocks.Escape(err.Error()))
 		return sig, cur, false

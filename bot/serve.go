@@ -14,6 +14,9 @@ import (
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/pgkill/pgkill/bot/discovery"
+	"github.com/pgkill/pgkill/pg"
 )
 
 // shutdownGrace bounds how long in-flight actions may run after SIGTERM:
@@ -43,11 +46,23 @@ func NewLogger(cfg Config, out io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(out, opts))
 }
 
+// ServeOption adds an optional part to Serve.
+type ServeOption func(*Bot)
+
+// WithDiscovery makes Serve run r's refreshes (PGKILL_RDS_DISCOVER) until
+// it stops, and report them on /readyz and /metrics; targets that leave
+// the fleet are forgotten there.
+func WithDiscovery(r discovery.Refresher) ServeOption {
+	return func(b *Bot) {
+		b.discovery = discovery.New(r, b.metrics.reg, func(ch pg.FleetChange) { b.metrics.forget(ch.Removed) })
+	}
+}
+
 // Serve runs the Slack bot until ctx ends (SIGINT/SIGTERM): then it stops
 // taking events, lets in-flight actions finish (bounded), and returns nil.
 // It returns an error only when Slack refuses the tokens. store may be nil:
 // requests and alerts then live in memory.
-func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOut io.Writer) error {
+func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOut io.Writer, opts ...ServeOption) error {
 	log := NewLogger(cfg, logOut)
 	// slack-go's default HTTP client has no timeout: a hung Slack would hold
 	// whatever waits on it.
@@ -59,6 +74,9 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	b := New(work, cfg, db, api, store, log)
+	for _, o := range opts {
+		o(b)
+	}
 	// Payloads from any other workspace (a shared channel of another
 	// organisation) are refused: the token says which one is ours.
 	actx, cancelAuth := context.WithTimeout(ctx, 30*time.Second)
@@ -92,6 +110,9 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
 	g.Go(func() error { b.sweep(gctx); return nil }) // expiry, abandoned approvals
+	if b.discovery != nil {
+		g.Go(func() error { b.discovery.Run(gctx); return nil })
+	}
 	// The alert outbox outlives ctx by alertDrain: alerts queued before
 	// SIGTERM still go out if Slack takes them in time.
 	out := newAlertOutbox(b)

@@ -29,7 +29,8 @@ type fakePG struct {
 
 func newFakePG() *fakePG { return &fakePG{sent: make(chan struct{})} }
 
-func (f *fakePG) Names() []string { return []string{"t"} }
+func (f *fakePG) Names() []string        { return []string{"t"} }
+func (f *fakePG) Specs() []pg.TargetSpec { return []pg.TargetSpec{{Name: "t"}} }
 func (f *fakePG) List(context.Context, []string, pg.Filter) []pg.Listing {
 	return []pg.Listing{{Target: "t"}}
 }

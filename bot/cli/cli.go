@@ -21,6 +21,9 @@ import (
 type Fleet interface {
 	// Names lists the targets in configuration order.
 	Names() []string
+	// Specs are the same targets with their replication role and where they
+	// came from (Origin "" for PGKILL_TARGETS); their DSNs are never shown.
+	Specs() []pg.TargetSpec
 	// List lists the named targets (all when empty), each with its own error
 	// and its count of sessions hidden from pgkill's role.
 	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing

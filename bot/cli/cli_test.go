@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -291,6 +292,40 @@ func TestDoctorExitCodes(t *testing.T) {
 		if len(tc.reports) > 1 && tc.reports[1].Target == "b" && !strings.Contains(r.out, "MISSING: pg_read_all_stats") {
 			t.Errorf("missing grant not shown:\n%s", r.out)
 		}
+	}
+}
+
+// Doctor says how each target logs in and whether that works, where it
+// came from and its role — never its DSN.
+func TestDoctorLoginAndOrigin(t *testing.T) {
+	f := &fleet{names: []string{"prod", "orders-1", "orders-2", "gone"},
+		specs: []pg.TargetSpec{
+			{Name: "prod", DSN: "postgres://pgkill:secret@prod"},
+			{Name: "orders-1", Origin: "Aurora cluster orders in eu-west-1", Role: "writer"},
+			{Name: "orders-2", Origin: "Aurora cluster orders in eu-west-1", Role: "reader"},
+		},
+		reports: []pg.Report{
+			{Target: "prod", Auth: "password in the DSN", Version: "16.1", User: "pgkill"},
+			{Target: "orders-1", Auth: "IAM token for user pgkill at orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)", Version: "16.1", User: "pgkill"},
+			{Target: "orders-2", Auth: "IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)", Err: fmt.Errorf("doctor orders-2: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28000", Message: "PAM authentication failed"})},
+			{Target: "gone", Auth: "secret prod/pgkill", Err: errors.New("doctor gone: connection refused")},
+		}}
+	r := run(t, f, "", "doctor")
+	for _, want := range []string{
+		"== prod\n  target: configured (PGKILL_TARGETS)\n  login: password in the DSN (works)\n",
+		"== orders-1\n  target: discovered: Aurora cluster orders in eu-west-1, role writer\n  login: IAM token for user pgkill at orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1) (works)\n",
+		"== orders-2\n  target: discovered: Aurora cluster orders in eu-west-1, role reader\n  login: IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1) (REFUSED)\n  COULD NOT BE READ: doctor orders-2: PAM authentication failed [SQLSTATE 28000]",
+		"== gone\n  target: no longer in the fleet\n  login: secret prod/pgkill (not known to work: the server could not be reached)\n",
+	} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, r.out)
+		}
+	}
+	if strings.Contains(r.out, "secret@") {
+		t.Errorf("doctor shows a DSN:\n%s", r.out)
+	}
+	if r.code != ExitUnreadable {
+		t.Errorf("exit %d, want %d", r.code, ExitUnreadable)
 	}
 }
 

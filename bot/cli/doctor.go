@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,8 +34,10 @@ func (c *CLI) Doctor(ctx context.Context, args []string) error {
 		return err
 	}
 	code := ExitOK
-	for _, r := range c.DB.Doctor(ctx, names) {
-		c.writeReport(r)
+	reports := c.DB.Doctor(ctx, names)
+	specs := c.DB.Specs() // after doctor: a target discovered meanwhile has its spec
+	for _, r := range reports {
+		c.writeReport(r, specs)
 		switch {
 		case r.Err != nil:
 			code = worse(code, ExitUnreadable)
@@ -45,9 +48,13 @@ func (c *CLI) Doctor(ctx context.Context, args []string) error {
 	return exit(code)
 }
 
-func (c *CLI) writeReport(r pg.Report) {
+func (c *CLI) writeReport(r pg.Report, specs []pg.TargetSpec) {
 	w := c.Out
 	fmt.Fprintf(w, "== %s\n", r.Target)
+	fmt.Fprintf(w, "  target: %s\n", whereFrom(specs, r.Target))
+	if r.Auth != "" {
+		fmt.Fprintf(w, "  login: %s (%s)\n", Visible(r.Auth), loginWorks(r.Err))
+	}
 	if r.Err != nil {
 		fmt.Fprintf(w, "  COULD NOT BE READ: %s\n\n", c.unreadable(r.Err))
 		return
@@ -69,4 +76,34 @@ func (c *CLI) writeReport(r pg.Report) {
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintln(w)
+}
+
+// whereFrom says where a target came from and its replication role.
+func whereFrom(specs []pg.TargetSpec, name string) string {
+	for _, s := range specs {
+		if s.Name != name {
+			continue
+		}
+		from := "configured (PGKILL_TARGETS)"
+		if s.Origin != "" {
+			from = "discovered: " + Visible(s.Origin)
+		}
+		if s.Role != "" {
+			from += ", role " + Visible(s.Role)
+		}
+		return from
+	}
+	return "no longer in the fleet"
+}
+
+// loginWorks says whether the login worked, as far as err tells: a server
+// that could not be reached says nothing about it.
+func loginWorks(err error) string {
+	switch {
+	case err == nil:
+		return "works"
+	case errors.Is(err, pg.ErrAuth):
+		return "REFUSED"
+	}
+	return "not known to work: the server could not be reached"
 }

@@ -16,6 +16,7 @@ import (
 // sets them, and a record of what was signalled.
 type fleet struct {
 	names    []string
+	specs    []pg.TargetSpec // nil: one static spec per name
 	listings []pg.Listing
 	backends map[int32]pg.Backend
 	errs     map[int32]error // Backend's error per pid
@@ -26,6 +27,17 @@ type fleet struct {
 }
 
 func (f *fleet) Names() []string { return f.names }
+
+func (f *fleet) Specs() []pg.TargetSpec {
+	if f.specs != nil {
+		return f.specs
+	}
+	var specs []pg.TargetSpec
+	for _, n := range f.names {
+		specs = append(specs, pg.TargetSpec{Name: n, DSN: "postgres://pgkill:secret@" + n})
+	}
+	return specs
+}
 
 func (f *fleet) List(_ context.Context, targets []string, _ pg.Filter) []pg.Listing {
 	return f.listings

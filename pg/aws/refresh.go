@@ -119,6 +119,10 @@ func (r *Refresher) Run(ctx context.Context) {
 	}
 }
 
+// Interval is the time between refreshes (interval= of
+// PGKILL_RDS_DISCOVER), for a caller that runs its own loop.
+func (r *Refresher) Interval() time.Duration { return r.d.Interval }
+
 // Status returns the refreshes' outcome so far.
 func (r *Refresher) Status() Status {
 	r.mu.Lock()
