@@ -115,6 +115,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	c := &cli.CLI{DB: fleet, In: stdin, Out: stdout, Err: stderr, Opts: cli.Options{
 		MinDuration:   cfg.MinDuration,
 		VerifyTimeout: cfg.VerifyTimeout,
+		BulkMax:       cfg.BulkMax,
 		Unconfigured:  cfg.Targets == "" && cfg.DatabaseURL == "" && !libpqEnv(),
 		Terminal:      terminal(stdout),
 	}}

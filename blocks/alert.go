@@ -58,10 +58,23 @@ func AlertMessage(a Alert) Message {
 	}, a.Now, "")
 }
 
+// Summary is a storm of runaway queries as one message shows them.
+type Summary struct {
+	Backends []pg.Backend
+	Show     int // how many of the longest are shown with their own buttons
+	// BulkSet names the frozen set of the queries counted, kept by the bot:
+	// Cancel all / Terminate all BulkCount act on it. "" offers no such
+	// buttons.
+	BulkSet   string
+	BulkCount int
+	Now       time.Time
+}
+
 // AlertSummary replaces a storm of alerts: counts by target, user and
-// application, and the longest few with their buttons.
-func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
-	sorted := append([]pg.Backend(nil), backends...)
+// application, the longest few with their buttons, and Cancel all /
+// Terminate all for every query it counts.
+func AlertSummary(s Summary) Message {
+	sorted := append([]pg.Backend(nil), s.Backends...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Duration > sorted[j].Duration })
 	count := func(key func(pg.Backend) string) string {
 		n := map[string]int{}
@@ -83,9 +96,9 @@ func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
 		}
 		return strings.Join(parts, ", ")
 	}
-	show = min(show, len(sorted), MaxListed)
+	show := min(s.Show, len(sorted), MaxListed)
 	for {
-		m, ok := fit(600, func(qmax int) Message { return alertSummary(sorted, show, count, qmax, now) })
+		m, ok := fit(600, func(qmax int) Message { return alertSummary(sorted, show, count, qmax, s) })
 		if ok || show <= 1 {
 			return m
 		}
@@ -94,7 +107,7 @@ func AlertSummary(backends []pg.Backend, show int, now time.Time) Message {
 }
 
 // alertSummary renders one try at a summary with queries cut to qmax.
-func alertSummary(sorted []pg.Backend, show int, count func(func(pg.Backend) string) string, qmax int, now time.Time) Message {
+func alertSummary(sorted []pg.Backend, show int, count func(func(pg.Backend) string) string, qmax int, s Summary) Message {
 	bs := []slack.Block{
 		header(fmt.Sprintf("%d runaway queries at once", len(sorted))),
 		section("counts", fmt.Sprintf("*By target:* %s\n*By user:* %s\n*By application:* %s",
@@ -102,10 +115,17 @@ func alertSummary(sorted []pg.Backend, show int, count func(func(pg.Backend) str
 			count(func(b pg.Backend) string { return b.User }),
 			count(func(b pg.Backend) string { return b.Application }))),
 	}
+	if s.BulkSet != "" {
+		bs = append(bs, BulkButtons("bulk-actions", s.BulkSet, s.BulkCount))
+	}
 	for i, b := range sorted[:show] {
 		bs = append(bs, section(fmt.Sprintf("b%d", i), backendText(b, "", qmax)), backendActions(fmt.Sprintf("a%d", i), b))
 	}
-	bs = append(bs, contextLine("note", fmt.Sprintf("One summary instead of %d alerts · the %d longest shown · `/pgkill` lists them all · %s", len(sorted), show, slackDate(now))))
+	all := "`/pgkill` lists them all"
+	if s.BulkSet != "" {
+		all = fmt.Sprintf("Cancel all / Terminate all ask for one approval for the %d that can be signalled, exactly those counted here", s.BulkCount)
+	}
+	bs = append(bs, contextLine("note", fmt.Sprintf("One summary instead of %d alerts · the %d longest shown · %s · %s", len(sorted), show, all, slackDate(s.Now))))
 	return Message{Text: fmt.Sprintf("pgkill: %d runaway queries at once", len(sorted)), Blocks: bs}
 }
 

@@ -319,8 +319,9 @@ func TestAlertGolden(t *testing.T) {
 		b.Target = []string{"prod", "stage"}[i%2]
 		many = append(many, b)
 	}
-	golden(t, "alert_summary", blocks.AlertSummary(many[:7], 3, now))
-	checkLimits(t, blocks.AlertSummary(many, 100, now))
+	golden(t, "alert_summary", blocks.AlertSummary(blocks.Summary{Backends: many[:7], Show: 3, Now: now}))
+	golden(t, "alert_summary_bulk", blocks.AlertSummary(blocks.Summary{Backends: many[:7], Show: 3, BulkSet: "S12", BulkCount: 6, Now: now}))
+	checkLimits(t, blocks.AlertSummary(blocks.Summary{Backends: many, Show: 100, BulkSet: "S12", BulkCount: 40, Now: now}))
 	golden(t, "alert_summary_resolved", blocks.AlertSummaryResolved(7, now, now.Add(time.Hour)))
 	golden(t, "target_down", blocks.TargetDown("prod", errors.New("list prod: database unavailable: dial tcp 10.0.0.1:5432: connect: connection refused"), now))
 	golden(t, "target_up", blocks.TargetUp("prod", 3*time.Minute, now))
@@ -421,6 +422,27 @@ func TestBulkValueRoundTrip(t *testing.T) {
 		if _, err := blocks.DecodeBulk(v); err == nil {
 			t.Errorf("DecodeBulk(%q) accepted", v)
 		}
+	}
+}
+
+// The reason form, for one backend and for a bulk request: its title fits
+// Slack's 24 characters, and the scope is escaped.
+func TestReasonModalGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    blocks.ReasonPrompt
+	}{
+		{"reason_one", blocks.ReasonPrompt{Action: pg.Terminate, Backend: nasty(1), Required: true, Metadata: `{"u":"U1"}`}},
+		{"reason_bulk", blocks.ReasonPrompt{Action: pg.Cancel, Members: 1234, Scope: "prod ≥ 0s app=<report>&`x`", Metadata: `{"u":"U1","v":"b1|cancel|S3"}`}},
+	} {
+		v := blocks.ReasonModal(tc.p)
+		if n := len([]rune(v.Title.Text)); n > 24 {
+			t.Errorf("%s: title %q is %d characters, over Slack's 24", tc.name, v.Title.Text, n)
+		}
+		if v.PrivateMetadata != tc.p.Metadata {
+			t.Errorf("%s: metadata %q", tc.name, v.PrivateMetadata)
+		}
+		golden(t, tc.name, blocks.Message{Text: "modal: " + v.Title.Text, Blocks: v.Blocks.BlockSet})
 	}
 }
 

@@ -18,10 +18,13 @@ const (
 	MaxReason = 500
 )
 
-// ReasonPrompt is what the reason modal shows and carries.
+// ReasonPrompt is what the reason modal shows and carries: one backend, or,
+// for Cancel all / Terminate all, a set of Members sessions.
 type ReasonPrompt struct {
 	Action   pg.Action
 	Backend  pg.Backend
+	Members  int    // > 0: a bulk request for this many sessions
+	Scope    string // a bulk request's filter, as its card shows it
 	Required bool
 	Metadata string // private_metadata: what the submission needs to make the request
 }
@@ -39,15 +42,21 @@ func ReasonModal(p ReasonPrompt) slack.ModalViewRequest {
 	input := slack.NewPlainTextInputBlockElement(plain("e.g. INC-4211: report blocks checkout"), ReasonAction).
 		WithMultiline(true).WithMaxLength(MaxReason)
 	in := slack.NewInputBlock(ReasonBlock, plain("Why?"), plain(hint), input).WithOptional(!p.Required)
+	title := fmt.Sprintf("%s pid %d", verb, b.PID)
+	what := fmt.Sprintf("*%s* pid %d on *%s* · user %s · app %s · running %s\n%s",
+		verb, b.PID, Escape(b.Target), inline(b.User), inline(b.Application), Duration(b.Duration), codeBlock(b.Query, 600))
+	if p.Members > 0 {
+		title = fmt.Sprintf("%s all %d", verb, p.Members)
+		what = fmt.Sprintf("*%s all %d* sessions matching %s\nEach is signalled only if it still runs the statement listed.", verb, p.Members, inline(Truncate(p.Scope, 600)))
+	}
 	return slack.ModalViewRequest{
 		Type:       slack.VTModal,
 		CallbackID: ReasonCallback,
-		Title:      plain(Truncate(fmt.Sprintf("%s pid %d", verb, b.PID), 24)),
+		Title:      plain(Truncate(title, 24)),
 		Submit:     plain("Ask for approval"),
 		Close:      plain("Back"),
 		Blocks: slack.Blocks{BlockSet: []slack.Block{
-			section("what", fmt.Sprintf("*%s* pid %d on *%s* · user %s · app %s · running %s\n%s",
-				verb, b.PID, Escape(b.Target), inline(b.User), inline(b.Application), Duration(b.Duration), codeBlock(b.Query, 600))),
+			section("what", what),
 			in,
 		}},
 		PrivateMetadata: p.Metadata,

@@ -262,7 +262,7 @@ func (w *watcher) edit(a *alert, m blocks.Message) {
 
 // flood posts one summary instead of many alerts; its queries are known from
 // then on and never alerted one by one.
-func (w *watcher) flood(_ context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) {
+func (w *watcher) flood(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) {
 	s := &summary{key: "summary|" + st.target + "|" + now.Format(time.RFC3339Nano), total: len(fresh), open: len(fresh), since: now}
 	members := map[string]*alert{}
 	docs := map[string][]byte{}
@@ -271,7 +271,9 @@ func (w *watcher) flood(_ context.Context, st *alertsFor, fresh []pg.Backend, no
 		st.alerts[alertKey(b)] = a
 		members[alertKey(b)], docs[alertKey(b)] = a, encodeAlert(a, "")
 	}
-	w.out.Put(outbox.Item{Key: s.key, Msg: blocks.AlertSummary(fresh, 3, now), Sent: func(ts string, err error) {
+	setID, n := w.b.keepSet(ctx, freeze([]pg.Listing{{Target: st.target, Backends: fresh}}, floodScope(st.target, len(fresh), now), now))
+	msg := blocks.AlertSummary(blocks.Summary{Backends: fresh, Show: 3, BulkSet: setID, BulkCount: n, Now: now})
+	w.out.Put(outbox.Item{Key: s.key, Msg: msg, Sent: func(ts string, err error) {
 		w.mu.Lock()
 		s.ts, s.failed = ts, err != nil
 		if err != nil {

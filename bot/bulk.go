@@ -155,24 +155,56 @@ func (b *Bot) BulkCommand(ctx context.Context, responseURL, user, channel string
 	b.bulkRequest(ctx, c, q.Action, freeze(ls, scope, b.now()), q.Reason)
 }
 
-// BulkClick handles Cancel all / Terminate all on a listing: the set that
-// listing matched, frozen when it was posted.
+// BulkClick handles Cancel all / Terminate all on a listing or an alert
+// summary: the set it matched, frozen when it was posted. When PGKILL_REASON
+// asks for one, the reason form opens first (Reason makes the request).
 func (b *Bot) BulkClick(ctx context.Context, c click) {
 	v, err := blocks.DecodeBulk(c.Value)
 	if err != nil {
 		b.tell(ctx, c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
 		return
 	}
+	ask, required := b.reasons.Ask(policy.Bulk)
+	if !ask {
+		b.bulkClick(ctx, c, v, "")
+		return
+	}
+	f, ok := b.frozenSet(ctx, c, v)
+	if !ok {
+		return
+	}
+	members, _ := f.forAction(v.Action)
+	if len(members) == 0 || len(members) > b.cfg.bulkMax() {
+		b.bulkRequest(ctx, c, v.Action, f, "") // refused with why, before any form
+		return
+	}
+	if b.askReason(ctx, c, blocks.ReasonPrompt{Action: v.Action, Members: len(members), Scope: orAll(f.Scope), Required: required}) {
+		return
+	}
+	b.bulkRequest(ctx, c, v.Action, f, "")
+}
+
+// bulkClick makes the request of a Cancel all / Terminate all click, with
+// the reason given in its form, if any.
+func (b *Bot) bulkClick(ctx context.Context, c click, v blocks.Bulk, reason string) {
+	if f, ok := b.frozenSet(ctx, c, v); ok {
+		b.bulkRequest(ctx, c, v.Action, f, reason)
+	}
+}
+
+// frozenSet reads the set a bulk button names; it tells the user when it
+// cannot.
+func (b *Bot) frozenSet(ctx context.Context, c click, v blocks.Bulk) (frozen, bool) {
 	f, ok, err := b.sets.get(ctx, v.SetID)
 	switch {
 	case err != nil:
 		b.storeFailed(ctx, c.ResponseURL, "read the listing's set", err)
-		return
+		return f, false
 	case !ok:
 		b.tell(ctx, c.ResponseURL, ":information_source: pgkill no longer knows the sessions of that listing (over a day old, or a restart without a state store): press *Refresh* and try again. Nothing was requested.")
-		return
+		return f, false
 	}
-	b.bulkRequest(ctx, c, v.Action, f, "")
+	return f, true
 }
 
 // bulkRequest records a request to signal a frozen set, and posts its card
@@ -288,6 +320,25 @@ func (b *Bot) executeBulk(ctx context.Context, a Approval) Approval {
 		}
 	}
 	return b.finish(ctx, a, func(x *Approval) { x.Results = results })
+}
+
+// keepSet keeps f for Cancel all / Terminate all buttons: its ID and size,
+// or "" (no buttons) when it has no member or could not be kept.
+func (b *Bot) keepSet(ctx context.Context, f frozen) (string, int) {
+	if len(f.Members) == 0 {
+		return "", 0
+	}
+	id, err := b.sets.put(ctx, f)
+	if err != nil {
+		b.log.Error("could not keep a set of sessions: no Cancel all", slog.String("error", err.Error()))
+		return "", 0
+	}
+	return id, len(f.Members)
+}
+
+// floodScope names the set of an alert summary, as its bulk card shows it.
+func floodScope(target string, n int, at time.Time) string {
+	return fmt.Sprintf("the %d runaway queries of the alert summary on %s at %s UTC", n, target, at.UTC().Format("15:04:05"))
 }
 
 func (c Config) bulkMax() int {

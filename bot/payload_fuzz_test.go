@@ -63,9 +63,10 @@ func FuzzNoSecretInSlackPayloads(f *testing.F) {
 			blocks.ListingMessage(blocks.Listing{Targets: []string{"prod"}, Results: ls, Now: now}),
 			blocks.RequestMessage(req),
 			blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}),
-			blocks.AlertSummary([]pg.Backend{b, b}, 3, now),
+			blocks.AlertSummary(blocks.Summary{Backends: []pg.Backend{b, b}, Show: 3, BulkSet: "S1", BulkCount: 2, Now: now}),
 			blocks.AuditLine("request", "U1", req, ""),
 			blocks.ReasonModal(blocks.ReasonPrompt{Action: pg.Cancel, Backend: b}),
+			blocks.ReasonModal(blocks.ReasonPrompt{Action: pg.Cancel, Members: 2, Scope: "app=x"}),
 		}
 		for _, m := range msgs {
 			raw, _ := json.Marshal(m)

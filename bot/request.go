@@ -22,7 +22,8 @@ type click struct {
 	Channel     string `json:"c"`
 	Thread      string `json:"t"` // the listing or alert the card threads under
 	ResponseURL string `json:"r"`
-	Value       string `json:"v"` // the button's value (blocks.EncodeSignal)
+	Value       string `json:"v"` // the button's value (blocks.EncodeSignal or EncodeBulk)
+	TriggerID   string `json:"-"` // opens the reason form; Slack's expire in 3 s, so never kept
 }
 
 func clickOf(cb slack.InteractionCallback, value string) click {
@@ -33,7 +34,7 @@ func clickOf(cb slack.InteractionCallback, value string) click {
 	if thread == "" {
 		thread = cb.Container.MessageTs
 	}
-	return click{User: cb.User.ID, Channel: cb.Channel.ID, Thread: thread, ResponseURL: cb.ResponseURL, Value: value}
+	return click{User: cb.User.ID, Channel: cb.Channel.ID, Thread: thread, ResponseURL: cb.ResponseURL, Value: value, TriggerID: cb.TriggerID}
 }
 
 // Request handles a Cancel or Terminate click: it checks the requester and
@@ -47,24 +48,34 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 		return
 	}
 	ask, required := b.reasons.Ask(string(sig.Action))
-	if !ask {
-		b.request(ctx, c, "")
+	cur.Identity = sig.Identity
+	if ask && b.askReason(ctx, c, blocks.ReasonPrompt{Action: sig.Action, Backend: cur, Required: required}) {
 		return
 	}
+	b.request(ctx, c, "")
+}
+
+// askReason opens the reason form for a click: Cancel or Terminate (the
+// prompt's Backend) or Cancel all / Terminate all (its Members and Scope).
+// The click travels in the form's private_metadata. It reports whether the
+// click is dealt with — the form is open, or it could not be opened and a
+// reason is required, which the user is told; false: a reason is welcome,
+// not needed, so make the request without one rather than lose it.
+func (b *Bot) askReason(ctx context.Context, c click, p blocks.ReasonPrompt) bool {
 	meta, _ := json.Marshal(c)
-	cur.Identity = sig.Identity
-	view := blocks.ReasonModal(blocks.ReasonPrompt{Action: sig.Action, Backend: cur, Required: required, Metadata: string(meta)})
+	p.Metadata = string(meta)
 	err := b.slackCall(ctx, "views.open", func(ctx context.Context) error {
-		_, err := b.slack.OpenViewContext(ctx, cb.TriggerID, view)
+		_, err := b.slack.OpenViewContext(ctx, c.TriggerID, blocks.ReasonModal(p))
 		return err
 	})
 	switch {
 	case err == nil:
-	case required:
+		return true
+	case p.Required:
 		b.tell(ctx, c.ResponseURL, ":x: pgkill could not open the form for the reason ("+blocks.Escape(err.Error())+"); press the button again. Nothing was requested.")
-	default: // a reason is welcome, not needed: do not lose the request over it
-		b.request(ctx, c, "")
+		return true
 	}
+	return false
 }
 
 // Reason handles the reason modal's submission; the view was validated and
@@ -73,6 +84,10 @@ func (b *Bot) Reason(ctx context.Context, cb slack.InteractionCallback) {
 	var c click
 	if err := json.Unmarshal([]byte(cb.View.PrivateMetadata), &c); err != nil || c.User != cb.User.ID {
 		b.log.Warn("a reason form pgkill cannot read", slog.String("user", cb.User.ID))
+		return
+	}
+	if v, err := blocks.DecodeBulk(c.Value); err == nil {
+		b.bulkClick(ctx, c, v, reasonOf(cb))
 		return
 	}
 	b.request(ctx, c, reasonOf(cb))
@@ -85,12 +100,16 @@ func (b *Bot) ReasonErrors(cb slack.InteractionCallback) map[string]string {
 	if json.Unmarshal([]byte(cb.View.PrivateMetadata), &c) != nil {
 		return map[string]string{blocks.ReasonBlock: "This form is not one pgkill can read; close it and press the button again."}
 	}
-	sig, err := blocks.DecodeSignal(c.Value)
-	if err != nil {
-		return map[string]string{blocks.ReasonBlock: "This form is not one pgkill can read; close it and press the button again."}
+	kind := policy.Bulk
+	if _, err := blocks.DecodeBulk(c.Value); err != nil {
+		sig, err := blocks.DecodeSignal(c.Value)
+		if err != nil {
+			return map[string]string{blocks.ReasonBlock: "This form is not one pgkill can read; close it and press the button again."}
+		}
+		kind = string(sig.Action)
 	}
 	reason := reasonOf(cb)
-	if _, required := b.reasons.Ask(string(sig.Action)); !required && reason == "" {
+	if _, required := b.reasons.Ask(kind); !required && reason == "" {
 		return nil
 	}
 	if err := policy.CheckReason(reason); err != nil {

@@ -49,6 +49,7 @@ type Fleet interface {
 type Options struct {
 	MinDuration   time.Duration // PGKILL_MIN_DURATION: list's default -min
 	VerifyTimeout time.Duration // PGKILL_VERIFY_TIMEOUT: how long to watch a signalled backend
+	BulkMax       int           // PGKILL_BULK_MAX: the most sessions cancel|terminate without pids may signal (0: DefaultBulkMax)
 	// Unconfigured: neither PGKILL_TARGETS, DATABASE_URL nor any PG*
 	// variable is set, so the one target is libpq's default server. A failure
 	// to read it then says how to configure pgkill.

@@ -83,6 +83,8 @@ func (f *fleet) Doctor(context.Context, []string) []pg.Report { return f.reports
 
 var _ Fleet = (*fleet)(nil)
 
+func itoa(pid int32) string { return fmt.Sprint(pid) }
+
 // backend is an active, signallable session on target prod.
 func backend(pid int32, d time.Duration, query string) pg.Backend {
 	return pg.Backend{
@@ -100,9 +102,14 @@ type ran struct {
 // run runs one command line against f with stdin.
 func run(t *testing.T, f *fleet, stdin string, args ...string) ran {
 	t.Helper()
+	return runOpts(t, f, Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second}, stdin, args...)
+}
+
+// runOpts runs one command line against f with stdin and options.
+func runOpts(t *testing.T, f *fleet, opts Options, stdin string, args ...string) ran {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	c := &CLI{DB: f, In: strings.NewReader(stdin), Out: &out, Err: &errOut,
-		Opts: Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second}}
+	c := &CLI{DB: f, In: strings.NewReader(stdin), Out: &out, Err: &errOut, Opts: opts}
 	var err error
 	switch args[0] {
 	case "list":

@@ -25,6 +25,9 @@ var targetEnv = []string{
 	"PGKILL_PROTECT, PGKILL_PROTECTED_USERS, PGKILL_PROTECTED_APPS  sessions never offered or signalled",
 }
 
+// bulkAbout describes cancel|terminate with filters and no pid.
+const bulkAbout = "With filters and no PID it acts on every session they select (at least -target, -db, -user, -app or -state is\nrequired): lists them, asks once, signals the whole set in one statement per target, each only if it still runs\nthe statement listed, verifies them together, and prints one line per session and the counts. A target that\ncannot be read stops it before anything is signalled; more than PGKILL_BULK_MAX sessions is refused."
+
 var commands = []command{
 	{
 		name:     "list",
@@ -35,17 +38,17 @@ var commands = []command{
 	},
 	{
 		name:     "cancel",
-		synopsis: "pgkill cancel [-target T] [-y] PID...",
-		about:    "Ends the running statement of each PID (pg_cancel_backend); the session survives.\nShows each session and what it blocks, asks once, signals each only if it still runs the same statement,\nthen watches each for up to PGKILL_VERIFY_TIMEOUT and prints one line per PID.",
+		synopsis: "pgkill cancel [-target T] [-y] PID...\n       pgkill cancel [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y]",
+		about:    "Ends the running statement of each PID (pg_cancel_backend); the session survives.\nShows each session and what it blocks, asks once, signals each only if it still runs the same statement,\nthen watches each for up to PGKILL_VERIFY_TIMEOUT and prints one line per PID.\n" + bulkAbout,
 		flags:    func() *flag.FlagSet { return signalFlags("cancel", &signalArgs{}) },
-		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)"}, targetEnv...),
+		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)", "PGKILL_BULK_MAX       the most sessions one command without pids may signal (default 1000)", "PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
 	},
 	{
 		name:     "terminate",
-		synopsis: "pgkill terminate [-target T] [-y] PID...",
-		about:    "Ends each PID's whole session (pg_terminate_backend) and rolls back its open transaction: the last resort.\nShows each session, what it blocks and the transaction that will be rolled back, asks once, signals each only\nif it still runs the same statement, then watches each for up to PGKILL_VERIFY_TIMEOUT.\nA plain idle session (no statement, no transaction) is never terminated: there is nothing to end.",
+		synopsis: "pgkill terminate [-target T] [-y] PID...\n       pgkill terminate [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y]",
+		about:    "Ends each PID's whole session (pg_terminate_backend) and rolls back its open transaction: the last resort.\nShows each session, what it blocks and the transaction that will be rolled back, asks once, signals each only\nif it still runs the same statement, then watches each for up to PGKILL_VERIFY_TIMEOUT.\nA plain idle session (no statement, no transaction) is never terminated: there is nothing to end.\n" + bulkAbout,
 		flags:    func() *flag.FlagSet { return signalFlags("terminate", &signalArgs{}) },
-		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)"}, targetEnv...),
+		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)", "PGKILL_BULK_MAX       the most sessions one command without pids may signal (default 1000)", "PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
 	},
 	{
 		name:     "doctor",

@@ -17,13 +17,24 @@ import (
 type signalArgs struct {
 	target string
 	yes    bool
+	// With no pid, the filters select the set (bulk.go).
+	min           minFlag
+	db, user, app patternFlag
+	state         string
+	pids          []int32
+	filters       []string // the selecting flags given, as -name
 }
 
 func signalFlags(name string, a *signalArgs) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.StringVar(&a.target, "target", "", "the target `name` the pids are on (may be left out when there is one)")
+	fs.StringVar(&a.target, "target", "", "the target `name` the pids are on (may be left out when there is one); with no pid, only this target's sessions")
 	fs.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
 	fs.BoolVar(&a.yes, "y", false, "short for -yes")
+	fs.Var(&a.min, "min", "with no pid: shortest `duration` included, with a unit: 30s, 5m; 0s includes all (default: PGKILL_MIN_DURATION, 1m)")
+	fs.Var(&a.db, "db", "with no pid: only databases matching this shell `pattern` (*, ?, [a-z])")
+	fs.Var(&a.user, "user", "with no pid: only users matching this shell `pattern`")
+	fs.Var(&a.app, "app", "with no pid: only application_names matching this shell `pattern`")
+	fs.StringVar(&a.state, "state", "", "with no pid: `state`: "+stateHelp())
 	return fs
 }
 
@@ -32,17 +43,21 @@ func signalFlags(name string, a *signalArgs) *flag.FlagSet {
 // signals each still-matching session and watches it. One line per pid says
 // how it ended. Exit codes: 0 every pid ended, 4 one still runs, 5 not
 // confirmed or one was not signalled, 3 a target could not be read, 1 an
-// error; with several pids, the first of 1, 3, 4, 5 that applies.
+// error; with several pids, the first of 1, 3, 4, 5 that applies. With
+// filters and no pid it acts on the set they select (Bulk).
 func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error {
 	cmd := string(action)
-	target, pids, yes, err := c.signalArgs(cmd, args)
+	a, err := c.signalArgs(cmd, args)
 	if err != nil {
 		return err
 	}
+	if len(a.pids) == 0 {
+		return c.bulk(ctx, action, a)
+	}
 	code := ExitOK
 	var todo []pg.Backend
-	for _, pid := range pids {
-		b, cd := c.read(ctx, action, target, pid)
+	for _, pid := range a.pids {
+		b, cd := c.read(ctx, action, a.target, pid)
 		code = worse(code, cd)
 		if cd == ExitOK {
 			todo = append(todo, b)
@@ -51,23 +66,25 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 	if len(todo) == 0 {
 		return exit(code)
 	}
-	if !yes && !c.confirm(question(action, todo)) {
+	if !a.yes && !c.confirm(question(action, todo)) {
 		fmt.Fprintln(c.Out, "not confirmed; nothing signalled")
 		return exit(worse(code, ExitNothingDone))
 	}
-	return exit(worse(code, c.signalAll(ctx, action, todo)))
+	cd, _ := c.signalAll(ctx, action, todo)
+	return exit(worse(code, cd))
 }
 
 // signalArgs parses [-target T] [-y] PID... with flags before or after the
-// pids, and resolves the target.
-func (c *CLI) signalArgs(cmd string, args []string) (target string, pids []int32, yes bool, err error) {
+// pids, and resolves the target; or, with no pid, the filters that select a
+// set, at least one of them required.
+func (c *CLI) signalArgs(cmd string, args []string) (signalArgs, error) {
 	var a signalArgs
 	fs := signalFlags(cmd, &a)
 	fs.SetOutput(io.Discard)
 	seen := map[int32]bool{}
 	for {
 		if err := fs.Parse(args); err != nil {
-			return "", nil, false, c.usageError(cmd, "%v", err)
+			return a, c.usageError(cmd, "%v", err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -75,26 +92,43 @@ func (c *CLI) signalArgs(cmd string, args []string) (target string, pids []int32
 		arg := fs.Arg(0)
 		pid, err := strconv.ParseInt(arg, 10, 32)
 		if err != nil || pid <= 0 {
-			return "", nil, false, c.usageError(cmd, "%q is not a pid", arg)
+			return a, c.usageError(cmd, "%q is not a pid", arg)
 		}
 		if !seen[int32(pid)] {
 			seen[int32(pid)] = true
-			pids = append(pids, int32(pid))
+			a.pids = append(a.pids, int32(pid))
 		}
 		args = fs.Args()[1:]
 	}
-	if len(pids) == 0 {
-		return "", nil, false, c.usageError(cmd, "which pid? (pgkill list shows them)")
+	var filters []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "min", "db", "user", "app", "state":
+			filters = append(filters, "-"+f.Name)
+		case "target":
+			a.filters = append(a.filters, "-target")
+		}
+	})
+	a.filters = append(a.filters, filters...)
+	if len(a.pids) == 0 {
+		if len(a.filters) == 0 || (len(a.filters) == 1 && a.filters[0] == "-min") {
+			return a, c.usageError(cmd, "which sessions? Give pids (pgkill list shows them), or select a set with -target, -db, -user, -app or -state (and -min): pgkill does not %s every session of every target", cmd)
+		}
+		return a, nil
+	}
+	if len(filters) > 0 {
+		return a, c.usageError(cmd, "%s selects sessions by filter and cannot be combined with pids: give pids, or filters and no pid", strings.Join(filters, ", "))
 	}
 	if a.target != "" {
 		_, err := c.targets(cmd, a.target)
-		return a.target, pids, a.yes, err
+		return a, err
 	}
 	names := c.DB.Names()
 	if len(names) != 1 {
-		return "", nil, false, c.usageError(cmd, "there are %d targets, say which with -target (%s)", len(names), strings.Join(names, ", "))
+		return a, c.usageError(cmd, "there are %d targets, say which with -target (%s)", len(names), strings.Join(names, ", "))
 	}
-	return names[0], pids, a.yes, nil
+	a.target = names[0]
+	return a, nil
 }
 
 // read reads one pid, shows it and decides whether it may be signalled:
@@ -190,8 +224,8 @@ func question(action pg.Action, bs []pg.Backend) string {
 // signalAll signals the backends (one identity-checked statement per
 // target), then watches those signalled together, so several pids take one
 // verify timeout, not one each. It prints one line per pid, in the order
-// given, and returns the exit code.
-func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) int {
+// given, and returns the exit code and each backend's outcome.
+func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) (int, []blocks.MemberOutcome) {
 	ids := make([]pg.Identity, len(bs))
 	for i, b := range bs {
 		ids[i] = b.Identity
@@ -199,10 +233,14 @@ func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) 
 	outs, errs := c.DB.SignalSet(ctx, action, ids)
 	lines := make([]string, len(bs))
 	codes := make([]int, len(bs))
+	results := make([]blocks.MemberOutcome, len(bs))
 	var sent []int
 	for i, b := range bs {
 		lines[i], codes[i] = outcomeLine(b, outs[i], errs[i])
-		if errs[i] == nil && outs[i].Result == pg.Sent {
+		results[i].Outcome = outs[i]
+		if errs[i] != nil {
+			results[i].Err = errs[i].Error()
+		} else if outs[i].Result == pg.Sent {
 			sent = append(sent, i)
 		}
 	}
@@ -216,6 +254,10 @@ func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) 
 		vs, verrs := c.DB.VerifySet(ctx, set, c.Opts.VerifyTimeout)
 		for j, i := range sent {
 			lines[i], codes[i] = verifyLine(action, bs[i], vs[j], verrs[j])
+			results[i].Verified = vs[j]
+			if verrs[j] != nil {
+				results[i].Err = verrs[j].Error()
+			}
 		}
 	}
 	code := ExitOK
@@ -223,5 +265,5 @@ func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) 
 		fmt.Fprintln(c.Out, lines[i])
 		code = worse(code, codes[i])
 	}
-	return code
+	return code, results
 }
