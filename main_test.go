@@ -128,6 +128,11 @@ func TestCLIList(t *testing.T) {
 	if len(out.Backends) != 1 || out.Backends[0].PID != s.PID || out.Backends[0].Application != "cli_list" {
 		t.Errorf("json backends = %+v", out.Backends)
 	}
+	// Full text by default (the user holds the credentials); -redact hides
+	// literals as Slack does.
+	if r := pgkill(t, env, "", "list", "-min", "0s", "-app", "cli_list", "-redact"); r.code != 0 || !strings.Contains(r.stdout, "pg_sleep(?)") || strings.Contains(r.stdout, "pg_sleep(600)") {
+		t.Errorf("list -redact: %+v", r)
+	}
 	r = pgkill(t, env, "", "list", "-min", "1h", "-app", "cli_list")
 	if r.code != 0 || r.stdout != "no queries ≥ 1h on default (app=cli_list)\n" {
 		t.Errorf("empty list: %+v", r)

@@ -110,6 +110,9 @@ func outcomeText(r Request) (icon, text string) {
 	case StateDenied:
 		return ":no_entry_sign:", fmt.Sprintf("*Denied* by %s. Nothing was signalled.", mention(r.Decider))
 	case StateExpired:
+		if r.Err != "" { // closed before its time: its target left the fleet
+			return ":information_source:", "*Closed*: " + escapeTruncate(r.Err, 600) + "."
+		}
 		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
 	case StateWithdrawn:
 		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))

@@ -212,8 +212,9 @@ func TestDiscoveredFleet(t *testing.T) {
 		}
 	}
 
-	// A request pending on an instance that is then deleted ends, on
-	// approval, with what happened; nothing is signalled.
+	// A request pending on an instance that is then deleted ends — closed
+	// by the housekeeping sweep, or on approval, whichever comes first —
+	// with what happened; nothing is signalled.
 	card := d.request(t, requester, listing, v, blocks.ActionCancel)
 	d.aws.DeleteInstance(region, "orders-3")
 	d.until(t, "orders-3 to leave the fleet", func(s []pg.TargetSpec) bool { return role(s, "orders-3") == "(absent)" })

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -310,8 +311,11 @@ func (b *Bot) sweepOnce(ctx context.Context) {
 	if err != nil {
 		b.log.Error("could not read pending requests; the next sweep retries", slog.String("error", err.Error()))
 	}
+	names := b.db.Names()
 	for _, a := range pending {
-		if !now.Before(a.Expires) {
+		if gone := missing(a.targets(), names); gone != "" {
+			b.closeLeft(ctx, a, gone)
+		} else if !now.Before(a.Expires) {
 			b.Expire(ctx, a.ID)
 		}
 	}
@@ -324,6 +328,33 @@ func (b *Bot) sweepOnce(ctx context.Context) {
 			b.abandoned(ctx, a)
 		}
 	}
+}
+
+// missing returns the first of targets that is not in names, or "".
+func missing(targets, names []string) string {
+	for _, t := range targets {
+		if !slices.Contains(names, t) {
+			return t
+		}
+	}
+	return ""
+}
+
+// closeLeft ends a pending request whose target left the fleet (the
+// instance was deleted, or discovery no longer finds it): nothing can be
+// signalled there, and the card says so at once instead of at expiry.
+func (b *Bot) closeLeft(ctx context.Context, a Approval, target string) {
+	done, won, err := b.requests.transition(ctx, a.ID, Pending, Expired, func(x *Approval) error {
+		x.Decided = b.now()
+		x.Err = leftFleet(target).Error() + ": nothing was signalled"
+		return nil
+	})
+	if err != nil || !won {
+		return
+	}
+	b.audit(ctx, AuditExpire, "", done)
+	b.metrics.decision("expired")
+	b.refreshCard(ctx, done)
 }
 
 // abandoned finishes an approval whose process stopped between the approval

@@ -22,6 +22,7 @@ type listArgs struct {
 	wide          bool
 	watch         watchFlag
 	json          bool
+	redact        bool
 }
 
 func listFlags(a *listArgs) *flag.FlagSet {
@@ -37,6 +38,7 @@ func listFlags(a *listArgs) *flag.FlagSet {
 	fs.BoolVar(&a.wide, "wide", false, fmt.Sprintf("show the whole query, not its first %d characters", queryWidth))
 	fs.Var(&a.watch, "watch", "list again every interval (-watch or -watch 5s; default 2s) until Ctrl-C, in place on a terminal")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
+	fs.BoolVar(&a.redact, "redact", false, "hide query literals and comments, as in Slack (PGKILL_REDACT=literals)")
 	return fs
 }
 
@@ -63,6 +65,9 @@ func (c *CLI) List(ctx context.Context, args []string) error {
 	names, err := c.targets("list", a.target)
 	if err != nil {
 		return err
+	}
+	if a.redact {
+		c = c.redacting()
 	}
 	// The table shows 60 characters of each query: read no more than a
 	// message would, except for -wide and -json, which show it whole.

@@ -17,6 +17,7 @@ import (
 type signalArgs struct {
 	target string
 	yes    bool
+	redact bool
 	// With no pid, the filters select the set (bulk.go).
 	min           minFlag
 	db, user, app patternFlag
@@ -30,6 +31,7 @@ func signalFlags(name string, a *signalArgs) *flag.FlagSet {
 	fs.StringVar(&a.target, "target", "", "the target `name` the pids are on (may be left out when there is one); with no pid, only this target's sessions")
 	fs.BoolVar(&a.yes, "yes", false, "do not ask for confirmation")
 	fs.BoolVar(&a.yes, "y", false, "short for -yes")
+	fs.BoolVar(&a.redact, "redact", false, "hide query literals and comments, as in Slack (PGKILL_REDACT=literals)")
 	fs.Var(&a.min, "min", "with no pid: shortest `duration` included, with a unit: 30s, 5m; 0s includes all (default: PGKILL_MIN_DURATION, 1m)")
 	fs.Var(&a.db, "db", "with no pid: only databases matching this shell `pattern` (*, ?, [a-z])")
 	fs.Var(&a.user, "user", "with no pid: only users matching this shell `pattern`")
@@ -50,6 +52,9 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 	a, err := c.signalArgs(cmd, args)
 	if err != nil {
 		return err
+	}
+	if a.redact {
+		c = c.redacting()
 	}
 	if len(a.pids) == 0 {
 		return c.bulk(ctx, action, a)
