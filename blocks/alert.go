@@ -76,26 +76,7 @@ type Summary struct {
 func AlertSummary(s Summary) Message {
 	sorted := append([]pg.Backend(nil), s.Backends...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Duration > sorted[j].Duration })
-	count := func(key func(pg.Backend) string) string {
-		n := map[string]int{}
-		for _, b := range sorted {
-			n[key(b)]++
-		}
-		keys := make([]string, 0, len(n))
-		for k := range n {
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j] })
-		var parts []string
-		for i, k := range keys {
-			if i == 8 {
-				parts = append(parts, fmt.Sprintf("… %d more", len(keys)-8))
-				break
-			}
-			parts = append(parts, fmt.Sprintf("%s ×%d", inline(k), n[k]))
-		}
-		return strings.Join(parts, ", ")
-	}
+	count := func(key func(pg.Backend) string) string { return breakdown(sorted, key, 8) }
 	show := min(s.Show, len(sorted), MaxListed)
 	for {
 		m, ok := fit(600, func(qmax int) Message { return alertSummary(sorted, show, count, qmax, s) })

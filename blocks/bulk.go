@@ -65,8 +65,9 @@ func BulkButtons(id, setID string, n int) slack.Block {
 	)
 }
 
-// breakdown counts members by key, most first: "`a` ×50, `b` ×5".
-func breakdown(bs []pg.Backend, key func(pg.Backend) string) string {
+// breakdown counts backends by key, most first, at most show keys:
+// "`a` ×50, `b` ×5, … 3 more".
+func breakdown(bs []pg.Backend, key func(pg.Backend) string, show int) string {
 	n := map[string]int{}
 	for _, b := range bs {
 		n[key(b)]++
@@ -78,8 +79,8 @@ func breakdown(bs []pg.Backend, key func(pg.Backend) string) string {
 	sort.Slice(keys, func(i, j int) bool { return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j] })
 	var parts []string
 	for i, k := range keys {
-		if i == 6 {
-			parts = append(parts, fmt.Sprintf("… %d more", len(keys)-6))
+		if i == show {
+			parts = append(parts, fmt.Sprintf("… %d more", len(keys)-show))
 			break
 		}
 		parts = append(parts, fmt.Sprintf("%s ×%d", inline(k), n[k]))
@@ -106,10 +107,10 @@ func bulkMessage(r Request) Message {
 		top = append(top, fmt.Sprintf("pid %d on %s · %s · user %s · app %s\n%s", b.PID, Escape(b.Target), Duration(b.Duration), inline(b.User), inline(b.Application), codeBlock(b.Query, 300)))
 	}
 	facts := fmt.Sprintf("*By target:* %s\n*By user:* %s\n*By application:* %s\n*By database:* %s",
-		breakdown(r.Members, func(b pg.Backend) string { return b.Target }),
-		breakdown(r.Members, func(b pg.Backend) string { return b.User }),
-		breakdown(r.Members, func(b pg.Backend) string { return b.Application }),
-		breakdown(r.Members, func(b pg.Backend) string { return b.Database }))
+		breakdown(r.Members, func(b pg.Backend) string { return b.Target }, 6),
+		breakdown(r.Members, func(b pg.Backend) string { return b.User }, 6),
+		breakdown(r.Members, func(b pg.Backend) string { return b.Application }, 6),
+		breakdown(r.Members, func(b pg.Backend) string { return b.Database }, 6))
 	if left := leftOut(r.Left); left != "" {
 		facts += "\n*Left out:* " + left
 	}

@@ -244,31 +244,8 @@ func (b *Bot) bulkRequest(ctx context.Context, c click, action pg.Action, f froz
 		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: request %s to %s this set is already waiting for approval.", a.ID, a.Action))
 		return
 	}
-	b.audit(ctx, AuditRequest, c.User, a)
 	b.metrics.request("bulk-" + string(a.Action))
-	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
-	if err != nil {
-		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) error { x.Decided = b.now(); return nil }); ok {
-			b.audit(ctx, AuditWithdraw, "", a)
-		}
-		b.tell(ctx, c.ResponseURL, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
-		return
-	}
-	if err := b.requests.update(ctx, a.ID, func(x *Approval) { x.CardTS = ts }); err != nil {
-		b.log.Error("could not record the card of a request", slog.String("request_id", a.ID), slog.String("error", err.Error()))
-	}
-	thread := a.ThreadTS
-	if thread == "" {
-		thread = ts
-	}
-	for _, m := range blocks.MemberList(a.ID, a.Members) {
-		if _, err := b.post(ctx, a.Channel, thread, m); err != nil {
-			break // the card says how many; the list is a convenience
-		}
-	}
-	if cur, ok, _ := b.requests.get(ctx, a.ID); ok && (cur.State != Pending || len(cur.Votes) > 0) {
-		b.refreshCard(ctx, cur)
-	}
+	b.publish(ctx, c, a, blocks.MemberList(a.ID, a.Members))
 }
 
 // BulkNext handles "Terminate the N still running" on a bulk cancel's

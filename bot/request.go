@@ -181,8 +181,15 @@ func (b *Bot) request(ctx context.Context, c click, reason string) {
 		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":information_source: request %s to %s this backend is already waiting for approval.", a.ID, a.Action))
 		return
 	}
-	b.audit(ctx, AuditRequest, c.User, a)
 	b.metrics.request(string(a.Action))
+	b.publish(ctx, c, a, nil)
+}
+
+// publish records a new request's audit line and posts its card (and, for
+// a bulk request, the whole list in its thread). A card that cannot be
+// posted withdraws the request — nobody could approve it — and says so.
+func (b *Bot) publish(ctx context.Context, c click, a Approval, thread []blocks.Message) {
+	b.audit(ctx, AuditRequest, c.User, a)
 	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
 	if err != nil {
 		if a, ok, _ := b.requests.transition(ctx, a.ID, Pending, Withdrawn, func(x *Approval) error { x.Decided = b.now(); return nil }); ok {
@@ -193,6 +200,15 @@ func (b *Bot) request(ctx context.Context, c click, reason string) {
 	}
 	if err := b.requests.update(ctx, a.ID, func(x *Approval) { x.CardTS = ts }); err != nil {
 		b.log.Error("could not record the card of a request", slog.String("request_id", a.ID), slog.String("error", err.Error()))
+	}
+	under := a.ThreadTS
+	if under == "" {
+		under = ts
+	}
+	for _, m := range thread {
+		if _, err := b.post(ctx, a.Channel, under, m); err != nil {
+			break // the card says how many; the list is a convenience
+		}
 	}
 	// A click may have decided (or approved, of several approvals) the
 	// request while its card was being posted, before its ts was known:
