@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
@@ -167,6 +168,31 @@ func TestRequestsConcurrentChangesAreNotLost(t *testing.T) {
 			if err != nil || got.State != Approved || got.Decider != "U1" || got.CardTS != "ts-"+id {
 				t.Errorf("%s after concurrent changes: state=%s decider=%q card=%q err=%v", id, got.State, got.Decider, got.CardTS, err)
 			}
+		}
+	})
+}
+
+// An alert resolved by a bulk request names that request: its members are
+// found whichever store keeps them.
+func TestRequestsEndedByBulk(t *testing.T) {
+	stores(t, func(t *testing.T, s requests) {
+		ctx := context.Background()
+		m1, m2 := identity(41), identity(42)
+		a, _, err := s.add(ctx, Approval{Action: pg.Cancel, Members: []pg.Backend{{Identity: m1}, {Identity: m2}}, Requester: "U1",
+			Backend: pg.Backend{Identity: pg.Identity{Target: "t"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.transition(ctx, a.ID, Pending, Approved, func(x *Approval) error { x.Decider = "U2"; return nil })
+		s.transition(ctx, a.ID, Approved, Done, func(x *Approval) error {
+			x.Results = []blocks.MemberOutcome{{Outcome: pg.Outcome{Result: pg.Gone}}, {Outcome: pg.Outcome{Result: pg.Sent}}}
+			return nil
+		})
+		if got, ok := s.endedBy(ctx, m2); !ok || got.ID != a.ID {
+			t.Errorf("endedBy(signalled member) = %+v, %v", got.ID, ok)
+		}
+		if _, ok := s.endedBy(ctx, m1); ok {
+			t.Error("a member that was skipped (nothing sent) is said to be ended by the request")
 		}
 	})
 }

@@ -192,6 +192,17 @@ func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval,
 			return a, true
 		}
 	}
+	// A bulk request is keyed by its whole set: look through the decided
+	// ones (kept a day). Only an alert's resolution asks, once per alert.
+	done, err := s.inState(ctx, Done)
+	if err != nil {
+		return Approval{}, false
+	}
+	for _, a := range done {
+		if a.bulk() && signalled(a, id) {
+			return a, true
+		}
+	}
 	return Approval{}, false
 }
 
