@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/redact"
 )
@@ -25,7 +26,8 @@ type Bot struct {
 	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
 	org      string
 	requests requests
-	store    StateStore // nil: state lives in memory
+	store    StateStore    // nil: state lives in memory
+	leases   *lease.Keeper // nil: this replica polls every target (serve.go)
 	metrics  *metrics
 	health   *health
 	now      func() time.Time
