@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/pg/pgtest"
+)
+
+// High availability, with the built binary: several `pgkill serve`
+// replicas sharing one state store and one Slack app, two targets.
+
+const (
+	haAlerts  = "C0ALERTS"
+	haChannel = "C0INCIDENT"
+	haPoll    = 300 * time.Millisecond
+)
+
+// logBuffer collects a replica's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// records returns the JSON log records with msg and, if set, event.
+func (b *logBuffer) records(msg, event string) []map[string]any {
+	b.mu.Lock()
+	text := b.buf.String()
+	b.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(text, "\n") {
+		var r map[string]any
+		if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == msg && (event == "" || r["event"] == event) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type haReplica struct {
+	name   string
+	listen string
+	cmd    *exec.Cmd
+	logs   *logBuffer
+	exited chan error
+}
+
+// haEnv is a set of replicas sharing a state store, a fake Slack and two
+// targets: t1 and t2, on one server, each seeing only its own role's
+// queries (no pg_read_all_stats), so a runaway query belongs to one target.
+type haEnv struct {
+	fake     *fakeslack.Server
+	env      []string
+	stateDSN string
+	dsn      map[string]string // target -> DSN of its role
+	all      []*haReplica      // every replica ever started, for the logs
+	mu       sync.Mutex
+}
+
+func newHA(t *testing.T, state string, extra ...string) *haEnv {
+	t.Helper()
+	h := &haEnv{fake: fakeslack.New(t), stateDSN: pgtest.Database(t, state),
+		dsn: map[string]string{"t1": pgtest.Role(t, "ha_t1"), "t2": pgtest.Role(t, "ha_t2")}}
+	h.execState(t, `DO $$ BEGIN
+  IF to_regclass('pgkill_lease') IS NOT NULL THEN TRUNCATE pgkill_lease, pgkill_replica, pgkill_alert, pgkill_request; END IF;
+END $$`) // -count=n: start afresh
+	h.fake.AllowConnections(10)
+	h.fake.SetGroup("S0DBA", "U0GROUPIE")
+	h.env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"PGKILL_TARGETS=t1=" + h.dsn["t1"] + ",t2=" + h.dsn["t2"],
+		"SLACK_APP_TOKEN=" + fakeslack.AppToken, "SLACK_BOT_TOKEN=" + fakeslack.BotToken, "SLACK_API_URL=" + h.fake.APIURL(),
+		"PGKILL_APPROVERS=U0APPROVER,S0DBA", "PGKILL_LOG_FORMAT=json", "PGKILL_STATE_DSN=" + h.stateDSN,
+		"PGKILL_ALERT_CHANNEL=" + haAlerts, "PGKILL_ALERT_AFTER=1s", "PGKILL_IDLE_TX_ALERT_AFTER=0s",
+		"PGKILL_POLL_INTERVAL=" + haPoll.String(), "PGKILL_ALERT_EDIT_INTERVAL=1h", "PGKILL_MIN_DURATION=0s",
+		"PGKILL_REASON=off", "PGKILL_VERIFY_TIMEOUT=5s",
+	}, extra...)
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, r := range h.all {
+			_ = r.cmd.Process.Kill()
+			<-r.exited
+			if t.Failed() {
+				t.Logf("replica %s logs:\n%s", r.name, r.logs.buf.String())
+			}
+		}
+	})
+	return h
+}
+
+// start starts replica name and waits until it is connected to Slack.
+func (h *haEnv) start(t *testing.T, name string) *haReplica {
+	t.Helper()
+	r := &haReplica{name: name, listen: closedPort(t), logs: &logBuffer{}, exited: make(chan error, 1)}
+	r.cmd = exec.Command(binary, "serve")
+	r.cmd.Env = append(append([]string(nil), h.env...), "PGKILL_REPLICA="+name, "PGKILL_LISTEN="+r.listen)
+	r.cmd.Stderr = r.logs
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- r.cmd.Wait() }()
+	h.mu.Lock()
+	h.all = append(h.all, r)
+	h.mu.Unlock()
+	h.fake.Eventually(t, 30*time.Second, name+" to connect", func() bool { return len(r.logs.records("connected to Slack", "")) > 0 })
+	return r
+}
+
+// kill ends r without a word (SIGKILL) and waits until Slack sees its
+// connection gone.
+func (h *haEnv) kill(t *testing.T, r *haReplica) {
+	t.Helper()
+	live := h.fake.Live()
+	if err := r.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-r.exited
+	r.exited <- nil // for the cleanup
+	h.fake.Eventually(t, 15*time.Second, r.name+"'s connection to close", func() bool { return h.fake.Live() < live })
+}
+
+// stop ends r as a rollout does (SIGTERM) and waits for it to exit 0.
+func (h *haEnv) stop(t *testing.T, r *haReplica) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-r.exited:
+		r.exited <- nil
+		if err != nil {
+			t.Errorf("%s after SIGTERM: %v", r.name, err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not exit after SIGTERM", r.name)
+	}
+}
+
+// audits counts the audit records of event (for request id, if set) over
+// every replica's logs.
+func (h *haEnv) audits(event, id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.all {
+		for _, rec := range r.logs.records("audit", event) {
+			if id == "" || rec["request_id"] == id {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// execState runs sql on the state store's database.
+func (h *haEnv) execState(t *testing.T, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, h.stateDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holder returns who holds target's lease now ("" when nobody does).
+func (h *haEnv) holder(t *testing.T, target string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, h.stateDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var who string
+	err = conn.QueryRow(ctx, `SELECT holder FROM pgkill_lease WHERE target = $1 AND expires > clock_timestamp()`, target).Scan(&who)
+	if err != nil && err != pgx.ErrNoRows {
+		t.Fatal(err)
+	}
+	return who
+}
+
+// runaway starts a statement on target that runs until the test ends.
+func (h *haEnv) runaway(t *testing.T, target string) *pgtest.Session {
+	t.Helper()
+	s := pgtest.NewSession(t, h.dsn[target], "ha_runaway")
+	s.Run("SELECT pg_sleep(600)")
+	waitState(t, s.PID, "active")
+	return s
+}
+
+// alerts returns the alert messages about pid on target.
+func (h *haEnv) alerts(target string, pid int32) []fakeslack.Message {
+	return h.fake.Messages(func(m fakeslack.Message) bool {
+		return m.Channel == haAlerts && (strings.Contains(m.Text, fmt.Sprintf("on %s: pid %d for ", target, pid)) ||
+			strings.Contains(m.Text, fmt.Sprintf("resolved: pid %d on %s ran", pid, target)))
+	})
+}
+
+// alerted waits for pid's alert and returns it.
+func (h *haEnv) alerted(t *testing.T, target string, pid int32) fakeslack.Message {
+	t.Helper()
+	var m fakeslack.Message
+	h.fake.Eventually(t, 30*time.Second, fmt.Sprintf("the alert on pid %d", pid), func() bool {
+		ms := h.alerts(target, pid)
+		if len(ms) > 0 {
+			m = ms[0]
+		}
+		return len(ms) > 0
+	})
+	return m
+}
+
+// resolved waits until pid's alert shows it resolved.
+func (h *haEnv) resolved(t *testing.T, target string, pid int32) {
+	t.Helper()
+	h.fake.Eventually(t, 30*time.Second, fmt.Sprintf("the alert on pid %d resolved", pid), func() bool {
+		ms := h.alerts(target, pid)
+		return len(ms) == 1 && strings.Contains(string(ms[0].Blocks), "*Resolved*")
+	})
+}
+
+// checkOnce checks that pid was alerted in one message, resolved in one
+// edit.
+func (h *haEnv) checkOnce(t *testing.T, target string, pid int32) {
+	t.Helper()
+	ms := h.alerts(target, pid)
+	if len(ms) != 1 {
+		t.Errorf("pid %d on %s: %d alert messages, want 1", pid, target, len(ms))
+		return
+	}
+	n := 0
+	for _, v := range ms[0].Versions {
+		if strings.Contains(string(v), "*Resolved*") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("pid %d on %s: resolved in %d edits, want 1", pid, target, n)
+	}
+}
+
+func end(t *testing.T, s *pgtest.Session) {
+	t.Helper()
+	pgtest.Exec(t, "SELECT pg_cancel_backend($1)", s.PID)
+	s.Result(t)
+}
+
+// 3 replicas, 2 targets: every runaway query alerted once and resolved once;
+// SIGKILL the replica holding t1's lease: another takes t1 over within two
+// poll intervals, posts no second alert, and resolves the old one in place.
+func TestHAAlertsOnceAndTakeover(t *testing.T) {
+	h := newHA(t, "ha_alerts")
+	rs := map[string]*haReplica{}
+	for _, n := range []string{"r1", "r2", "r3"} {
+		rs[n] = h.start(t, n)
+	}
+	q1, q2 := h.runaway(t, "t1"), h.runaway(t, "t2")
+	h.alerted(t, "t1", q1.PID)
+	h.alerted(t, "t2", q2.PID)
+
+	dead := rs[h.holder(t, "t1")]
+	if dead == nil {
+		t.Fatalf("t1's lease is held by %q", h.holder(t, "t1"))
+	}
+	h.kill(t, dead)
+	killed := time.Now()
+	var next string
+	h.fake.Eventually(t, 30*time.Second, "another replica to take t1 over", func() bool {
+		next = h.holder(t, "t1")
+		return next != "" && next != dead.name
+	})
+	took := time.Since(killed)
+	t.Logf("t1 taken over by %s %v after SIGKILL of %s (poll interval %v)", next, took.Round(time.Millisecond), dead.name, haPoll)
+	// The new holder polls t1 (a new runaway query is alerted by it) and has
+	// not alerted q1 again.
+	q3 := h.runaway(t, "t1")
+	h.alerted(t, "t1", q3.PID)
+	for _, q := range []*pgtest.Session{q1, q2, q3} {
+		end(t, q)
+	}
+	h.resolved(t, "t1", q1.PID)
+	h.resolved(t, "t2", q2.PID)
+	h.resolved(t, "t1", q3.PID)
+	for _, c := range []struct {
+		target string
+		q      *pgtest.Session
+	}{{"t1", q1}, {"t2", q2}, {"t1", q3}} {
+		h.checkOnce(t, c.target, c.q.PID)
+	}
+	if got := h.fake.Messages(func(m fakeslack.Message) bool { return m.Channel == haAlerts }); len(got) != 3 {
+		t.Errorf("%d messages in the alert channel, want 3", len(got))
+	}
+	if n := len(rs[next].logs.records("open alerts taken back", "")); n == 0 {
+		t.Errorf("%s took t1 over without its open alerts", next)
+	}
+	// /readyz and /metrics of the new holder name t1.
+	body := get(t, "http://"+rs[next].listen+"/readyz")
+	if !strings.Contains(body, `"leases":["t1"`) && !strings.Contains(body, `"t1"]`) {
+		t.Errorf("/readyz of %s: %s", next, body)
+	}
+	if m := get(t, "http://"+rs[next].listen+"/metrics"); !strings.Contains(m, `pgkill_target_lease_held{target="t1"} 1`) {
+		t.Errorf("/metrics of %s lacks the lease of t1", next)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+// list runs /pgkill and returns the listing it posts.
+func (h *haEnv) list(t *testing.T) fakeslack.Message {
+	t.Helper()
+	before := len(h.fake.Messages(nil))
+	h.fake.WaitAck(t, h.fake.SlashCommand(t, "/pgkill", "U0REQ", haChannel, ""))
+	var m fakeslack.Message
+	h.fake.Eventually(t, 20*time.Second, "the listing", func() bool {
+		ms := h.fake.Messages(func(m fakeslack.Message) bool {
+			return m.Channel == haChannel && m.ThreadTS == "" && strings.HasPrefix(m.Text, "pgkill: ")
+		})
+		if len(ms) == 0 || len(h.fake.Messages(nil)) <= before {
+			return false
+		}
+		m = ms[len(ms)-1]
+		return true
+	})
+	return m
+}
+
+// request presses Cancel on s's row of the listing and returns the card.
+func (h *haEnv) request(t *testing.T, listing fakeslack.Message, s *pgtest.Session) fakeslack.Message {
+	t.Helper()
+	h.fake.WaitAck(t, h.fake.Click(t, "U0REQ", listing, blocks.ActionCancel, fmt.Sprintf("|%d|", s.PID)))
+	var card fakeslack.Message
+	h.fake.Eventually(t, 20*time.Second, "the card", func() bool {
+		for _, m := range h.fake.Messages(func(m fakeslack.Message) bool { return m.ThreadTS == listing.TS }) {
+			if strings.Contains(string(m.Blocks), fmt.Sprintf("pid %d", s.PID)) && strings.Contains(string(m.Blocks), blocks.ActionApprove) {
+				card = m
+				return true
+			}
+		}
+		return false
+	})
+	return card
+}
+
+// requestID reads the request's ID off its card's Approve button.
+func requestID(t *testing.T, card fakeslack.Message) string {
+	t.Helper()
+	_, v, err := fakeslack.FindButton(card, blocks.ActionApprove, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
