@@ -387,3 +387,99 @@ func requestID(t *testing.T, card fakeslack.Message) string {
 	}
 	return v
 }
+
+// creator names the replica that made request id (its audit record).
+func (h *haEnv) creator(t *testing.T, id string) *haReplica {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, r := range h.all {
+		for _, rec := range r.logs.records("audit", "request") {
+			if rec["request_id"] == id {
+				if rec["replica"] != r.name {
+					t.Errorf("audit record of %s names replica %v, written by %s", id, rec["replica"], r.name)
+				}
+				return r
+			}
+		}
+	}
+	t.Fatalf("no audit record of request %s", id)
+	return nil
+}
+
+// Requests made through a replica that is then killed: a click reaching
+// another replica approves it — 20 concurrent clicks spread over 3 replicas
+// signal once, one audit record each, the card updated for the approval and
+// the outcome only; and a pending one still expires, once.
+func TestHARequestsOutliveTheirReplica(t *testing.T) {
+	const ttl = 15 * time.Second
+	h := newHA(t, "ha_requests", "PGKILL_APPROVAL_TTL="+ttl.String())
+	for _, n := range []string{"r1", "r2", "r3"} {
+		h.start(t, n)
+	}
+	q1, q2 := h.runaway(t, "t1"), h.runaway(t, "t2")
+	listing := h.list(t)
+	a := h.request(t, listing, q1)
+	b := h.request(t, listing, q2)
+	idA, idB := requestID(t, a), requestID(t, b)
+
+	killed := map[*haReplica]bool{h.creator(t, idA): true, h.creator(t, idB): true}
+	for r := range killed {
+		h.kill(t, r)
+	}
+	for i := 0; h.fake.Live() < 3; i++ {
+		h.start(t, fmt.Sprintf("r%d", 4+i))
+	}
+
+	var wg sync.WaitGroup
+	envelopes := make([]string, 20)
+	for i := range envelopes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := []string{"U0APPROVER", "U0GROUPIE"}[i%2]
+			envelopes[i] = h.fake.Click(t, user, a, blocks.ActionApprove, "")
+		}()
+	}
+	wg.Wait()
+	conns := map[int]bool{}
+	for _, id := range envelopes {
+		h.fake.WaitAck(t, id)
+		conns[h.fake.Delivered(id)] = true
+	}
+	if len(conns) != 3 {
+		t.Errorf("the clicks reached %d connections, want 3", len(conns))
+	}
+	if got := pgtest.SQLState(q1.Result(t)); got != "57014" {
+		t.Errorf("q1 SQLSTATE = %q, want 57014 (cancelled)", got)
+	}
+	h.fake.Eventually(t, 30*time.Second, "the outcome on the card", func() bool {
+		m, _ := h.fake.Message(a.Channel, a.TS)
+		return h.audits("outcome", idA) > 0 && !strings.Contains(string(m.Blocks), blocks.ActionApprove) && m.Updates >= 2
+	})
+	if n := h.audits("approve", idA); n != 1 {
+		t.Errorf("%d approve records of %s, want 1", n, idA)
+	}
+	if n := h.audits("outcome", idA); n != 1 {
+		t.Errorf("%d outcome records of %s, want 1", n, idA)
+	}
+
+	// B: made by a replica now dead, expires on time, once.
+	h.fake.Eventually(t, ttl+30*time.Second, "B to expire", func() bool {
+		m, _ := h.fake.Message(b.Channel, b.TS)
+		return strings.Contains(string(m.Blocks), "*Expired*")
+	})
+	if !q2.Running() {
+		t.Error("q2 ended: the expired request signalled it")
+	}
+	if n := h.audits("expire", idB); n != 1 {
+		t.Errorf("%d expire records of %s, want 1", n, idB)
+	}
+	m, _ := h.fake.Message(a.Channel, a.TS)
+	if m.Updates > 2 {
+		t.Errorf("card A updated %d times, want 2 (approved, outcome)", m.Updates)
+	}
+	if m, _ := h.fake.Message(b.Channel, b.TS); m.Updates != 1 {
+		t.Errorf("card B updated %d times, want 1 (expired)", m.Updates)
+	}
+}
