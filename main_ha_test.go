@@ -346,7 +346,7 @@ func get(t *testing.T, url string) string {
 func (h *haEnv) list(t *testing.T) fakeslack.Message {
 	t.Helper()
 	before := len(h.fake.Messages(nil))
-	h.fake.WaitAck(t, h.fake.SlashCommand(t, "/pgkill", "U0REQ", haChannel, ""))
+	h.reliably(t, func() string { return h.fake.SlashCommand(t, "/pgkill", "U0REQ", haChannel, "") })
 	var m fakeslack.Message
 	h.fake.Eventually(t, 20*time.Second, "the listing", func() bool {
 		ms := h.fake.Messages(func(m fakeslack.Message) bool {
@@ -361,10 +361,36 @@ func (h *haEnv) list(t *testing.T) fakeslack.Message {
 	return m
 }
 
+// reliably sends an envelope until a replica acknowledges it: one sent to
+// a replica as it stops is never acknowledged, and Slack's user sees an
+// error and presses again. Every action is safe to repeat.
+func (h *haEnv) reliably(t *testing.T, send func() string) string {
+	t.Helper()
+	for i := 0; ; i++ {
+		id := send()
+		wait := time.After(fakeslack.AckDeadline + 2*time.Second)
+		for {
+			if _, ok := h.fake.Ack(id); ok {
+				return id
+			}
+			select {
+			case <-wait:
+			case <-time.After(20 * time.Millisecond):
+				continue
+			}
+			break
+		}
+		if i == 5 {
+			t.Fatalf("envelope %s: no replica acknowledged it, 6 times", id)
+		}
+		t.Logf("envelope %s not acknowledged (its replica was stopping): sent again, as Slack's user would", id)
+	}
+}
+
 // request presses Cancel on s's row of the listing and returns the card.
 func (h *haEnv) request(t *testing.T, listing fakeslack.Message, s *pgtest.Session) fakeslack.Message {
 	t.Helper()
-	h.fake.WaitAck(t, h.fake.Click(t, "U0REQ", listing, blocks.ActionCancel, fmt.Sprintf("|%d|", s.PID)))
+	h.reliably(t, func() string { return h.fake.Click(t, "U0REQ", listing, blocks.ActionCancel, fmt.Sprintf("|%d|", s.PID)) })
 	var card fakeslack.Message
 	h.fake.Eventually(t, 20*time.Second, "the card", func() bool {
 		for _, m := range h.fake.Messages(func(m fakeslack.Message) bool { return m.ThreadTS == listing.TS }) {
@@ -469,6 +495,8 @@ func TestHARequestsOutliveTheirReplica(t *testing.T) {
 		m, _ := h.fake.Message(b.Channel, b.TS)
 		return strings.Contains(string(m.Blocks), "*Expired*")
 	})
+	// The log line travels through a pipe: it may follow the card.
+	h.fake.Eventually(t, 10*time.Second, "B's expire record", func() bool { return h.audits("expire", idB) > 0 })
 	if !q2.Running() {
 		t.Error("q2 ended: the expired request signalled it")
 	}
@@ -481,5 +509,73 @@ func TestHARequestsOutliveTheirReplica(t *testing.T) {
 	}
 	if m, _ := h.fake.Message(b.Channel, b.TS); m.Updates != 1 {
 		t.Errorf("card B updated %d times, want 1 (expired)", m.Updates)
+	}
+}
+
+// A rolling restart of every replica, one by one, while requests are made
+// and approved and the targets polled: every approved request signals once,
+// every runaway query is alerted once and resolved once.
+func TestHARollingRestart(t *testing.T) {
+	h := newHA(t, "ha_rolling")
+	rs := []*haReplica{h.start(t, "r1"), h.start(t, "r2"), h.start(t, "r3")}
+	q1, q2 := h.runaway(t, "t1"), h.runaway(t, "t2")
+	h.alerted(t, "t1", q1.PID)
+	h.alerted(t, "t2", q2.PID)
+
+	restarted := make(chan struct{})
+	go func() {
+		defer close(restarted)
+		for i, r := range rs {
+			h.stop(t, r)
+			rs[i] = h.start(t, r.name)
+			h.fake.Eventually(t, 30*time.Second, "3 connections", func() bool { return h.fake.Live() == 3 })
+		}
+	}()
+	type alerted struct {
+		target string
+		q      *pgtest.Session
+	}
+	all := []alerted{{"t1", q1}, {"t2", q2}}
+	var ids []string
+	for done := false; !done; {
+		select {
+		case <-restarted:
+			done = true
+		default:
+		}
+		target := []string{"t1", "t2"}[len(ids)%2]
+		q := h.runaway(t, target)
+		card := h.request(t, h.list(t), q)
+		id := requestID(t, card)
+		h.reliably(t, func() string { return h.fake.Click(t, "U0APPROVER", card, blocks.ActionApprove, "") })
+		if got := pgtest.SQLState(q.Result(t)); got != "57014" {
+			t.Errorf("request %s: SQLSTATE %q, want 57014", id, got)
+		}
+		ids = append(ids, id)
+		if len(ids)%3 == 0 { // one that runs long enough to be alerted, across restarts
+			all = append(all, alerted{target, h.runaway(t, target)})
+		}
+	}
+	t.Logf("%d requests approved during the rolling restart", len(ids))
+	h.fake.Eventually(t, 30*time.Second, "every outcome recorded", func() bool {
+		for _, id := range ids {
+			if h.audits("outcome", id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		if n, m := h.audits("approve", id), h.audits("outcome", id); n != 1 || m != 1 {
+			t.Errorf("request %s: %d approve and %d outcome records, want 1 each", id, n, m)
+		}
+	}
+	for _, a := range all {
+		h.alerted(t, a.target, a.q.PID)
+		end(t, a.q)
+	}
+	for _, a := range all {
+		h.resolved(t, a.target, a.q.PID)
+		h.checkOnce(t, a.target, a.q.PID)
 	}
 }
