@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -578,4 +581,120 @@ func TestHARollingRestart(t *testing.T) {
 		h.resolved(t, a.target, a.q.PID)
 		h.checkOnce(t, a.target, a.q.PID)
 	}
+}
+
+// cutProxy forwards TCP to a server until cut: a network partition between
+// one replica and the state store.
+type cutProxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, to string) *cutProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(s, c); s.Close() }()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.l.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// A replica that loses the state store says so on /readyz (503, the
+// reason) and polls nothing once its leases would have expired; the others
+// take its targets over and alert what runs there, once.
+func TestHAStateStoreLost(t *testing.T) {
+	h := newHA(t, "ha_lost")
+	u, err := url.Parse(h.stateDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.l.Addr().String()
+	env := h.env
+	h.env = append(append([]string(nil), env...), "PGKILL_STATE_DSN="+u.String())
+	r1 := h.start(t, "r1")
+	h.env = env
+	h.fake.Eventually(t, 30*time.Second, "r1 to hold both leases", func() bool {
+		return h.holder(t, "t1") == "r1" && h.holder(t, "t2") == "r1"
+	})
+	q1 := h.runaway(t, "t1")
+	h.alerted(t, "t1", q1.PID)
+	h.start(t, "r2")
+
+	proxy.cut()
+	h.fake.Eventually(t, 30*time.Second, "r1 not ready for want of its state store", func() bool {
+		resp, err := http.Get("http://" + r1.listen + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(b.String(), `"state_store":"unreachable since`) &&
+			strings.Contains(b.String(), `"leases":[]`)
+	})
+	h.fake.Eventually(t, 30*time.Second, "r2 to hold both leases", func() bool {
+		return h.holder(t, "t1") == "r2" && h.holder(t, "t2") == "r2"
+	})
+	q2 := h.runaway(t, "t2")
+	h.alerted(t, "t2", q2.PID)
+	end(t, q1)
+	end(t, q2)
+	h.resolved(t, "t1", q1.PID)
+	h.resolved(t, "t2", q2.PID)
+	h.checkOnce(t, "t1", q1.PID)
+	h.checkOnce(t, "t2", q2.PID)
+}
+
+// Several replicas without a state store alert each on its own: the one
+// that hears from Slack that it is not alone says so.
+func TestHANoStateStoreWarns(t *testing.T) {
+	h := newHA(t, "ha_nostore")
+	var env []string
+	for _, kv := range h.env {
+		if !strings.HasPrefix(kv, "PGKILL_STATE_DSN=") {
+			env = append(env, kv)
+		}
+	}
+	h.env = env
+	h.start(t, "r1")
+	r2 := h.start(t, "r2")
+	h.fake.Eventually(t, 10*time.Second, "r2's warning", func() bool {
+		for _, r := range r2.logs.records("Slack reports several connections of this app and pgkill has no state store: each replica alerts on its own (twice, three times …) and knows only its own requests; set PGKILL_STATE_DSN on every replica", "") {
+			if r["level"] == "WARN" && r["num_connections"] == float64(2) {
+				return true
+			}
+		}
+		return false
+	})
 }
