@@ -284,6 +284,7 @@ func TestHAAlertsOnceAndTakeover(t *testing.T) {
 	for _, n := range []string{"r1", "r2", "r3"} {
 		rs[n] = h.start(t, n)
 	}
+	h.figures(t, "ha_alerts")
 	q1, q2 := h.runaway(t, "t1"), h.runaway(t, "t2")
 	h.alerted(t, "t1", q1.PID)
 	h.alerted(t, "t2", q2.PID)
@@ -697,4 +698,32 @@ func TestHANoStateStoreWarns(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// figures logs what 3 idle replicas cost: connections to the targets and to
+// the state store, and state-store transactions per poll interval (from
+// pg_stat_database, over a window of 10 poll intervals). A measure for
+// README, not an assertion.
+func (h *haEnv) figures(t *testing.T, stateDB string) {
+	t.Helper()
+	count := func(sql string, args ...any) int { return pgtest.Int(t, sql, args...) }
+	// Connections are opened lazily: wait until every replica has polled.
+	h.fake.Eventually(t, 30*time.Second, "both targets polled", func() bool {
+		return h.holder(t, "t1") != "" && h.holder(t, "t2") != ""
+	})
+	xacts := func() int {
+		pgtest.Exec(t, "SELECT pg_stat_clear_snapshot()")
+		return count("SELECT (xact_commit + xact_rollback)::int FROM pg_stat_database WHERE datname = $1", stateDB)
+	}
+	before := xacts()
+	start := time.Now()
+	time.Sleep(10 * haPoll)
+	polls := float64(time.Since(start)) / float64(haPoll)
+	after := xacts()
+	t.Logf("figures, 3 replicas, 2 targets, idle: connections to the targets %d (t1 %d, t2 %d), to the state store %d; state-store transactions %.1f per poll interval for all replicas",
+		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill'"),
+		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill' AND usename = 'ha_t1'"),
+		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill' AND usename = 'ha_t2'"),
+		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill-state'"),
+		float64(after-before)/polls)
 }
