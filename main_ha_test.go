@@ -394,7 +394,9 @@ func (h *haEnv) reliably(t *testing.T, send func() string) string {
 // request presses Cancel on s's row of the listing and returns the card.
 func (h *haEnv) request(t *testing.T, listing fakeslack.Message, s *pgtest.Session) fakeslack.Message {
 	t.Helper()
-	h.reliably(t, func() string { return h.fake.Click(t, "U0REQ", listing, blocks.ActionCancel, fmt.Sprintf("|%d|", s.PID)) })
+	h.reliably(t, func() string {
+		return h.fake.Click(t, "U0REQ", listing, blocks.ActionCancel, fmt.Sprintf("|%d|", s.PID))
+	})
 	var card fakeslack.Message
 	h.fake.Eventually(t, 20*time.Second, "the card", func() bool {
 		for _, m := range h.fake.Messages(func(m fakeslack.Message) bool { return m.ThreadTS == listing.TS }) {
