@@ -533,6 +533,9 @@ func TestHARollingRestart(t *testing.T) {
 		defer close(restarted)
 		for i, r := range rs {
 			h.stop(t, r)
+			if len(r.logs.records("leases handed back", "")) != 1 {
+				t.Errorf("%s stopped without handing its leases back", r.name)
+			}
 			rs[i] = h.start(t, r.name)
 			h.fake.Eventually(t, 30*time.Second, "3 connections", func() bool { return h.fake.Live() == 3 })
 		}
