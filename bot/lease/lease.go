@@ -52,13 +52,12 @@ type Keeper struct {
 	targets func() []string
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	held    []string  // sorted
-	valid   time.Time // the leases held are surely ours until then
-	live    int
-	err     error
-	errAt   time.Time
-	onRound func()
+	mu    sync.Mutex
+	held  []string  // sorted
+	valid time.Time // the leases held are surely ours until then
+	live  int
+	err   error
+	errAt time.Time
 }
 
 // New makes the keeper of replica's leases. A lease lasts one poll
@@ -148,12 +147,6 @@ func (k *Keeper) round(ctx context.Context, f Follower) {
 			k.log.Info("leases handed over", slog.Any("targets", drop), slog.Int("live_replicas", live), slog.Int("share", share))
 		}
 	}
-	k.mu.Lock()
-	on := k.onRound
-	k.mu.Unlock()
-	if on != nil {
-		on()
-	}
 }
 
 // failed records a round that could not reach the store: the leases held
@@ -216,13 +209,6 @@ func (k *Keeper) Status() Status {
 		s.Held = slices.Clone(k.held)
 	}
 	return s
-}
-
-// OnRound sets a function called after every successful round (tests).
-func (k *Keeper) OnRound(fn func()) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.onRound = fn
 }
 
 // split sorts held into the targets to keep (still targets) and to drop.
