@@ -191,6 +191,21 @@ func (h *haEnv) execState(t *testing.T, sql string) {
 	}
 }
 
+// queryState runs a one-row query on the state store's database.
+func (h *haEnv) queryState(t *testing.T, sql string, args []any, scan func(pgx.Row) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, h.stateDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := scan(conn.QueryRow(ctx, sql, args...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // holder returns who holds target's lease now ("" when nobody does).
 func (h *haEnv) holder(t *testing.T, target string) string {
 	t.Helper()
@@ -503,6 +518,18 @@ func TestHARequestsOutliveTheirReplica(t *testing.T) {
 	})
 	// The log line travels through a pipe: it may follow the card.
 	h.fake.Eventually(t, 10*time.Second, "B's expire record", func() bool { return h.audits("expire", idB) > 0 })
+	var lateness time.Duration
+	h.queryState(t, `SELECT extract(epoch FROM decided_at - (doc->>'Expires')::timestamptz)::float8 * 1e9 FROM pgkill_request WHERE id = $1`,
+		[]any{strings.TrimPrefix(idB, "R")}, func(r pgx.Row) error {
+			var ns float64
+			err := r.Scan(&ns)
+			lateness = time.Duration(ns)
+			return err
+		})
+	t.Logf("B expired %v after its expiry (a sweep every %v)", lateness.Round(time.Millisecond), ttl/20)
+	if lateness < 0 {
+		t.Errorf("B expired %v early", -lateness)
+	}
 	if !q2.Running() {
 		t.Error("q2 ended: the expired request signalled it")
 	}
