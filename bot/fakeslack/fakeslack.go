@@ -3,7 +3,9 @@
 // hello, pings, envelopes, acks, disconnect) and the Web API methods pgkill
 // uses, and records everything so tests can assert on it. It also checks
 // every message against Block Kit's limits and every ack against the 3 s
-// deadline.
+// deadline. Several replicas of one app may each keep a connection
+// (AllowConnections): each envelope then goes to one of them, round-robin,
+// as Slack spreads them.
 package fakeslack
 
 import (
