@@ -19,12 +19,17 @@ import (
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/cli"
 	"github.com/pgkill/pgkill/bot/demo"
+	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
 
-// pg.Fleet is what the command line reaches PostgreSQL through.
-var _ cli.Fleet = (*pg.Fleet)(nil)
+// pg.Fleet is what the command line reaches PostgreSQL through; pg.Store
+// keeps the leases that share alert polling among replicas.
+var (
+	_ cli.Fleet   = (*pg.Fleet)(nil)
+	_ lease.Store = (*pg.Store)(nil)
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -34,7 +34,8 @@ type alertDoc struct {
 }
 
 // load starts a target's alert state, with the alerts an earlier run (or
-// another process) posted and that are still open.
+// another replica) posted and that are still open. It returns nil when the
+// state store cannot say: polling without them would alert again.
 func (w *watcher) load(ctx context.Context, target string) *alertsFor {
 	st := &alertsFor{target: target, alerts: map[string]*alert{}}
 	if w.b.store == nil {
@@ -42,8 +43,10 @@ func (w *watcher) load(ctx context.Context, target string) *alertsFor {
 	}
 	docs, err := w.b.store.Alerts(ctx, target)
 	if err != nil {
-		w.b.log.Error("could not load alerts from the state store", slog.String("target", target), slog.String("error", err.Error()))
-		return st
+		if ctx.Err() == nil {
+			w.b.log.Error("could not load alerts from the state store; polling waits for them", slog.String("target", target), slog.String("error", err.Error()))
+		}
+		return nil
 	}
 	summaries := map[string]*summary{}
 	for k, raw := range docs {
@@ -62,7 +65,52 @@ func (w *watcher) load(ctx context.Context, target string) *alertsFor {
 		}
 		st.alerts[k] = a
 	}
+	if len(docs) > 0 {
+		w.b.log.Info("open alerts taken back", slog.String("target", target), slog.Int("alerts", len(docs)))
+	}
 	return st
+}
+
+// adopt reads again the stored alerts this replica did not post and whose
+// post Slack had not confirmed when they were read: the replica that posted
+// them (one that handed the target over, or died) records the ts when Slack
+// has it, and this replica needs it to edit and resolve them in place.
+func (w *watcher) adopt(ctx context.Context, st *alertsFor) {
+	if w.b.store == nil {
+		return
+	}
+	var waiting bool
+	w.mu.Lock()
+	for _, a := range st.alerts {
+		waiting = waiting || a.summary == nil && !a.queued && a.ts == ""
+	}
+	w.mu.Unlock()
+	if !waiting {
+		return
+	}
+	docs, err := w.b.store.Alerts(ctx, st.target)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, a := range st.alerts {
+		if a.summary != nil || a.queued || a.ts != "" {
+			continue
+		}
+		if d, ok := decodeAlert(docs[k]); ok && d.ts != "" {
+			a.ts = d.ts
+		}
+	}
+}
+
+// unconfirmed says whether a's post, made by another replica, has not been
+// confirmed yet and may still be: its resolution waits for the ts, up to
+// orphanAfter.
+func (w *watcher) unconfirmed(a *alert, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return a.summary == nil && !a.queued && a.ts == "" && now.Sub(a.since) <= w.orphanAfter()
 }
 
 func decodeAlert(raw []byte) (*alert, bool) {

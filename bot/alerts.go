@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -87,40 +86,6 @@ type alertsFor struct {
 	downSince time.Time
 }
 
-// maxSpread bounds how far apart the targets' first polls are spread.
-const maxSpread = 30 * time.Second
-
-// run polls every target until ctx ends; a slow target delays only itself.
-// Each target starts at a random offset within one poll interval, so that
-// many targets neither connect at once (a herd of connects on one server
-// times out together) nor poll in step.
-func (w *watcher) run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	spread := min(w.b.cfg.PollInterval, maxSpread)
-	for _, name := range w.b.targets() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if sleep(ctx, rand.N(spread)) != nil {
-				return
-			}
-			st := w.load(ctx, name)
-			t := time.NewTicker(w.b.cfg.PollInterval)
-			defer t.Stop()
-			for {
-				w.poll(ctx, st)
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
 // threshold is the shortest duration any alert needs: the poll asks for
 // that, one query, and sorts by state afterwards.
 func (w *watcher) threshold() time.Duration {
@@ -163,7 +128,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	start := time.Now()
 	ls := w.b.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold(), QueryMax: pg.DefaultQueryMax})
 	cancel()
-	if ctx.Err() != nil { // shutting down: that error says nothing about the target
+	if ctx.Err() != nil || !w.holds(st.target) { // shutting down or handed over: that answer is not ours to act on
 		return
 	}
 	// From here on the poll finishes what it starts — its state and what it
@@ -189,6 +154,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 	}
 
 	w.b.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
+	w.adopt(ctx, st)
 	seen := map[string]bool{}
 	var fresh []pg.Backend
 	for _, b := range ls[0].Backends {
@@ -204,7 +170,7 @@ func (w *watcher) poll(ctx context.Context, st *alertsFor) {
 		}
 	}
 	for k, a := range st.alerts {
-		if !seen[k] {
+		if !seen[k] && !w.unconfirmed(a, now) {
 			w.resolve(ctx, a, now)
 			delete(st.alerts, k)
 			w.forget(ctx, k)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/discovery"
+	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/redact"
 )
@@ -26,8 +27,9 @@ type Bot struct {
 	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
 	org      string
 	requests requests
-	sets     sets       // the sets listings matched, for Cancel all / Terminate all
-	store    StateStore // nil: state lives in memory
+	sets     sets          // the sets listings matched, for Cancel all / Terminate all
+	store    StateStore    // nil: state lives in memory
+	leases   *lease.Keeper // nil: this replica polls every target (serve.go)
 	metrics  *metrics
 	health   *health
 	// discovery refreshes a discovered fleet (nil without

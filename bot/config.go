@@ -61,6 +61,7 @@ type Config struct {
 	AlertIgnoreUsers string        `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
 	AlertEditEvery   time.Duration `envconfig:"PGKILL_ALERT_EDIT_INTERVAL" default:"1m"`
 
+	Replica   string `envconfig:"PGKILL_REPLICA"` // "" = the hostname
 	Listen    string `envconfig:"PGKILL_LISTEN"`
 	LogFormat string `envconfig:"PGKILL_LOG_FORMAT" default:"json"`
 	LogLevel  string `envconfig:"PGKILL_LOG_LEVEL" default:"info"`
@@ -259,4 +260,17 @@ func (c Config) ValidateSlack() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ReplicaName is this replica's name in logs, audit records, /readyz and
+// leases: PGKILL_REPLICA, else the hostname (a Kubernetes pod's name).
+// Replicas sharing a state store must have different names.
+func (c Config) ReplicaName() string {
+	if c.Replica != "" {
+		return c.Replica
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "pgkill"
 }

@@ -3,12 +3,14 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pgkill/pgkill/bot/discovery"
@@ -46,6 +48,7 @@ func (h *health) checked(target string, err error, at time.Time) {
 
 type readiness struct {
 	Ready    bool                    `json:"ready"`
+	Replica  string                  `json:"replica"`
 	Slack    string                  `json:"slack"`
 	Targets  map[string]targetHealth `json:"targets"`
 	NotReady []string                `json:"not_ready,omitempty"`
@@ -53,15 +56,37 @@ type readiness struct {
 	// the last known fleet, which pgkill goes on serving: it shows here
 	// and in the metrics, and does not make pgkill unready.
 	Discovery *discovery.Detail `json:"discovery,omitempty"`
+
+	// With leases (a state store, alerts on): the targets this replica
+	// polls, how many replicas are alive, and the store's state.
+	Leases       *[]string `json:"leases,omitempty"`
+	LiveReplicas int       `json:"live_replicas,omitempty"`
+	StateStore   string    `json:"state_store,omitempty"`
 }
 
-func (h *health) readiness(names []string) readiness {
+// readiness is what /readyz says. Without leases every target's last check
+// counts; with leases only the targets this replica polls do (the others'
+// entries are what its listings saw, if anything), and a state store it
+// cannot reach makes it not ready: it takes no leases then.
+func (h *health) readiness(replica string, names []string, st *lease.Status) readiness {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := readiness{Ready: true, Slack: "connected", Targets: map[string]targetHealth{}}
+	r := readiness{Ready: true, Replica: replica, Slack: "connected", Targets: map[string]targetHealth{}}
 	for n := range h.targets { // targets that left the fleet
 		if !slices.Contains(names, n) {
 			delete(h.targets, n)
+		}
+	}
+	if st != nil {
+		held := st.Held
+		if held == nil {
+			held = []string{}
+		}
+		r.Leases, r.LiveReplicas, r.StateStore = &held, st.Live, "ok"
+		if st.Err != nil {
+			r.Ready = false
+			r.StateStore = fmt.Sprintf("unreachable since %s: %s; taking no leases", st.ErrAt.UTC().Format(time.RFC3339), st.Err)
+			r.NotReady = append(r.NotReady, "state store")
 		}
 	}
 	if !h.connected {
@@ -70,11 +95,15 @@ func (h *health) readiness(names []string) readiness {
 	}
 	for _, n := range names {
 		th, ok := h.targets[n]
+		gates := st == nil || slices.Contains(st.Held, n)
+		if !ok && !gates {
+			continue
+		}
 		if !ok {
 			th.Error = "not checked yet"
 		}
 		r.Targets[n] = th
-		if !th.OK {
+		if !th.OK && gates {
 			r.Ready = false
 			r.NotReady = append(r.NotReady, "target "+n)
 		}
@@ -84,8 +113,9 @@ func (h *health) readiness(names []string) readiness {
 }
 
 // Handler serves /healthz (the process is up), /readyz (Socket Mode
-// connected and every target answering; 503 with a JSON body naming what is
-// not ready) and /metrics (Prometheus).
+// connected, every target it polls answering, and with leases the state
+// store reachable; 503 with a JSON body naming what is not ready) and
+// /metrics (Prometheus).
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -93,7 +123,12 @@ func (b *Bot) Handler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		r := b.health.readiness(b.targets())
+		var st *lease.Status
+		if b.leases != nil {
+			s := b.leases.Status()
+			st = &s
+		}
+		r := b.health.readiness(b.replica(), b.targets(), st)
 		if b.discovery != nil {
 			d := b.discovery.Detail()
 			r.Discovery = &d

@@ -25,6 +25,7 @@ type metrics struct {
 	connects    prometheus.Counter
 	connected   prometheus.Gauge
 	alerts      *prometheus.CounterVec
+	leases      *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -56,9 +57,11 @@ func newMetrics() *metrics {
 			Help: "1 while the Socket Mode connection is up."}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_alerts_total",
 			Help: "Alert messages, by kind (posted, summary, resolved, target-down, target-up)."}, []string{"kind"}),
+		leases: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgkill_target_lease_held",
+			Help: "1 while this replica polls the target for alerts (holds its lease, with a state store), 0 after it stopped."}, []string{"target"}),
 	}
 	m.reg.MustRegister(m.commands, m.requests, m.decisions, m.signals, m.verify, m.listing, m.poll, m.targetUp,
-		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts,
+		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -101,6 +104,26 @@ func (m *metrics) forget(targets []string) {
 		m.targetUp.DeleteLabelValues(t)
 		m.listing.DeleteLabelValues(t)
 		m.poll.DeleteLabelValues(t)
+		m.leases.DeleteLabelValues(t)
+	}
+}
+
+func (m *metrics) leaseHeld(target string, held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.leases.WithLabelValues(target).Set(v)
+}
+
+// replica exports the replica's name and whether its state store answers.
+func (m *metrics) replica(name string, storeUp func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_replica_info",
+		Help: "Always 1; the replica label names this replica (PGKILL_REPLICA).", ConstLabels: prometheus.Labels{"replica": name}},
+		func() float64 { return 1 }))
+	if storeUp != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_state_store_up",
+			Help: "1 when the last lease round reached the state store, 0 when it failed."}, storeUp))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pgkill/pgkill/bot/discovery"
+	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -40,10 +41,26 @@ func NewLogger(cfg Config, out io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(out, opts)
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(out, opts))
+		h = slog.NewTextHandler(out, opts)
 	}
-	return slog.New(slog.NewJSONHandler(out, opts))
+	// Every line, audit records included, names the replica that wrote it.
+	return slog.New(h).With(slog.String("replica", cfg.ReplicaName()))
+}
+
+// replica is this replica's name (PGKILL_REPLICA, else the hostname).
+func (b *Bot) replica() string { return b.cfg.ReplicaName() }
+
+// hello checks Slack's hello: several Socket Mode connections of this app
+// without a state store are several replicas that each poll every target
+// and keep requests to themselves — alerts twice, clicks on another
+// replica's cards unknown.
+func (b *Bot) hello(connections int) {
+	b.log.Debug("hello from Slack", slog.Int("num_connections", connections))
+	if connections > 1 && b.store == nil {
+		b.log.Warn("Slack reports several connections of this app and pgkill has no state store: each replica alerts on its own (twice, three times …) and knows only its own requests; set PGKILL_STATE_DSN on every replica", slog.Int("num_connections", connections))
+	}
 }
 
 // ServeOption adds an optional part to Serve.
@@ -86,6 +103,20 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 		return fmt.Errorf("slack auth.test (SLACK_BOT_TOKEN): %w", err)
 	}
 	b.team, b.org = who.TeamID, who.EnterpriseID
+	// A store that keeps leases (pg.Store) shares the alert polling among
+	// the replicas: each target is polled by the one replica holding its lease.
+	var storeUp func() float64
+	if ls, ok := store.(lease.Store); ok && cfg.AlertChannel != "" {
+		b.leases = lease.New(ls, cfg.ReplicaName(), cfg.PollInterval, b.targets, log)
+		storeUp = func() float64 {
+			if b.leases.Status().Err != nil {
+				return 0
+			}
+			return 1
+		}
+		log.Info("alert polling shared through leases in the state store", slog.Duration("lease_ttl", b.leases.TTL()), slog.Duration("renew_every", b.leases.Every()))
+	}
+	b.metrics.replica(cfg.ReplicaName(), storeUp)
 	if len(cfg.Channels) == 0 && cfg.PolicyFile == "" {
 		log.Warn("PGKILL_CHANNELS is empty: /pgkill answers in any channel and direct message of the workspace; set it to the incident channels")
 	}

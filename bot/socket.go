@@ -78,7 +78,9 @@ func (b *Bot) listen(ctx context.Context, client *socketmode.Client) error {
 			b.health.setConnected(true)
 			b.metrics.socketUp()
 		case socketmode.EventTypeHello:
-			b.log.Debug("hello from Slack")
+			if evt.Request != nil {
+				b.hello(evt.Request.NumConnections)
+			}
 		case socketmode.EventTypeConnectionError:
 			b.log.Warn("Slack connection error; slack-go retries", slog.Any("detail", evt.Data))
 			b.health.setConnected(false)

@@ -48,6 +48,17 @@ CREATE TABLE IF NOT EXISTS pgkill_alert (
   key    text PRIMARY KEY,          -- target and backend identity
   target text NOT NULL,
   doc    jsonb NOT NULL
+);
+-- replicas alive (lease.go): each renews its row every lease round
+CREATE TABLE IF NOT EXISTS pgkill_replica (
+  name    text PRIMARY KEY,
+  expires timestamptz NOT NULL
+);
+-- which replica polls which target, until when (the database's clock)
+CREATE TABLE IF NOT EXISTS pgkill_lease (
+  target  text PRIMARY KEY,
+  holder  text NOT NULL,
+  expires timestamptz NOT NULL
 );`
 
 // stateLock is the advisory lock key for schema changes ("pgkill" in hex).
@@ -224,10 +235,12 @@ func (s *Store) ClaimAlert(ctx context.Context, target, key string, doc []byte) 
 	return false, stored, nil
 }
 
-// PutAlert replaces an alert's doc.
+// PutAlert replaces the doc of an alert claimed before. An alert deleted
+// meanwhile stays deleted: the replica that polls its target now resolved
+// it, and a late record of its post (from a replica that lost the lease)
+// must not bring it back to be resolved twice.
 func (s *Store) PutAlert(ctx context.Context, target, key string, doc []byte) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO pgkill_alert (key, target, doc) VALUES ($1, $2, $3)
-ON CONFLICT (key) DO UPDATE SET doc = excluded.doc`, key, target, doc)
+	_, err := s.pool.Exec(ctx, `UPDATE pgkill_alert SET doc = $3 WHERE key = $1 AND target = $2`, key, target, doc)
 	if err != nil {
 		return fmt.Errorf("state store: put alert: %w", translate(err))
 	}

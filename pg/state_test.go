@@ -118,6 +118,14 @@ func TestStoreAlerts(t *testing.T) {
 	if all, _ := ss[0].Alerts(ctx(t), "store_t"); len(all) != 0 {
 		t.Errorf("deleted alert still there: %v", all)
 	}
+	// A late record of the post (a replica that lost the target's lease)
+	// does not bring back an alert another replica resolved.
+	if err := ss[0].PutAlert(ctx(t), "store_t", key, []byte(`{"ts":"1.2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := ss[1].Alerts(ctx(t), "store_t"); len(all) != 0 {
+		t.Errorf("a resolved alert came back: %v", all)
+	}
 }
 
 func TestStoreUnreachable(t *testing.T) {

@@ -3,7 +3,9 @@
 // hello, pings, envelopes, acks, disconnect) and the Web API methods pgkill
 // uses, and records everything so tests can assert on it. It also checks
 // every message against Block Kit's limits and every ack against the 3 s
-// deadline.
+// deadline. Several replicas of one app may each keep a connection
+// (AllowConnections): each envelope then goes to one of them, round-robin,
+// as Slack spreads them.
 package fakeslack
 
 import (
@@ -92,7 +94,11 @@ type Server struct {
 	scopes      map[string]bool // nil: all granted
 	connections int
 	seq         int
-	ws          *websocket.Conn
+	ws          []*websocket.Conn // open Socket Mode connections, oldest first
+	maxConns    int               // how many may be open at once (AllowConnections)
+	rr          int               // round-robin position of the next envelope
+	delivered   map[string]int    // envelope ID -> serial of the connection it went to
+	serial      map[*websocket.Conn]int
 	wsMu        sync.Mutex // gorilla allows one writer at a time
 	pinging     bool
 	fromTeam    string // the team of the users sending envelopes; "" is TeamID
@@ -115,10 +121,10 @@ func New(tb testing.TB) *Server {
 // Close stops the server and drops the socket.
 func (s *Server) Close() {
 	s.mu.Lock()
-	ws := s.ws
+	ws := append([]*websocket.Conn(nil), s.ws...)
 	s.mu.Unlock()
-	if ws != nil {
-		ws.Close()
+	for _, c := range ws {
+		c.Close()
 	}
 	s.srv.CloseClientConnections()
 	s.srv.Close()
@@ -218,10 +224,13 @@ func (s *Server) Connections() int {
 }
 
 // Connected reports whether a socket is open now.
-func (s *Server) Connected() bool {
+func (s *Server) Connected() bool { return s.Live() > 0 }
+
+// Live counts the Socket Mode connections open now.
+func (s *Server) Live() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ws != nil
+	return len(s.ws)
 }
 
 // Ack returns the acknowledgement of envelope id, if it came.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,22 +18,27 @@ import (
 var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
 
 // link is the Socket Mode WebSocket: hello first, pings to keep it alive,
-// and a read loop recording acks.
+// and a read loop recording acks. Up to AllowConnections may be open at
+// once (1 by default: a new one replaces the oldest, as for one slack-go
+// client reconnecting); hello says how many are.
 func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	conn, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}
 	s.mu.Lock()
-	if s.ws != nil {
-		s.ws.Close() // slack-go keeps one connection; a new one replaces the old
+	for len(s.ws) >= s.maxConns {
+		s.ws[0].Close()
+		s.ws = s.ws[1:]
 	}
-	s.ws = conn
+	s.ws = append(s.ws, conn)
 	s.connections++
+	s.serial[conn] = s.connections
+	open := len(s.ws)
 	s.notify()
 	s.mu.Unlock()
 
-	hello := map[string]any{"type": "hello", "num_connections": 1,
+	hello := map[string]any{"type": "hello", "num_connections": open,
 		"debug_info":      map[string]any{"host": "fakeslack", "build_number": 1, "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": AppID}}
 	if err := s.write(conn, hello); err != nil {
@@ -43,8 +49,8 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		close(done)
 		s.mu.Lock()
-		if s.ws == conn {
-			s.ws = nil
+		if i := slices.Index(s.ws, conn); i >= 0 {
+			s.ws = slices.Delete(s.ws, i, i+1)
 		}
 		s.notify()
 		s.mu.Unlock()
@@ -107,7 +113,25 @@ func (s *Server) write(conn *websocket.Conn, v any) error {
 	return conn.WriteJSON(v)
 }
 
-// send delivers an envelope on the current socket, waiting for one.
+// AllowConnections lets up to n Socket Mode connections of the app be open
+// at once (Slack allows 10), as several replicas each keep one; each
+// envelope then goes to one of them, round-robin.
+func (s *Server) AllowConnections(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxConns = max(n, 1)
+}
+
+// Delivered returns the serial number (1 for the first connection opened,
+// 2 for the next …) of the connection envelope id went to.
+func (s *Server) Delivered(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered[id]
+}
+
+// send delivers an envelope on one open socket (the next, round-robin),
+// waiting for one.
 func (s *Server) send(tb testing.TB, typ string, payload any) string {
 	tb.Helper()
 	id, err := s.Send(typ, payload)
@@ -180,26 +204,30 @@ func FindButton(m Message, actionID, valueHas string) (blockID, value string, er
 	return "", "", ErrNoButton
 }
 
-// Disconnect sends Slack's disconnect message (slack-go reconnects at once).
+// Disconnect sends Slack's disconnect message on every open connection
+// (slack-go reconnects at once).
 func (s *Server) Disconnect(tb testing.TB, reason string) {
 	tb.Helper()
 	s.mu.Lock()
-	conn := s.ws
+	conns := slices.Clone(s.ws)
 	s.mu.Unlock()
-	if conn == nil {
+	if len(conns) == 0 {
 		tb.Fatal("fakeslack: no connection to disconnect")
 	}
-	if err := s.write(conn, map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "fakeslack"}}); err != nil {
-		tb.Fatal(err)
+	for _, conn := range conns {
+		if err := s.write(conn, map[string]any{"type": "disconnect", "reason": reason, "debug_info": map[string]any{"host": "fakeslack"}}); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }
 
-// DropSocket closes the WebSocket without a word, as a network failure would.
+// DropSocket closes every WebSocket without a word, as a network failure
+// would.
 func (s *Server) DropSocket() {
 	s.mu.Lock()
-	conn := s.ws
+	conns := slices.Clone(s.ws)
 	s.mu.Unlock()
-	if conn != nil {
+	for _, conn := range conns {
 		conn.Close()
 	}
 }

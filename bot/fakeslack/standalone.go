@@ -26,6 +26,9 @@ func Start() (*Server, error) {
 		stalled:   map[string]int{},
 		pinging:   true,
 		pingEvery: 200 * time.Millisecond,
+		maxConns:  1,
+		delivered: map[string]int{},
+		serial:    map[*websocket.Conn]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.api)
@@ -48,17 +51,14 @@ func (s *Server) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// Send delivers an envelope of type typ on the current socket, waiting up
+// Send delivers an envelope of type typ on one of the open sockets (in
+// turn, as Slack spreads envelopes over an app's connections), waiting up
 // to 15 s for one, and returns its ID.
 func (s *Server) Send(typ string, payload any) (string, error) {
-	var conn *websocket.Conn
 	deadline := time.After(15 * time.Second)
 	for {
 		ch := s.Changed()
-		s.mu.Lock()
-		conn = s.ws
-		s.mu.Unlock()
-		if conn != nil {
+		if s.Connected() {
 			break
 		}
 		select {
@@ -71,7 +71,16 @@ func (s *Server) Send(typ string, payload any) (string, error) {
 	s.seq++
 	id := fmt.Sprintf("env-%d", s.seq)
 	s.sent[id] = time.Now()
+	var conn *websocket.Conn
+	if len(s.ws) > 0 {
+		conn = s.ws[s.rr%len(s.ws)]
+		s.rr++
+		s.delivered[id] = s.serial[conn]
+	}
 	s.mu.Unlock()
+	if conn == nil {
+		return "", fmt.Errorf("the Socket Mode connection closed before envelope %s could be sent", id)
+	}
 	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands"}
 	if err := s.write(conn, env); err != nil {
 		return "", fmt.Errorf("send envelope: %w", err)
