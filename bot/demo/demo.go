@@ -83,8 +83,9 @@ func Config(apiURL string) bot.Config {
 		AlertChannel: ChannelAlerts, AlertAfter: 20 * time.Second, IdleTxAlertAfter: 20 * time.Second,
 		PollInterval: 5 * time.Second, AlertMaxPerPoll: 5, AlertEditEvery: 15 * time.Second,
 		LogFormat: "text", LogLevel: "warn",
-		// The page shows no forms yet: requests are made without asking why.
-		Reason: "off", Redact: "literals", BulkMax: 1000,
+		// The page draws Slack's modals: Terminate and bulk requests ask
+		// for a reason that will do, Cancel asks for one it may go without.
+		Reason: "terminate,bulk", Redact: "literals", BulkMax: 1000,
 	}
 }
 
