@@ -242,7 +242,7 @@ func Command(ctx context.Context, args []string, databaseURL string, in io.Reade
   %s
   PostgreSQL plays an incident: a runaway report, an idle transaction holding a lock with three updates queued
   behind it, a worker that ignores cancels, three copies of one slow search, and a query with a secret in it.
-  Be Riley (requester): type /pgkill in #incident, press Cancel or Terminate; then be Alex (approver) and approve.
+  Be Riley (requester): type /pgkill in #incident, press Cancel or Terminate and say why; then be Alex (approver) and approve.
   Alerts arrive in #db-alerts after 20 s. Ctrl-C stops everything and removes it.
 `, time.Since(began).Seconds(), d.URL, where)
 	<-ctx.Done()
