@@ -52,7 +52,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestBrowserCancelThroughApproval plays the approval flow in headless
-// Chromium on the demo page: /pgkill as the requester, Cancel, its reason
+// Chromium on the demo page: /pgkill as the requester, Terminate (its form
+// requires a reason: sent empty, Slack's own check answers; Back drops it),
+// Cancel, its reason
 // form (optional in the demo: "." is refused under the input and the form
 // stays; a sentence makes the request, shown on the card), then Approve (and
 // its confirm dialog) as the approver; the card must show the outcome and
@@ -111,16 +113,19 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		}
 	}
 	const (
-		asRequester = chromedp.CSS(`button[data-as="` + demo.Requester + `"][aria-pressed="true"]`)
-		asApprover  = chromedp.CSS(`button[data-as="` + demo.Approver + `"][aria-pressed="true"]`)
-		cancelBtn   = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_cancel"]`)
-		approveBtn  = chromedp.Search(`//div[contains(@class,"thread")]//button[@data-action-id="pgkill_approve"]`)
-		outcome     = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][contains(.,"The query ended")]`)
-		reasonBox   = chromedp.CSS(`#view textarea.bk-text-input[data-block-id="reason"]`)
-		submitBtn   = chromedp.CSS(`#view .bk-view-submit`)
-		refused     = chromedp.CSS(`#view .bk-input[data-block-id="reason"] .bk-input-error:not([hidden])`)
-		why         = "INC-4211: the nightly report blocks checkout"
-		onCard      = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][.//button[@data-action-id="pgkill_approve"]]//code[.="` + why + `"]`)
+		asRequester  = chromedp.CSS(`button[data-as="` + demo.Requester + `"][aria-pressed="true"]`)
+		asApprover   = chromedp.CSS(`button[data-as="` + demo.Approver + `"][aria-pressed="true"]`)
+		cancelBtn    = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_cancel"]`)
+		terminateBtn = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_terminate"]`)
+		requiredBox  = chromedp.Search(`//div[@id="view"][.//h3[contains(.,"Terminate pid")]]//textarea[@required]`)
+		completeIt   = chromedp.Search(`//div[@id="view"]//div[contains(@class,"bk-input-error")][not(@hidden)][.="Please complete this required field."]`)
+		approveBtn   = chromedp.Search(`//div[contains(@class,"thread")]//button[@data-action-id="pgkill_approve"]`)
+		outcome      = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][contains(.,"The query ended")]`)
+		reasonBox    = chromedp.CSS(`#view textarea.bk-text-input[data-block-id="reason"]`)
+		submitBtn    = chromedp.CSS(`#view .bk-view-submit`)
+		refused      = chromedp.CSS(`#view .bk-input[data-block-id="reason"] .bk-input-error:not([hidden])`)
+		why          = "INC-4211: the nightly report blocks checkout"
+		onCard       = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][.//button[@data-action-id="pgkill_approve"]]//code[.="` + why + `"]`)
 	)
 
 	began = time.Now()
@@ -131,6 +136,9 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		chromedp.Clear(chromedp.CSS("#command")),
 		chromedp.SendKeys(chromedp.CSS("#command"), "/pgkill 0s app=nightly-report"+kb.Enter),
 		chromedp.WaitVisible(cancelBtn))
+	step("press Terminate: a form whose reason is required", chromedp.Click(terminateBtn), chromedp.WaitVisible(requiredBox))
+	step("submit it empty: Slack's own check", chromedp.Click(submitBtn), chromedp.WaitVisible(completeIt))
+	step("Back drops it", chromedp.Click(chromedp.CSS(`#view .bk-view-close`)), chromedp.WaitNotPresent(chromedp.CSS(`#view .bk-view`)))
 	step("press Cancel: the reason form", chromedp.Click(cancelBtn), chromedp.WaitVisible(reasonBox))
 	step("submit a reason that will not do", chromedp.SendKeys(reasonBox, "."), chromedp.Click(submitBtn), chromedp.WaitVisible(refused))
 	shot("refused")
