@@ -32,7 +32,8 @@ type Channel struct {
 
 // Page shows the fake Slack's channels as Slack would, to whoever the
 // visitor says they are, and sends their commands and clicks to the bot
-// through the fake as that person. It trusts the visitor: it listens on
+// through the fake as that person; a modal the bot opens for them is drawn
+// over the channel and submitted as Slack would. It trusts the visitor: it listens on
 // loopback only, for one person trying pgkill.
 type Page struct {
 	slack    *fakeslack.Server

@@ -161,6 +161,9 @@ func (p *Page) submittable(as, id string, values map[string]map[string]string) (
 	p.views.mu.Lock()
 	defer p.views.mu.Unlock()
 	st := p.views.state(id)
+	if st.done { // closed since p.open looked
+		return m, errors.New("this form is no longer open; press the button again")
+	}
 	if st.busy {
 		return m, errors.New("this form is being submitted already")
 	}
