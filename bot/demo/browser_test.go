@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -51,9 +52,13 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestBrowserCancelThroughApproval plays the approval flow in headless
-// Chromium on the demo page: /pgkill as the requester, Cancel, then Approve
-// (and its confirm dialog) as the approver; the card must show the outcome
-// and the report's statement must really end with 57014 in PostgreSQL.
+// Chromium on the demo page: /pgkill as the requester, Terminate (its form
+// requires a reason: sent empty, Slack's own check answers; Back drops it),
+// Cancel, its reason
+// form (optional in the demo: "." is refused under the input and the form
+// stays; a sentence makes the request, shown on the card), then Approve (and
+// its confirm dialog) as the approver; the card must show the outcome and
+// the report's statement must really end with 57014 in PostgreSQL.
 func TestBrowserCancelThroughApproval(t *testing.T) {
 	chrome := chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -108,11 +113,19 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		}
 	}
 	const (
-		asRequester = chromedp.CSS(`button[data-as="` + demo.Requester + `"][aria-pressed="true"]`)
-		asApprover  = chromedp.CSS(`button[data-as="` + demo.Approver + `"][aria-pressed="true"]`)
-		cancelBtn   = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_cancel"]`)
-		approveBtn  = chromedp.Search(`//div[contains(@class,"thread")]//button[@data-action-id="pgkill_approve"]`)
-		outcome     = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][contains(.,"The query ended")]`)
+		asRequester  = chromedp.CSS(`button[data-as="` + demo.Requester + `"][aria-pressed="true"]`)
+		asApprover   = chromedp.CSS(`button[data-as="` + demo.Approver + `"][aria-pressed="true"]`)
+		cancelBtn    = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_cancel"]`)
+		terminateBtn = chromedp.Search(`//div[contains(@class,"msg")][.//h3[contains(.,"Long-running")]]//button[@data-action-id="pgkill_terminate"]`)
+		requiredBox  = chromedp.Search(`//div[@id="view"][.//h3[contains(.,"Terminate pid")]]//textarea[@required]`)
+		completeIt   = chromedp.Search(`//div[@id="view"]//div[contains(@class,"bk-input-error")][not(@hidden)][.="Please complete this required field."]`)
+		approveBtn   = chromedp.Search(`//div[contains(@class,"thread")]//button[@data-action-id="pgkill_approve"]`)
+		outcome      = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][contains(.,"The query ended")]`)
+		reasonBox    = chromedp.CSS(`#view textarea.bk-text-input[data-block-id="reason"]`)
+		submitBtn    = chromedp.CSS(`#view .bk-view-submit`)
+		refused      = chromedp.CSS(`#view .bk-input[data-block-id="reason"] .bk-input-error:not([hidden])`)
+		why          = "INC-4211: the nightly report blocks checkout"
+		onCard       = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][.//button[@data-action-id="pgkill_approve"]]//code[.="` + why + `"]`)
 	)
 
 	began = time.Now()
@@ -123,7 +136,22 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		chromedp.Clear(chromedp.CSS("#command")),
 		chromedp.SendKeys(chromedp.CSS("#command"), "/pgkill 0s app=nightly-report"+kb.Enter),
 		chromedp.WaitVisible(cancelBtn))
-	step("press Cancel", chromedp.Click(cancelBtn), chromedp.WaitVisible(approveBtn))
+	step("press Terminate: a form whose reason is required", chromedp.Click(terminateBtn), chromedp.WaitVisible(requiredBox))
+	step("submit it empty: Slack's own check", chromedp.Click(submitBtn), chromedp.WaitVisible(completeIt))
+	step("Back drops it", chromedp.Click(chromedp.CSS(`#view .bk-view-close`)), chromedp.WaitNotPresent(chromedp.CSS(`#view .bk-view`)))
+	step("press Cancel: the reason form", chromedp.Click(cancelBtn), chromedp.WaitVisible(reasonBox))
+	step("submit a reason that will not do", chromedp.SendKeys(reasonBox, "."), chromedp.Click(submitBtn), chromedp.WaitVisible(refused))
+	shot("refused")
+	inline, err := chromedp.Run(browser, chromedp.Evaluate[[]string](`[document.querySelector('#view .bk-input-error').textContent,
+		document.querySelector('#view textarea').value, String(document.querySelectorAll('button[data-action-id="pgkill_approve"]').length)]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"Say why in a few words (at least three), or paste the incident link.", ".", "0"}; !slices.Equal(inline, want) {
+		t.Fatalf("after \".\": error, text kept, approve buttons = %q, want %q", inline, want)
+	}
+	step("give a reason", chromedp.SendKeys(reasonBox, kb.Backspace+why), chromedp.Click(submitBtn),
+		chromedp.WaitNotPresent(chromedp.CSS(`#view .bk-view`)), chromedp.WaitVisible(approveBtn), chromedp.WaitVisible(onCard))
 	if err := d.Incident.Wait(done(), "report"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("the report ended before anyone approved: %v", err)
 	}

@@ -83,8 +83,9 @@ func Config(apiURL string) bot.Config {
 		AlertChannel: ChannelAlerts, AlertAfter: 20 * time.Second, IdleTxAlertAfter: 20 * time.Second,
 		PollInterval: 5 * time.Second, AlertMaxPerPoll: 5, AlertEditEvery: 15 * time.Second,
 		LogFormat: "text", LogLevel: "warn",
-		// The page shows no forms yet: requests are made without asking why.
-		Reason: "off", Redact: "literals", BulkMax: 1000,
+		// The page draws Slack's modals: Terminate and bulk requests ask
+		// for a reason that will do, Cancel asks for one it may go without.
+		Reason: "terminate,bulk", Redact: "literals", BulkMax: 1000,
 	}
 }
 
@@ -241,7 +242,7 @@ func Command(ctx context.Context, args []string, databaseURL string, in io.Reade
   %s
   PostgreSQL plays an incident: a runaway report, an idle transaction holding a lock with three updates queued
   behind it, a worker that ignores cancels, three copies of one slow search, and a query with a secret in it.
-  Be Riley (requester): type /pgkill in #incident, press Cancel or Terminate; then be Alex (approver) and approve.
+  Be Riley (requester): type /pgkill in #incident, press Cancel or Terminate and say why; then be Alex (approver) and approve.
   Alerts arrive in #db-alerts after 20 s. Ctrl-C stops everything and removes it.
 `, time.Since(began).Seconds(), d.URL, where)
 	<-ctx.Done()

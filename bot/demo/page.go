@@ -32,7 +32,8 @@ type Channel struct {
 
 // Page shows the fake Slack's channels as Slack would, to whoever the
 // visitor says they are, and sends their commands and clicks to the bot
-// through the fake as that person. It trusts the visitor: it listens on
+// through the fake as that person; a modal the bot opens for them is drawn
+// over the channel and submitted as Slack would. It trusts the visitor: it listens on
 // loopback only, for one person trying pgkill.
 type Page struct {
 	slack    *fakeslack.Server
@@ -40,6 +41,7 @@ type Page struct {
 	channels []Channel
 	command  string
 	names    Names
+	views    views
 }
 
 // NewPage returns the page for these people and channels; command is the
@@ -56,7 +58,8 @@ func NewPage(slack *fakeslack.Server, command string, people []Person, channels 
 }
 
 // Handler serves the page, its state (/state), its live updates (/events,
-// Server-Sent Events) and its actions (/command, /click).
+// Server-Sent Events) and its actions (/command, /click, and /submit and
+// /close for modals).
 func (p *Page) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", http.FileServerFS(static))
@@ -67,6 +70,8 @@ func (p *Page) Handler() http.Handler {
 	mux.HandleFunc("GET /events", p.events)
 	mux.HandleFunc("POST /command", p.commandHandler)
 	mux.HandleFunc("POST /click", p.click)
+	mux.HandleFunc("POST /submit", p.submit)
+	mux.HandleFunc("POST /close", p.closeView)
 	return guard(mux)
 }
 
@@ -100,14 +105,15 @@ type shown struct {
 }
 
 // state answers what the person ?as= sees: every channel message, and the
-// ephemeral messages shown to them.
+// ephemeral messages shown to them, and the modal open for them.
 func (p *Page) state(w http.ResponseWriter, r *http.Request) {
 	as := r.URL.Query().Get("as")
 	out := struct {
-		People   []Person  `json:"people"`
-		Channels []Channel `json:"channels"`
-		Command  string    `json:"command"`
-		Messages []shown   `json:"messages"`
+		People   []Person    `json:"people"`
+		Channels []Channel   `json:"channels"`
+		Command  string      `json:"command"`
+		Messages []shown     `json:"messages"`
+		Modal    *shownModal `json:"modal"`
 	}{People: p.people, Channels: p.channels, Command: p.command, Messages: []shown{}}
 	for _, m := range p.slack.Messages(func(m fakeslack.Message) bool { return !m.Ephemeral || m.User == as }) {
 		html, err := Render(m.Blocks, p.names)
@@ -116,6 +122,9 @@ func (p *Page) state(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Messages = append(out.Messages, shown{Channel: m.Channel, TS: m.TS, ThreadTS: m.ThreadTS,
 			Ephemeral: m.Ephemeral, Edited: m.Updates > 0, HTML: html})
+	}
+	if _, err := p.person(as); err == nil {
+		out.Modal = p.shownModal(as)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -17,6 +17,11 @@ type block struct {
 	Accessory *element  `json:"accessory"`
 	ImageURL  string    `json:"image_url"`
 	AltText   string    `json:"alt_text"`
+	// An input block's (in a modal).
+	Label    *textObj      `json:"label"`
+	Hint     *textObj      `json:"hint"`
+	Optional bool          `json:"optional"`
+	Element  *inputElement `json:"element"`
 }
 
 type textObj struct {
@@ -124,6 +129,8 @@ func (n Names) block(b *strings.Builder, bl block) {
 		b.WriteString("</div>\n")
 	case "image":
 		b.WriteString(image(bl.ImageURL, bl.AltText) + "\n")
+	case "input":
+		n.input(b, bl)
 	default:
 		b.WriteString(`<div class="bk-unknown">(a ` + html.EscapeString(bl.Type) + " block, which this page does not draw)</div>\n")
 	}

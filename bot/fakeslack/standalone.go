@@ -1,6 +1,7 @@
 package fakeslack
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -149,4 +150,55 @@ func (s *Server) PressValue(user string, m Message, actionID, blockID, value str
 		}
 	}
 	return "", fmt.Errorf("%w: %s in block %s of message %s", ErrNoButton, actionID, blockID, m.TS)
+}
+
+// SubmitValues submits modal as its user with the given input values (block
+// ID → action ID → text), as Submit does without a test, and returns the
+// envelope ID: AwaitAck answers with its ack, which carries any
+// response_action.
+func (s *Server) SubmitValues(m Modal, values map[string]map[string]string) (string, error) {
+	payload, err := s.submission(m, values)
+	if err != nil {
+		return "", err
+	}
+	return s.Send("interactive", payload)
+}
+
+// submission is the view_submission payload of modal m with these values.
+func (s *Server) submission(m Modal, values map[string]map[string]string) (map[string]any, error) {
+	var view map[string]any
+	if err := json.Unmarshal(m.View, &view); err != nil {
+		return nil, fmt.Errorf("modal: %w", err)
+	}
+	state := map[string]any{}
+	for block, actions := range values {
+		acts := map[string]any{}
+		for action, text := range actions {
+			acts[action] = map[string]any{"type": "plain_text_input", "value": text}
+		}
+		state[block] = acts
+	}
+	view["id"], view["state"] = "V1", map[string]any{"values": state}
+	return map[string]any{
+		"type":       "view_submission",
+		"team":       map[string]any{"id": s.sender(), "domain": "example"},
+		"user":       map[string]any{"id": m.User, "username": m.User, "name": m.User, "team_id": s.sender()},
+		"api_app_id": AppID, "token": "vtok", "trigger_id": s.newTrigger(m.User),
+		"view": view,
+	}, nil
+}
+
+// AwaitAck waits until envelope id is acknowledged or ctx ends.
+func (s *Server) AwaitAck(ctx context.Context, id string) (Ack, error) {
+	for {
+		changed := s.Changed()
+		if a, ok := s.Ack(id); ok {
+			return a, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return Ack{}, fmt.Errorf("no ack of %s: %w", id, context.Cause(ctx))
+		}
+	}
 }

@@ -82,25 +82,9 @@ func (s *Server) Modals(user string) []Modal {
 // response_action.
 func (s *Server) Submit(tb testing.TB, m Modal, values map[string]map[string]string) string {
 	tb.Helper()
-	var view map[string]any
-	if err := json.Unmarshal(m.View, &view); err != nil {
-		tb.Fatalf("fakeslack: modal: %v", err)
-	}
-	state := map[string]any{}
-	for block, actions := range values {
-		acts := map[string]any{}
-		for action, text := range actions {
-			acts[action] = map[string]any{"type": "plain_text_input", "value": text}
-		}
-		state[block] = acts
-	}
-	view["id"], view["state"] = "V1", map[string]any{"values": state}
-	payload := map[string]any{
-		"type":       "view_submission",
-		"team":       map[string]any{"id": s.sender(), "domain": "example"},
-		"user":       map[string]any{"id": m.User, "username": m.User, "name": m.User, "team_id": s.sender()},
-		"api_app_id": AppID, "token": "vtok", "trigger_id": s.newTrigger(m.User),
-		"view": view,
+	payload, err := s.submission(m, values)
+	if err != nil {
+		tb.Fatalf("fakeslack: %v", err)
 	}
 	return s.send(tb, "interactive", payload)
 }

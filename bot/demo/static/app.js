@@ -1,8 +1,9 @@
 'use strict';
 // The demo page: draws /state (HTML rendered and escaped by the server),
 // redraws on each Server-Sent Event, and posts commands and clicks as the
-// person chosen at the top.
-const page = { as: null, channel: null, data: null, drawn: new Map(), busy: false, again: false };
+// person chosen at the top. A modal the bot opened for that person (a
+// reason form) is drawn over the channel until it is submitted or closed.
+const page = { closed: new Set(), as: null, channel: null, data: null, drawn: new Map(), busy: false, again: false };
 
 async function refresh() {
   if (page.busy) { page.again = true; return; }
@@ -96,6 +97,70 @@ function draw() {
     }
   }
   if (added && atBottom) list.scrollTop = list.scrollHeight;
+  drawView(d.modal);
+}
+
+// drawView shows the person's open modal. The same modal is not redrawn,
+// so what is typed into it stays; only the errors under its inputs change.
+function drawView(m) {
+  const view = document.getElementById('view');
+  if (!m || page.closed.has(m.id)) { // a late /state must not bring back a form just closed
+    if (!view.hidden) { view.hidden = true; view.replaceChildren(); delete view.dataset.id; }
+    return;
+  }
+  if (view.dataset.id !== m.id) {
+    view.dataset.id = m.id;
+    view.innerHTML = m.html; // escaped by the server's renderer
+    view.hidden = false;
+    const first = view.querySelector('.bk-text-input');
+    if (first) first.focus();
+  }
+  viewErrors(m.errors || {});
+}
+
+// viewErrors puts each error under its input, as Slack does with an ack's
+// response_action: errors.
+function viewErrors(errors) {
+  for (const input of document.querySelectorAll('#view .bk-input')) {
+    const e = input.querySelector('.bk-input-error');
+    const text = errors[input.dataset.blockId] || '';
+    e.textContent = text;
+    e.hidden = !text;
+  }
+}
+
+async function submitView() {
+  const view = document.getElementById('view');
+  const values = {};
+  const missing = {};
+  for (const f of view.querySelectorAll('.bk-text-input')) {
+    (values[f.dataset.blockId] ||= {})[f.dataset.actionId] = f.value;
+    if (f.required && !f.value.trim()) missing[f.dataset.blockId] = 'Please complete this required field.';
+  }
+  if (Object.keys(missing).length) { viewErrors(missing); return; } // Slack's own check, before sending
+  const btn = view.querySelector('.bk-view-submit');
+  btn.disabled = true;
+  try {
+    hideError();
+    const r = await fetch('/submit', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ as: page.as, modal: view.dataset.id, values }) });
+    if (!r.ok) { showError((await r.text()).trim()); return; }
+    const a = await r.json();
+    if (a.open) viewErrors(a.errors || {});
+    else { page.closed.add(view.dataset.id); drawView(null); }
+  } finally {
+    btn.disabled = false;
+  }
+  refresh();
+}
+
+async function closeView() {
+  const view = document.getElementById('view');
+  const id = view.dataset.id;
+  if (id) page.closed.add(id);
+  drawView(null);
+  if (id) await post('/close', { as: page.as, modal: id });
+  refresh();
 }
 
 function message(m, reply) {
@@ -171,6 +236,8 @@ document.addEventListener('click', e => {
   if (person) { page.as = person.dataset.as; switchView(); return; }
   const ch = e.target.closest('[data-channel]:not(.msg)');
   if (ch) { page.channel = ch.dataset.channel; switchView(); return; }
+  if (e.target.closest('#view .bk-view-submit')) { submitView(); return; }
+  if (e.target.closest('#view .bk-view-close')) { closeView(); return; }
   const btn = e.target.closest('#messages button[data-action-id]');
   if (!btn) return;
   const dialog = btn.nextElementSibling;
@@ -178,7 +245,11 @@ document.addEventListener('click', e => {
   else press(btn);
 });
 
-document.addEventListener('keydown', e => { if (e.key === 'Escape') closeModal(); });
+document.addEventListener('keydown', e => {
+  if (e.key !== 'Escape') return;
+  if (!document.getElementById('modal').hidden) closeModal();
+  else if (!document.getElementById('view').hidden) closeView();
+});
 
 document.getElementById('composer').addEventListener('submit', async e => {
   e.preventDefault();
