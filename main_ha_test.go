@@ -435,23 +435,37 @@ func requestID(t *testing.T, card fakeslack.Message) string {
 	return v
 }
 
-// creator names the replica that made request id (its audit record).
+// creator names the replica that made request id (its audit record), once
+// it has also recorded the card's ts. The records reach the test through
+// the replica's stderr pipe, a moment behind the card it posted: wait.
+// (A replica killed between posting a card and recording it leaves a card
+// nobody can edit; a decision then posts a new card: see repostCard.)
 func (h *haEnv) creator(t *testing.T, id string) *haReplica {
 	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, r := range h.all {
-		for _, rec := range r.logs.records("audit", "request") {
-			if rec["request_id"] == id {
-				if rec["replica"] != r.name {
-					t.Errorf("audit record of %s names replica %v, written by %s", id, rec["replica"], r.name)
+	var found *haReplica
+	h.fake.Eventually(t, 20*time.Second, "the audit record of request "+id, func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, r := range h.all {
+			for _, rec := range r.logs.records("audit", "request") {
+				if rec["request_id"] == id {
+					if rec["replica"] != r.name {
+						t.Errorf("audit record of %s names replica %v, written by %s", id, rec["replica"], r.name)
+					}
+					found = r
 				}
-				return r
+			}
+			if found == r { // and it recorded its card: killing it now leaves a card others can edit
+				for _, rec := range r.logs.records("card recorded", "") {
+					if rec["request_id"] == id {
+						return true
+					}
+				}
 			}
 		}
-	}
-	t.Fatalf("no audit record of request %s", id)
-	return nil
+		return false
+	})
+	return found
 }
 
 // Requests made through a replica that is then killed: a click reaching

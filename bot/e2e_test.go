@@ -38,7 +38,9 @@ func TestCancelThroughApproval(t *testing.T) {
 		t.Errorf("victim SQLSTATE %q, want 57014", code)
 	}
 	done := e.card(t, listing.TS, "the outcome", has("The query ended", "approved by <@U0APPROVER>"))
-	if strings.Contains(string(done.Blocks), blocks.ActionApprove) || done.Updates < 2 {
+	// Updated in place: the "approved, signalling" update runs beside the
+	// signal and may already show the outcome, so one update may be all.
+	if strings.Contains(string(done.Blocks), blocks.ActionApprove) || done.Updates < 1 {
 		t.Errorf("card not updated in place without buttons: %d updates, %s", done.Updates, done.Blocks)
 	}
 	for _, ev := range []string{bot.AuditRequest, bot.AuditApprove, bot.AuditOutcome} {

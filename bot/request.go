@@ -200,6 +200,8 @@ func (b *Bot) publish(ctx context.Context, c click, a Approval, thread []blocks.
 	}
 	if err := b.requests.update(ctx, a.ID, func(x *Approval) { x.CardTS = ts }); err != nil {
 		b.log.Error("could not record the card of a request", slog.String("request_id", a.ID), slog.String("error", err.Error()))
+	} else {
+		b.log.Info("card recorded", slog.String("request_id", a.ID), slog.String("ts", ts))
 	}
 	under := a.ThreadTS
 	if under == "" {

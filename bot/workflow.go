@@ -250,11 +250,37 @@ func (b *Bot) refreshCard(ctx context.Context, a Approval) {
 		}
 	}
 	if a.CardTS == "" {
+		b.repostCard(ctx, a)
 		return
 	}
 	if err := b.update(ctx, a.Channel, a.CardTS, b.card(a)); err != nil {
 		b.log.Error("could not update the request card", slog.String("request_id", a.ID), slog.String("error", err.Error()))
 	}
+}
+
+// cardLost is how long after a request a card whose ts was never recorded
+// counts as lost: its process posted it and stopped before it could record
+// where (a SIGKILL in that instant).
+const cardLost = 10 * time.Second
+
+// repostCard shows a decided request whose card was lost as a new card in
+// its thread, and records that one, so its outcome is never invisible.
+func (b *Bot) repostCard(ctx context.Context, a Approval) {
+	if a.State == Pending || a.Channel == "" || b.now().Sub(a.Requested) < cardLost {
+		return // the process that posted it is still recording it
+	}
+	ts, err := b.post(ctx, a.Channel, a.ThreadTS, b.card(a))
+	if err != nil {
+		return
+	}
+	_, _, _ = b.requests.apply(ctx, a.ID, func(x *Approval) (bool, error) {
+		if x.CardTS != "" {
+			return false, nil
+		}
+		x.CardTS = ts
+		return true, nil
+	})
+	b.log.Warn("a request's card was lost (its process stopped before recording it): posted a new one", slog.String("request_id", a.ID))
 }
 
 // cardTimeout bounds one card update, the wait for its turn included.

@@ -22,6 +22,9 @@ func leaseStores(t *testing.T, db string, n int) []*pg.Store {
 		}
 		t.Cleanup(s.Close)
 		out[i] = s
+		if i == 0 {
+			freshLeases(t, db)
+		}
 	}
 	return out
 }
@@ -128,4 +131,11 @@ func TestLeaseRenewFreeLeave(t *testing.T) {
 	if ls, _ := ss[1].Leases(ctx(t)); len(ls) != 0 {
 		t.Errorf("leases after release = %+v", ls)
 	}
+}
+
+// freshLeases forgets the leases and replicas an earlier run (-count=n) of
+// a test left in its database.
+func freshLeases(t *testing.T, db string) {
+	t.Helper()
+	pgtest.ExecIn(t, pgtest.Database(t, db), "TRUNCATE pgkill_lease, pgkill_replica")
 }

@@ -60,6 +60,8 @@ func store(t *testing.T, db string) *cuttable {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
+	// -count=n: forget the leases and replicas an earlier run left behind.
+	pgtest.ExecIn(t, pgtest.Database(t, db), "TRUNCATE pgkill_lease, pgkill_replica")
 	return &cuttable{Store: s}
 }
 

@@ -66,9 +66,15 @@ func DSNAs(tb testing.TB, role string) string {
 // Exec runs statements as the superuser.
 func Exec(tb testing.TB, sql string, args ...any) {
 	tb.Helper()
+	ExecIn(tb, DSN(tb), sql, args...)
+}
+
+// ExecIn runs statements on dsn (a Database of the shared server).
+func ExecIn(tb testing.TB, dsn, sql string, args ...any) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, DSN(tb))
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
