@@ -44,6 +44,7 @@ type Request struct {
 	Outcome     pg.Outcome
 	Verified    pg.Verification
 	Err         string // what went wrong when the database could not be asked
+	VerifyErr   string // the signal was sent; watching it end failed
 }
 
 // RequestMessage renders the card for r's current state: with Approve, Deny
@@ -116,6 +117,10 @@ func outcomeText(r Request) (icon, text string) {
 		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
 	case StateWithdrawn:
 		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))
+	}
+	if r.Err == "" && r.Outcome.Result == pg.Sent && r.VerifyErr != "" {
+		return ":warning:", "*Signal sent* (PostgreSQL accepted it for exactly that backend), but pgkill could not watch it end: " +
+			escapeTruncate(r.VerifyErr, 400) + "\nList again to see whether it still runs."
 	}
 	if r.Err != "" {
 		if strings.HasSuffix(r.Err, "nothing was signalled") { // known before any signal (the target left the fleet)

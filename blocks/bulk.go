@@ -12,14 +12,15 @@ import (
 
 // MemberOutcome is what happened to one member of a bulk request.
 type MemberOutcome struct {
-	Outcome  pg.Outcome
-	Verified pg.Verification `json:",omitzero"`
-	Err      string          `json:",omitempty"` // its target could not be asked
+	Outcome   pg.Outcome
+	Verified  pg.Verification `json:",omitzero"`
+	Err       string          `json:",omitempty"` // its target could not be asked: sent or not, unknown
+	VerifyErr string          `json:",omitempty"` // sent; watching it end failed
 }
 
 // Tally counts a bulk request's outcomes the way its card states them.
 type Tally struct {
-	Ended, MaybeNext, Skipped, Running, Denied, Failed int
+	Ended, MaybeNext, Skipped, Running, Unverified, Denied, Failed int
 }
 
 // Count tallies outcomes.
@@ -33,6 +34,8 @@ func Count(outs []MemberOutcome) Tally {
 			t.Denied++
 		case o.Outcome.Result != pg.Sent:
 			t.Skipped++
+		case o.VerifyErr != "":
+			t.Unverified++
 		case o.Verified.Ended && o.Verified.MaybeNext:
 			t.MaybeNext++
 		case o.Verified.Ended:
@@ -175,11 +178,14 @@ func bulkOutcome(r Request) (icon, text string) {
 		parts = append(parts, fmt.Sprintf("%d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext))
 	}
 	parts = append(parts, fmt.Sprintf("*%d still running* after the signal", t.Running), fmt.Sprintf("%d denied by PostgreSQL", t.Denied))
+	if t.Unverified > 0 {
+		parts = append(parts, fmt.Sprintf("%d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified))
+	}
 	if t.Failed > 0 {
 		parts = append(parts, fmt.Sprintf("%d could not be signalled (their target did not answer; the signal may or may not have been sent)", t.Failed))
 	}
 	icon = ":white_check_mark:"
-	if t.Running+t.Denied+t.Failed+t.MaybeNext > 0 {
+	if t.Running+t.Denied+t.Failed+t.MaybeNext+t.Unverified > 0 {
 		icon = ":warning:"
 	}
 	next := ""

@@ -321,7 +321,11 @@ func (w *watcher) endedBy(id pg.Identity) string {
 	if a.Action == pg.Terminate {
 		verb = "terminated"
 	}
-	return fmt.Sprintf("%s through request %s, asked by %s and approved by %s", verb, a.ID, blocks.Mentions([]string{a.Requester}), blocks.Mentions([]string{a.Decider}))
+	approvers := voters(a.Votes)
+	if len(approvers) == 0 {
+		approvers = []string{a.Decider}
+	}
+	return fmt.Sprintf("%s through request %s, asked by %s and approved by %s", verb, a.ID, blocks.Mentions([]string{a.Requester}), blocks.Mentions(approvers))
 }
 
 func blockingState(b pg.Backend) string {

@@ -56,7 +56,8 @@ type Approval struct {
 	Expires   time.Time
 	Outcome   pg.Outcome
 	Verified  pg.Verification
-	Err       string
+	Err       string // the signal could not be asked for: it may or may not have been sent
+	VerifyErr string // the signal was sent, but watching it end failed
 }
 
 // Vote is one approver's approval of a request that needs several.
@@ -128,9 +129,12 @@ type requests interface {
 	update(ctx context.Context, id string, change func(*Approval)) error
 	// endedBy finds the approved request whose signal went to execution id.
 	endedBy(ctx context.Context, id pg.Identity) (Approval, bool)
-	// inState lists the requests in state (the housekeeping sweep: expiry,
-	// and approvals left unfinished by a process that stopped).
+	// inState lists the requests in state (the housekeeping sweep: expiry).
 	inState(ctx context.Context, state State) ([]Approval, error)
+	// abandoned lists the approved requests unchanged for age, by the store's
+	// clock: their process stopped before recording the outcome. In memory
+	// there are none: the process that approved is the one asking.
+	abandoned(ctx context.Context, age time.Duration) ([]Approval, error)
 }
 
 // keepDecided is how long a decided request is remembered: clicks on its
@@ -242,6 +246,10 @@ func (s *memRequests) endedBy(_ context.Context, id pg.Identity) (Approval, bool
 	return Approval{}, false
 }
 
+func (s *memRequests) abandoned(context.Context, time.Duration) ([]Approval, error) {
+	return nil, nil
+}
+
 func (s *memRequests) inState(_ context.Context, state State) ([]Approval, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -261,11 +269,14 @@ func signalled(a Approval, id pg.Identity) bool {
 		return false
 	}
 	for i, m := range a.Members {
-		if i < len(a.Results) && a.Results[i].Outcome.Result == pg.Sent && m.Target == id.Target && sameExecution(m.Identity, id) {
+		if i < len(a.Results) && a.Results[i].Outcome.Result == pg.Sent && !a.Results[i].Verified.MaybeNext &&
+			m.Target == id.Target && sameExecution(m.Identity, id) {
 			return true
 		}
 	}
-	return a.Outcome.Result == pg.Sent && a.Backend.Target == id.Target && sameExecution(a.Backend.Identity, id)
+	// A signal that may have reached the next statement did not end this
+	// one: it had ended by itself.
+	return a.Outcome.Result == pg.Sent && !a.Verified.MaybeNext && a.Backend.Target == id.Target && sameExecution(a.Backend.Identity, id)
 }
 
 // view is the card's input.
@@ -275,7 +286,7 @@ func (a Approval) view(approvers []string) blocks.Request {
 		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes), Reason: a.Reason,
 		Members: a.Members, Scope: a.Scope, Left: a.Left, Results: a.Results,
 		RequestedAt: a.Requested, DecidedAt: a.Decided,
-		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err,
+		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err, VerifyErr: a.VerifyErr,
 	}
 }
 

@@ -99,6 +99,8 @@ func outcomeWord(a Approval) string {
 		return "bulk" // the counts are in the record's own fields
 	case a.Err != "":
 		return "error"
+	case a.Outcome.Result == pg.Sent && a.VerifyErr != "":
+		return "unverified"
 	case a.Outcome.Result == pg.Sent && a.Verified.Ended:
 		return "ended"
 	case a.Outcome.Result == pg.Sent:

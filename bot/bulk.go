@@ -262,7 +262,15 @@ func (b *Bot) BulkNext(ctx context.Context, c click) {
 	if c.Thread == "" {
 		c.Thread = a.CardTS
 	}
-	b.bulkRequest(ctx, c, pg.Terminate, f, a.Reason)
+	// A new request like any Terminate all: its requester gives their own
+	// reason when one is asked for (the form, as for the buttons).
+	id, err := b.sets.put(ctx, f)
+	if err != nil {
+		b.storeFailed(ctx, c.ResponseURL, "keep the sessions still running", err)
+		return
+	}
+	c.Value = blocks.EncodeBulk(blocks.Bulk{Action: pg.Terminate, SetID: id})
+	b.BulkClick(ctx, c)
 }
 
 // executeBulk signals every member of an approved bulk request — one
@@ -291,8 +299,8 @@ func (b *Bot) executeBulk(ctx context.Context, a Approval) Approval {
 		vs, verrs := b.db.VerifySet(ctx, sent, b.cfg.VerifyTimeout)
 		for j, i := range at {
 			results[i].Verified = vs[j]
-			if verrs[j] != nil {
-				results[i].Err = verrs[j].Error()
+			if verrs[j] != nil { // sent: only watching it failed
+				results[i].VerifyErr = verrs[j].Error()
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type StateStore interface {
 	Update(ctx context.Context, id, version int64, state string, doc []byte) (bool, error)
 	RequestsByDedup(ctx context.Context, dedups []string, state string) ([]pg.StoredRequest, error)
 	RequestsIn(ctx context.Context, state string) ([]pg.StoredRequest, error)
+	// StaleRequests returns those in state unchanged for age, by the store's clock.
+	StaleRequests(ctx context.Context, state string, age time.Duration) ([]pg.StoredRequest, error)
 	PruneRequests(ctx context.Context, before time.Time) error
 	// PutSet stores a frozen set of backends; Set reads it (false: pruned).
 	PutSet(ctx context.Context, doc []byte) (int64, error)
@@ -143,6 +146,9 @@ func (s *storedRequests) change(ctx context.Context, id string, fn func(*Approva
 			return cur, false, err
 		}
 		won, err := s.store.Update(ctx, n, version, string(a.State), doc)
+		if err != nil && s.landed(ctx, n, version, doc) {
+			won, err = true, nil // the write committed; only its reply was lost
+		}
 		if err != nil {
 			return cur, false, err
 		}
@@ -155,6 +161,18 @@ func (s *storedRequests) change(ctx context.Context, id string, fn func(*Approva
 
 func (s *storedRequests) apply(ctx context.Context, id string, fn func(*Approval) (bool, error)) (Approval, bool, error) {
 	return s.change(ctx, id, fn)
+}
+
+// landed reports whether a write whose reply was lost (the connection
+// dropped after COMMIT) committed after all: the row is at the next
+// version and holds exactly the document written.
+func (s *storedRequests) landed(ctx context.Context, id, version int64, doc []byte) bool {
+	r, err := s.store.Request(ctx, id)
+	if err != nil || r.Version != version+1 {
+		return false
+	}
+	var want, got any
+	return json.Unmarshal(doc, &want) == nil && json.Unmarshal(r.Doc, &got) == nil && reflect.DeepEqual(want, got)
 }
 
 func (s *storedRequests) transition(ctx context.Context, id string, from, to State, change func(*Approval) error) (Approval, bool, error) {
@@ -204,6 +222,20 @@ func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval,
 		}
 	}
 	return Approval{}, false
+}
+
+func (s *storedRequests) abandoned(ctx context.Context, age time.Duration) ([]Approval, error) {
+	rs, err := s.store.StaleRequests(ctx, string(Approved), age)
+	if err != nil {
+		return nil, err
+	}
+	var out []Approval
+	for _, r := range rs {
+		if a, err := decodeApproval(r); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 func (s *storedRequests) inState(ctx context.Context, state State) ([]Approval, error) {

@@ -101,18 +101,24 @@ func (b *Bot) Approve(ctx context.Context, cb slack.InteractionCallback, id stri
 // execute signals an approved request's backend (or set), verifies, and
 // records the outcome (approved → done). It never talks to Slack.
 func (b *Bot) execute(ctx context.Context, a Approval) Approval {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.executeBudget())
+	defer cancel()
 	if a.bulk() {
 		return b.executeBulk(ctx, a)
 	}
 	out, err := b.db.Signal(ctx, a.Action, a.Backend.Identity)
 	var v pg.Verification
+	var verr error
 	if err == nil && out.Result == pg.Sent {
-		v, err = b.db.Verify(ctx, out, b.cfg.VerifyTimeout)
+		v, verr = b.db.Verify(ctx, out, b.cfg.VerifyTimeout)
 	}
 	return b.finish(ctx, a, func(x *Approval) {
 		x.Outcome, x.Verified = out, v
 		if err != nil {
 			x.Err = err.Error()
+		}
+		if verr != nil { // the signal was sent: only watching it failed
+			x.VerifyErr = verr.Error()
 		}
 	})
 }
@@ -120,6 +126,9 @@ func (b *Bot) execute(ctx context.Context, a Approval) Approval {
 // finish records an approved request's outcome (approved → done). The
 // signal happened: the outcome is reported even if the store cannot record it.
 func (b *Bot) finish(ctx context.Context, a Approval, record func(*Approval)) Approval {
+	// Its own budget: the signal happened whatever time the execution took.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
+	defer cancel()
 	done, won, serr := b.requests.transition(ctx, a.ID, Approved, Done, func(x *Approval) error { record(x); return nil })
 	if serr != nil || !won {
 		if serr != nil {
@@ -309,10 +318,17 @@ func (c Config) sweepInterval() time.Duration {
 	return min(max(c.ApprovalTTL/20, 200*time.Millisecond), 5*time.Second)
 }
 
-// stuckAfter is how long a request may stay approved: past it, the process
-// that was signalling has stopped (a signal, its verification and the
-// record take at most shutdownGrace).
-func (c Config) stuckAfter() time.Duration { return 2 * c.shutdownGrace() }
+// executeBudget bounds an approval's signal and verification; recording
+// its outcome gets recordBudget more. A live process therefore finishes an
+// approval well within stuckAfter.
+func (c Config) executeBudget() time.Duration { return c.shutdownGrace() }
+
+const recordBudget = 15 * time.Second
+
+// stuckAfter is how long a request may stay approved, unchanged, by the
+// state store's clock: past it, the process that was signalling has
+// stopped (it had executeBudget and recordBudget).
+func (c Config) stuckAfter() time.Duration { return 2*c.executeBudget() + recordBudget }
 
 // sweep runs the housekeeping until ctx ends. It is what expires requests:
 // not a timer of the process that made them, which may be gone.
@@ -345,14 +361,12 @@ func (b *Bot) sweepOnce(ctx context.Context) {
 			b.Expire(ctx, a.ID)
 		}
 	}
-	approved, err := b.requests.inState(ctx, Approved)
+	approved, err := b.requests.abandoned(ctx, b.cfg.stuckAfter())
 	if err != nil {
 		b.log.Error("could not read approved requests; the next sweep retries", slog.String("error", err.Error()))
 	}
 	for _, a := range approved {
-		if now.Sub(a.Decided) > b.cfg.stuckAfter() {
-			b.abandoned(ctx, a)
-		}
+		b.abandoned(ctx, a)
 	}
 }
 

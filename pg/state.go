@@ -38,6 +38,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS pgkill_request_pending ON pgkill_request (dedu
 CREATE INDEX IF NOT EXISTS pgkill_request_dedup ON pgkill_request (dedup);
 -- every change bumps it: writers compare and set on it
 ALTER TABLE pgkill_request ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0;
+-- when it last changed, by the database's clock (StaleRequests)
+ALTER TABLE pgkill_request ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT clock_timestamp();
 -- sets of backends a listing matched, for its Cancel all / Terminate all
 CREATE TABLE IF NOT EXISTS pgkill_set (
   id      bigserial PRIMARY KEY,
@@ -149,7 +151,7 @@ func (s *Store) Request(ctx context.Context, id int64) (StoredRequest, error) {
 // state (not pending or approved) records when it was decided.
 func (s *Store) Update(ctx context.Context, id, version int64, state string, doc []byte) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-UPDATE pgkill_request SET state = $3, doc = $4, version = version + 1,
+UPDATE pgkill_request SET state = $3, doc = $4, version = version + 1, updated_at = clock_timestamp(),
        decided_at = CASE WHEN $3 IN ('pending', 'approved') THEN NULL ELSE coalesce(decided_at, clock_timestamp()) END
 WHERE id = $1 AND version = $2`, id, version, state, doc)
 	if err != nil {
@@ -161,6 +163,14 @@ WHERE id = $1 AND version = $2`, id, version, state, doc)
 // RequestsByDedup returns the requests with any of the dedup keys in state.
 func (s *Store) RequestsByDedup(ctx context.Context, dedups []string, state string) ([]StoredRequest, error) {
 	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request WHERE dedup = ANY($1) AND state = $2 ORDER BY id`, dedups, state)
+}
+
+// StaleRequests returns the requests in state that have not changed for
+// age, by the database's clock: a process clock that runs ahead (another
+// replica's, or a test's) cannot make a live request look abandoned.
+func (s *Store) StaleRequests(ctx context.Context, state string, age time.Duration) ([]StoredRequest, error) {
+	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request
+WHERE state = $1 AND updated_at < clock_timestamp() - $2::bigint * interval '1 millisecond' ORDER BY id`, state, age.Milliseconds())
 }
 
 // RequestsIn returns every request in state, oldest first.

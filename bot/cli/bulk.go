@@ -152,6 +152,9 @@ func tallyLine(t blocks.Tally) string {
 	}
 	s := fmt.Sprintf("ended %d, skipped %d%s, still running %d, denied by PostgreSQL %d, failed %d%s",
 		t.Ended, t.Skipped, skipped, t.Running, t.Denied, t.Failed, failed)
+	if t.Unverified > 0 {
+		s += fmt.Sprintf(", %d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified)
+	}
 	if t.MaybeNext > 0 {
 		s += fmt.Sprintf(", %d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext)
 	}
@@ -198,7 +201,7 @@ func bulkNext(action pg.Action, members []pg.Backend, results []blocks.MemberOut
 // known first, then a session still running, then nothing sent at all.
 func bulkCode(t blocks.Tally) int {
 	switch {
-	case t.Failed > 0 || t.MaybeNext > 0:
+	case t.Failed > 0 || t.MaybeNext > 0 || t.Unverified > 0:
 		return ExitError
 	case t.Running > 0:
 		return ExitStillRunning

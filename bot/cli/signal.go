@@ -260,8 +260,8 @@ func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) 
 		for j, i := range sent {
 			lines[i], codes[i] = verifyLine(action, bs[i], vs[j], verrs[j])
 			results[i].Verified = vs[j]
-			if verrs[j] != nil {
-				results[i].Err = verrs[j].Error()
+			if verrs[j] != nil { // sent: only watching it failed
+				results[i].VerifyErr = verrs[j].Error()
 			}
 		}
 	}
