@@ -45,6 +45,7 @@ type Request struct {
 	Verified    pg.Verification
 	Err         string // what went wrong when the database could not be asked
 	VerifyErr   string // the signal was sent; watching it end failed
+	NotSent     string // why nothing was signalled, known before any signal
 }
 
 // RequestMessage renders the card for r's current state: with Approve, Deny
@@ -111,8 +112,8 @@ func outcomeText(r Request) (icon, text string) {
 	case StateDenied:
 		return ":no_entry_sign:", fmt.Sprintf("*Denied* by %s. Nothing was signalled.", mention(r.Decider))
 	case StateExpired:
-		if r.Err != "" { // closed before its time: its target left the fleet
-			return ":information_source:", "*Closed*: " + escapeTruncate(r.Err, 600) + "."
+		if r.NotSent != "" { // closed before its time: its target left the fleet
+			return ":information_source:", "*Closed*: " + escapeTruncate(r.NotSent, 600) + "."
 		}
 		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
 	case StateWithdrawn:
@@ -122,10 +123,10 @@ func outcomeText(r Request) (icon, text string) {
 		return ":warning:", "*Signal sent* (PostgreSQL accepted it for exactly that backend), but pgkill could not watch it end: " +
 			escapeTruncate(r.VerifyErr, 400) + "\nList again to see whether it still runs."
 	}
+	if r.NotSent != "" {
+		return ":information_source:", "*Nothing signalled*: " + escapeTruncate(r.NotSent, 600) + "."
+	}
 	if r.Err != "" {
-		if strings.HasSuffix(r.Err, "nothing was signalled") { // known before any signal (the target left the fleet)
-			return ":information_source:", "*Nothing signalled*: " + escapeTruncate(r.Err, 600) + "."
-		}
 		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nThe signal may or may not have been sent; list again to see the backend's state."
 	}
 	switch r.Outcome.Result {

@@ -197,18 +197,22 @@ func bulkOutcome(r Request) (icon, text string) {
 	return icon, strings.Join(parts, " · ") + "." + next
 }
 
-func leftOut(left map[string]int) string {
+// LeftOut counts what a bulk request left out, one "N why" each, sorted by
+// why: the card and the command line say it alike.
+func LeftOut(left map[string]int) []string {
 	keys := make([]string, 0, len(left))
 	for k := range left {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%d %s", left[k], Escape(k)))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", left[k], k)
 	}
-	return strings.Join(parts, " · ")
+	return parts
 }
+
+func leftOut(left map[string]int) string { return Escape(strings.Join(LeftOut(left), " · ")) }
 
 // MemberList is the whole set of a bulk request, for its thread: as many
 // messages as Slack's limits need, one line per session.

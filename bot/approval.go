@@ -58,6 +58,7 @@ type Approval struct {
 	Verified  pg.Verification
 	Err       string // the signal could not be asked for: it may or may not have been sent
 	VerifyErr string // the signal was sent, but watching it end failed
+	NotSent   string // why nothing was signalled, known before any signal (the target left the fleet)
 }
 
 // Vote is one approver's approval of a request that needs several.
@@ -286,7 +287,7 @@ func (a Approval) view(approvers []string) blocks.Request {
 		State: string(a.State), Decider: a.Decider, Needed: a.needed(), Votes: voters(a.Votes), Reason: a.Reason,
 		Members: a.Members, Scope: a.Scope, Left: a.Left, Results: a.Results,
 		RequestedAt: a.Requested, DecidedAt: a.Decided,
-		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err, VerifyErr: a.VerifyErr,
+		ExpiresAt: a.Expires, Outcome: a.Outcome, Verified: a.Verified, Err: a.Err, VerifyErr: a.VerifyErr, NotSent: a.NotSent,
 	}
 }
 

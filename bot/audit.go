@@ -47,8 +47,8 @@ func (b *Bot) audit(ctx context.Context, event, actor string, a Approval) {
 			slog.Duration("verify_after", a.Verified.After))
 	}
 	if event == AuditOutcome {
-		if a.Err != "" {
-			attrs = append(attrs, slog.String("error", a.Err))
+		if e := a.Err + a.NotSent; e != "" { // one of them at most
+			attrs = append(attrs, slog.String("error", e))
 		}
 	}
 	b.log.Info("audit", attrs...)
@@ -97,7 +97,7 @@ func outcomeWord(a Approval) string {
 	switch {
 	case a.bulk():
 		return "bulk" // the counts are in the record's own fields
-	case a.Err != "":
+	case a.Err != "", a.NotSent != "":
 		return "error"
 	case a.Outcome.Result == pg.Sent && a.VerifyErr != "":
 		return "unverified"

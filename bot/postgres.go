@@ -87,6 +87,9 @@ func (r redacted) Backend(ctx context.Context, target string, pid int32) (pg.Bac
 // its tags changed), so there is nothing to connect to.
 var errLeftFleet = errors.New("left the fleet (deleted or no longer discovered)")
 
+// errNothingSent marks an error known to have come before any signal.
+var errNothingSent = errors.New("nothing was signalled")
+
 func leftFleet(target string) error { return fmt.Errorf("target %s %w", target, errLeftFleet) }
 
 // inFleet is a Postgres that answers for targets that left the fleet with
@@ -115,7 +118,7 @@ func (f inFleet) Backend(ctx context.Context, target string, pid int32) (pg.Back
 // it left.
 func (f inFleet) Signal(ctx context.Context, a pg.Action, id pg.Identity) (pg.Outcome, error) {
 	if !f.has(id.Target) {
-		return pg.Outcome{Action: a, ID: id}, fmt.Errorf("%w: nothing was signalled", leftFleet(id.Target))
+		return pg.Outcome{Action: a, ID: id}, fmt.Errorf("%w: %w", leftFleet(id.Target), errNothingSent)
 	}
 	out, err := f.Postgres.Signal(ctx, a, id)
 	if err != nil && !f.has(id.Target) {

@@ -52,7 +52,7 @@ func (b *Bot) Request(ctx context.Context, cb slack.InteractionCallback, value s
 	if ask && b.askReason(ctx, c, blocks.ReasonPrompt{Action: sig.Action, Backend: cur, Required: required}) {
 		return
 	}
-	b.request(ctx, c, "")
+	b.record(ctx, c, sig, cur, "") // just checked: no second read
 }
 
 // askReason opens the reason form for a click: Cancel or Terminate (the
@@ -162,10 +162,14 @@ func (b *Bot) requestable(ctx context.Context, c click) (blocks.Signal, pg.Backe
 // request records a request for the click and posts its approval card in
 // the thread. The backend is read again: time may have passed in the form.
 func (b *Bot) request(ctx context.Context, c click, reason string) {
-	sig, cur, ok := b.requestable(ctx, c)
-	if !ok {
-		return
+	if sig, cur, ok := b.requestable(ctx, c); ok {
+		b.record(ctx, c, sig, cur, reason)
 	}
+}
+
+// record records a request for a checked click (requestable) and posts its
+// approval card.
+func (b *Bot) record(ctx context.Context, c click, sig blocks.Signal, cur pg.Backend, reason string) {
 	cur.Identity = sig.Identity // the identity that was shown is the one approved
 	now := b.now()
 	a, created, err := b.requests.add(ctx, Approval{

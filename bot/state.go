@@ -23,6 +23,8 @@ type StateStore interface {
 	Update(ctx context.Context, id, version int64, state string, doc []byte) (bool, error)
 	RequestsByDedup(ctx context.Context, dedups []string, state string) ([]pg.StoredRequest, error)
 	RequestsIn(ctx context.Context, state string) ([]pg.StoredRequest, error)
+	// RequestsWithMember returns the bulk requests in state with that member.
+	RequestsWithMember(ctx context.Context, target string, pid int32, state string) ([]pg.StoredRequest, error)
 	// StaleRequests returns those in state unchanged for age, by the store's clock.
 	StaleRequests(ctx context.Context, state string, age time.Duration) ([]pg.StoredRequest, error)
 	PruneRequests(ctx context.Context, before time.Time) error
@@ -201,23 +203,18 @@ func (s *storedRequests) update(ctx context.Context, id string, change func(*App
 }
 
 func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval, bool) {
-	rs, err := s.store.RequestsByDedup(ctx, []string{dedupKey(pg.Cancel, id), dedupKey(pg.Terminate, id)}, string(Done))
+	// A single request is keyed by its identity; a bulk one by its whole
+	// set, so it is found by its member.
+	single, err := s.store.RequestsByDedup(ctx, []string{dedupKey(pg.Cancel, id), dedupKey(pg.Terminate, id)}, string(Done))
 	if err != nil {
 		return Approval{}, false
 	}
-	for _, r := range rs {
-		if a, err := decodeApproval(r); err == nil && signalled(a, id) {
-			return a, true
-		}
-	}
-	// A bulk request is keyed by its whole set: look through the decided
-	// ones (kept a day). Only an alert's resolution asks, once per alert.
-	done, err := s.inState(ctx, Done)
+	bulk, err := s.store.RequestsWithMember(ctx, id.Target, id.PID, string(Done))
 	if err != nil {
 		return Approval{}, false
 	}
-	for _, a := range done {
-		if a.bulk() && signalled(a, id) {
+	for _, a := range decodeAll(append(single, bulk...)) {
+		if signalled(a, id) {
 			return a, true
 		}
 	}
@@ -226,28 +223,21 @@ func (s *storedRequests) endedBy(ctx context.Context, id pg.Identity) (Approval,
 
 func (s *storedRequests) abandoned(ctx context.Context, age time.Duration) ([]Approval, error) {
 	rs, err := s.store.StaleRequests(ctx, string(Approved), age)
-	if err != nil {
-		return nil, err
-	}
-	var out []Approval
-	for _, r := range rs {
-		if a, err := decodeApproval(r); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return decodeAll(rs), err
 }
 
 func (s *storedRequests) inState(ctx context.Context, state State) ([]Approval, error) {
 	rs, err := s.store.RequestsIn(ctx, string(state))
-	if err != nil {
-		return nil, err
-	}
+	return decodeAll(rs), err
+}
+
+// decodeAll decodes stored requests, skipping any it cannot read.
+func decodeAll(rs []pg.StoredRequest) []Approval {
 	var out []Approval
 	for _, r := range rs {
 		if a, err := decodeApproval(r); err == nil {
 			out = append(out, a)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -114,7 +114,10 @@ func (b *Bot) execute(ctx context.Context, a Approval) Approval {
 	}
 	return b.finish(ctx, a, func(x *Approval) {
 		x.Outcome, x.Verified = out, v
-		if err != nil {
+		switch {
+		case errors.Is(err, errNothingSent):
+			x.NotSent = err.Error()
+		case err != nil:
 			x.Err = err.Error()
 		}
 		if verr != nil { // the signal was sent: only watching it failed
@@ -386,7 +389,7 @@ func missing(targets, names []string) string {
 func (b *Bot) closeLeft(ctx context.Context, a Approval, target string) {
 	done, won, err := b.requests.transition(ctx, a.ID, Pending, Expired, func(x *Approval) error {
 		x.Decided = b.now()
-		x.Err = leftFleet(target).Error() + ": nothing was signalled"
+		x.NotSent = fmt.Errorf("%w: %w", leftFleet(target), errNothingSent).Error()
 		return nil
 	})
 	if err != nil || !won {

@@ -173,6 +173,15 @@ func (s *Store) StaleRequests(ctx context.Context, state string, age time.Durati
 WHERE state = $1 AND updated_at < clock_timestamp() - $2::bigint * interval '1 millisecond' ORDER BY id`, state, age.Milliseconds())
 }
 
+// RequestsWithMember returns the requests in state whose document lists a
+// member with that target and pid (bulk requests: Members[].target, .pid):
+// found in SQL with jsonb containment, not by decoding every request.
+func (s *Store) RequestsWithMember(ctx context.Context, target string, pid int32, state string) ([]StoredRequest, error) {
+	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request
+WHERE state = $1 AND doc @> jsonb_build_object('Members', jsonb_build_array(jsonb_build_object('target', $2::text, 'pid', $3::int)))
+ORDER BY id`, state, target, pid)
+}
+
 // RequestsIn returns every request in state, oldest first.
 func (s *Store) RequestsIn(ctx context.Context, state string) ([]StoredRequest, error) {
 	return s.requests(ctx, `SELECT id, state, version, doc FROM pgkill_request WHERE state = $1 ORDER BY id`, state)

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -125,15 +124,7 @@ func answeredTargets(ls []pg.Listing) string {
 
 // leftText is "; left out: 2 idle in a transaction (…)", or "".
 func leftText(left map[string]int) string {
-	keys := make([]string, 0, len(left))
-	for k := range left {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%d %s", left[k], k))
-	}
+	parts := blocks.LeftOut(left)
 	if len(parts) == 0 {
 		return ""
 	}
