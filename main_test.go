@@ -591,10 +591,15 @@ func TestServeAndSIGTERM(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	defer cmd.Process.Kill()
 	fake.Eventually(t, 15*time.Second, "pgkill to connect", fake.Connected)
-	ack := fake.WaitAck(t, fake.SlashCommand(t, "/pgkill", "U0REQ", "C0INCIDENT", "help"))
-	if !strings.Contains(string(ack.Payload), "lists long-running PostgreSQL queries") {
-		t.Errorf("help ack = %s", ack.Payload)
-	}
+	fake.SlashCommand(t, "/pgkill", "U0REQ", "C0INCIDENT", "help")
+	fake.Eventually(t, 15*time.Second, "the help answer", func() bool {
+		for _, m := range fake.Ephemerals("C0INCIDENT", "U0REQ") {
+			if strings.Contains(string(m.Blocks), "lists long-running PostgreSQL queries") {
+				return true
+			}
+		}
+		return false
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

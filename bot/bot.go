@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/bot/policy"
@@ -102,21 +101,3 @@ func (b *Bot) targets() []string { return b.db.Names() }
 
 // queryTimeout bounds a listing: the per-target timeouts come first.
 func (b *Bot) queryTimeout() time.Duration { return b.cfg.ConnectTimeout + 15*time.Second }
-
-// Answer is the immediate answer to a parsed slash command, sent in its
-// ack: a usage error, help or the targets. It is nil when the answer comes
-// later, from work done after the ack (Command).
-func (b *Bot) Answer(q Query, err error) *blocks.Message {
-	switch {
-	case err != nil:
-		m := blocks.UsageError(b.cfg.Command, err.Error())
-		return &m
-	case q.Kind == KindHelp:
-		m := blocks.Help(b.cfg.Command, b.targets(), b.cfg.MinDuration)
-		return &m
-	case q.Kind == KindTargets:
-		m := blocks.Targets(b.db.Specs())
-		return &m
-	}
-	return nil
-}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slack-go/slack"
+
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/pg"
@@ -132,13 +134,14 @@ func (f frozen) forAction(action pg.Action) ([]pg.Backend, map[string]int) {
 }
 
 // BulkCommand handles `/pgkill cancel|terminate …`: it lists what matches
-// now, freezes that set and asks for approval of it.
+// now, freezes that set and asks for approval of it. q.Targets are the
+// targets the user may see (Command checked them).
 func (b *Bot) BulkCommand(ctx context.Context, responseURL, user, channel string, q Query) {
-	shown, _, ok := b.viewable(ctx, responseURL, user, channel, q)
-	if !ok {
+	scope := strings.TrimSpace(fmt.Sprintf("%s ≥ %s %s", strings.Join(q.Targets, " "), blocks.Duration(q.Threshold), q.Filters))
+	if why := b.bulkReasonProblem(q.Action, q.Reason, scope); why != "" {
+		b.tell(ctx, responseURL, why)
 		return
 	}
-	q.Targets = shown
 	ls := b.db.List(ctx, q.Targets, q.Filter)
 	var failed []string
 	for _, l := range ls {
@@ -150,7 +153,6 @@ func (b *Bot) BulkCommand(ctx context.Context, responseURL, user, channel string
 		b.tell(ctx, responseURL, ":x: nothing was requested: "+blocks.Escape(strings.Join(failed, "; "))+". A bulk request needs every target it names to answer; name the targets that do.")
 		return
 	}
-	scope := strings.TrimSpace(fmt.Sprintf("%s ≥ %s %s", strings.Join(q.Targets, " "), blocks.Duration(q.Threshold), q.Filters))
 	c := click{User: user, Channel: channel, ResponseURL: responseURL}
 	b.bulkRequest(ctx, c, q.Action, freeze(ls, scope, b.now()), q.Reason)
 }
@@ -164,7 +166,7 @@ func (b *Bot) BulkClick(ctx context.Context, c click) {
 		b.tell(ctx, c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
 		return
 	}
-	ask, required := b.reasons.Ask(policy.Bulk)
+	ask, required := b.reasons.Ask(policy.KindsOf(string(v.Action), true)...)
 	if !ask {
 		b.bulkClick(ctx, c, v, "")
 		return
@@ -220,16 +222,19 @@ func (b *Bot) bulkRequest(ctx context.Context, c click, action pg.Action, f froz
 		return
 	}
 	a := Approval{Action: action, Members: members, Scope: f.Scope, Left: left, Backend: pg.Backend{Identity: pg.Identity{Target: members[0].Target}}}
+	// A bulk request holds to the strictest of its kind's rules and its
+	// action's: bulk terminate needs what a terminate needs, at least.
+	kinds := policy.KindsOf(string(action), true)
 	needed := 1
 	for _, t := range a.targets() {
 		if d := b.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
 			b.refuse(ctx, c.ResponseURL, c.User, c.Channel, "bulk "+string(action), a.targets(), d.Why)
 			return
 		}
-		needed = max(needed, b.policy.Policy().For(t).Needed(policy.Bulk))
+		needed = max(needed, b.policy.Policy().For(t).Needed(kinds...))
 	}
-	if _, required := b.reasons.Ask(policy.Bulk); required && policy.CheckReason(reason) != nil {
-		b.tell(ctx, c.ResponseURL, fmt.Sprintf(":pencil: a bulk request needs a reason here: `%s %s %s reason=\"…\"` (a few words or an incident link). Nothing was requested.", b.cfg.Command, action, blocks.Escape(f.Scope)))
+	if why := b.bulkReasonProblem(action, reason, f.Scope); why != "" {
+		b.tell(ctx, c.ResponseURL, why)
 		return
 	}
 	now := b.now()
@@ -248,12 +253,30 @@ func (b *Bot) bulkRequest(ctx context.Context, c click, action pg.Action, f froz
 	b.publish(ctx, c, a, blocks.MemberList(a.ID, a.Members))
 }
 
+// bulkReasonProblem says what is wrong with the reason of a bulk request
+// (required and missing, or given and not a reason: an optional reason,
+// when given, is held to the same rule), or "".
+func (b *Bot) bulkReasonProblem(action pg.Action, reason, scope string) string {
+	_, required := b.reasons.Ask(policy.KindsOf(string(action), true)...)
+	how := fmt.Sprintf("`%s %s %s reason=\"…\"` (a few words or an incident link)", b.cfg.Command, action, blocks.Escape(scope))
+	switch err := policy.CheckReason(reason); {
+	case required && reason == "":
+		return fmt.Sprintf(":pencil: a bulk %s needs a reason here: %s. Nothing was requested.", action, how)
+	case reason != "" && err != nil:
+		return fmt.Sprintf(":pencil: that reason will not do: %s. Write %s. Nothing was requested.", blocks.Escape(err.Error()), how)
+	}
+	return ""
+}
+
 // BulkNext handles "Terminate the N still running" on a bulk cancel's
 // outcome: a new request, with its own approval, for exactly those.
-func (b *Bot) BulkNext(ctx context.Context, c click) {
+func (b *Bot) BulkNext(ctx context.Context, cb slack.InteractionCallback, c click) {
 	a, ok, err := b.requests.get(ctx, c.Value)
 	if err != nil || !ok {
 		b.tell(ctx, c.ResponseURL, unknownRequest)
+		return
+	}
+	if !b.onCard(ctx, cb, a) {
 		return
 	}
 	still := blocks.StillRunning(a.Members, a.Results)

@@ -105,9 +105,8 @@ func TestBulkCancel(t *testing.T) {
 func TestBulkRefusals(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.BulkMax = 2 })
-	id := e.slack.SlashCommand(t, "/pgkill", requester, channel, "terminate 5m")
-	if ack := e.slack.WaitAck(t, id); !strings.Contains(string(ack.Payload), "at least one target or filter") {
-		t.Errorf("a fleet-wide terminate was not refused: %s", ack.Payload)
+	if m := e.ask(t, requester, channel, "terminate 5m"); !strings.Contains(string(m.Blocks), "at least one target or filter") {
+		t.Errorf("a fleet-wide terminate was not refused: %s", m.Blocks)
 	}
 	sessions(t, e, "bulk_cap", "SELECT pg_sleep(600)", 3)
 	e.slack.WaitAck(t, e.slack.SlashCommand(t, "/pgkill", requester, channel, "terminate 0s app=bulk_cap"))

@@ -68,7 +68,7 @@ func ParseCommand(text string, targets []string, defaultThreshold time.Duration)
 			q := Query{Kind: KindDoctor}
 			for _, w := range words[1:] {
 				if !slices.Contains(targets, w) {
-					return Query{}, unknownTarget(w, targets)
+					return Query{}, unknownWord(w)
 				}
 				q.Targets = append(q.Targets, w)
 			}
@@ -122,7 +122,7 @@ func ParseCommand(text string, targets []string, defaultThreshold time.Duration)
 			}
 			sawDuration, q.Threshold = true, d
 		default:
-			return Query{}, unknownTarget(w, targets)
+			return Query{}, unknownWord(w)
 		}
 	}
 	q.Filter.MinDuration = q.Threshold
@@ -139,8 +139,13 @@ func looksLikeDuration(w string) bool {
 	return w != "" && (unicode.IsDigit(rune(w[0])) || w[0] == '-' || w[0] == '.')
 }
 
-func unknownTarget(w string, targets []string) error {
-	return fmt.Errorf("unknown target or argument %q (targets: %s)", trunc(w, 60), strings.Join(targets, ", "))
+// unknownWord is a word that is no target, duration or key=value. Its
+// answer lists the targets the user may see there, which the parser does
+// not know.
+type unknownWord string
+
+func (w unknownWord) Error() string {
+	return fmt.Sprintf("unknown target or argument %q", trunc(string(w), 60))
 }
 
 func trunc(s string, n int) string {
@@ -155,9 +160,12 @@ func trunc(s string, n int) string {
 // text, and at least one target or filter — nobody ends a whole fleet by
 // accident.
 func parseBulk(action pg.Action, text string, targets []string, defaultThreshold time.Duration) (Query, error) {
-	rest := strings.TrimSpace(text)[len(action):]
+	// The first word is the action (ASCII, as ParseAction accepts it): the
+	// rest is cut from the original text, never at a position found in a
+	// case-folded copy, whose byte offsets differ.
+	_, rest, _ := strings.Cut(strings.TrimLeftFunc(text, unicode.IsSpace), strings.Fields(text)[0])
 	reason := ""
-	if i := strings.Index(strings.ToLower(rest), "reason="); i >= 0 {
+	if i := indexASCIIFold(rest, "reason="); i >= 0 {
 		rest, reason = rest[:i], strings.TrimSpace(rest[i+len("reason="):])
 		reason = strings.Trim(reason, "\"'“”‘’")
 		if reason == "" {
@@ -168,12 +176,33 @@ func parseBulk(action pg.Action, text string, targets []string, defaultThreshold
 	if err != nil {
 		return Query{}, err
 	}
-	if q.Kind != KindList {
+	switch {
+	case q.Kind != KindList:
 		return Query{}, fmt.Errorf("%s takes a listing's targets and filters, not %q", action, strings.Fields(rest)[0])
-	}
-	if len(q.Targets) == 0 && q.Filters == "" {
+	case len(q.Targets) == 0 && q.Filters == "":
 		return Query{}, fmt.Errorf("%s needs at least one target or filter (db=, user=, app=, state=), so that a whole fleet is never ended by accident", action)
+	case q.Limit != 0:
+		return Query{}, fmt.Errorf("limit= only shortens a listing; %s acts on every session that matches: narrow it with a target, db=, user=, app=, state= or a longer duration", action)
 	}
 	q.Kind, q.Action, q.Reason = KindBulk, action, reason
 	return q, nil
+}
+
+// indexASCIIFold is the byte index of the first match of the ASCII word in
+// s, ignoring ASCII case only, or -1: the index is valid in s itself.
+func indexASCIIFold(s, word string) int {
+	for i := 0; i+len(word) <= len(s); i++ {
+		match := true
+		for j := 0; j < len(word) && match; j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			match = c == word[j]
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }

@@ -62,7 +62,8 @@ func TestParseCommand(t *testing.T) {
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{"", "prod 30s db=x", "limit=3", "doctor prod", "1h2m3s", "state=all"} {
+	for _, s := range []string{"", "prod 30s db=x", "limit=3", "doctor prod", "1h2m3s", "state=all",
+		"cancel ȺȺ reason=x", "terminate prod REASON=\"İ\"", "cancel app=x reason=", "terminate 0s user=etl limit=2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {

@@ -132,7 +132,7 @@ func (d *discovered) addInstance(id, host string, port int) {
 // targets runs /pgkill targets and returns its answer.
 func (d *discovered) targets(t *testing.T) string {
 	t.Helper()
-	return string(d.slack.WaitAck(t, d.slack.SlashCommand(t, "/pgkill", requester, channel, "targets")).Payload)
+	return string(d.ask(t, requester, channel, "targets").Blocks)
 }
 
 // until waits for the fleet to satisfy ok (a refresh is due every 50ms).

@@ -233,6 +233,28 @@ func (e *env) told(t *testing.T, user, text string) {
 	})
 }
 
+// ask runs /pgkill text as user in ch and returns the private answer it
+// gets (every answer comes after the policy check, through the
+// response_url: the ack itself carries nothing).
+func (e *env) ask(t *testing.T, user, ch, text string) fakeslack.Message {
+	t.Helper()
+	before := len(e.slack.Ephemerals(ch, user))
+	id := e.slack.SlashCommand(t, "/pgkill", user, ch, text)
+	if ack := e.slack.WaitAck(t, id); len(ack.Payload) != 0 && string(ack.Payload) != "null" {
+		t.Errorf("/pgkill %s acked with a payload: %s", text, ack.Payload)
+	}
+	var m fakeslack.Message
+	e.slack.Eventually(t, 20*time.Second, "the answer to /pgkill "+text, func() bool {
+		ms := e.slack.Ephemerals(ch, user)
+		if len(ms) <= before {
+			return false
+		}
+		m = ms[before]
+		return true
+	})
+	return m
+}
+
 func (e *env) audits(event string) []map[string]any {
 	var out []map[string]any
 	for _, r := range e.logs.records("audit") {

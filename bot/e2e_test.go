@@ -260,10 +260,10 @@ func TestMalformedCommands(t *testing.T) {
 		"targets":                "• *main* · configured (PGKILL_TARGETS)",
 	}
 	for text, want := range tests {
-		ack := e.slack.WaitAck(t, e.slack.SlashCommand(t, "/pgkill", requester, channel, text))
-		p := string(ack.Payload)
-		if !strings.Contains(p, want) || !strings.Contains(p, `"response_type":"ephemeral"`) {
-			t.Errorf("%q acked with %s; want %q", trunc(text), p, want)
+		m := e.ask(t, requester, channel, text)
+		p := m.Text + string(m.Blocks)
+		if !strings.Contains(p, want) {
+			t.Errorf("%q answered %s; want %q", trunc(text), p, want)
 		}
 		if !strings.Contains(text, "help") && !strings.Contains(text, "targets") && !strings.Contains(p, "Usage:") {
 			t.Errorf("%q: no usage line", trunc(text))

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,17 +12,29 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/pg"
 )
 
-// Command does the work of a parsed /pgkill command after its ack:
-// listings and doctor reports. Usage errors, help and targets were answered
-// in the ack.
-func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
-	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", q.Kind), slog.String("args", q.Args))
+// Command answers a /pgkill command after its ack. Every answer comes
+// after the policy check and names only the targets this person may see
+// here: a usage error, help, targets, a listing, a doctor report or a bulk
+// request.
+func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
+	q, err := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
+	b.metrics.command(commandKind(q, err))
+	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", commandKind(q, err)))
 	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
 	defer cancel()
-	shown, withheld, ok := b.viewable(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, q)
+	var asked []string
+	if err == nil {
+		asked = q.Targets
+	}
+	shown, withheld, ok := b.viewable(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, commandKind(q, err), asked)
 	if !ok {
+		return
+	}
+	if m := b.answer(q, err, shown); m != nil {
+		_ = b.respond(ctx, cmd.ResponseURL, false, *m)
 		return
 	}
 	q.Targets = shown
@@ -45,6 +58,36 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand, q Query) {
 	}
 }
 
+// answer is the private answer to a command that needs no database: a
+// usage error, help or the targets, naming only the targets shown (those the
+// user may see here). It is nil when the command is a listing, doctor or
+// bulk request.
+func (b *Bot) answer(q Query, err error, shown []string) *blocks.Message {
+	var m blocks.Message
+	switch {
+	case err != nil:
+		msg := err.Error()
+		var u unknownWord
+		if errors.As(err, &u) {
+			msg += " (targets: " + strings.Join(shown, ", ") + ")"
+		}
+		m = blocks.UsageError(b.cfg.Command, msg)
+	case q.Kind == KindHelp:
+		m = blocks.Help(b.cfg.Command, shown, b.cfg.MinDuration)
+	case q.Kind == KindTargets:
+		var specs []pg.TargetSpec
+		for _, s := range b.db.Specs() {
+			if slices.Contains(shown, s.Name) {
+				specs = append(specs, s)
+			}
+		}
+		m = blocks.Targets(specs)
+	default:
+		return nil
+	}
+	return &m
+}
+
 // Refresh re-runs the listing a Refresh button belongs to, in place.
 func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args string) {
 	q, err := ParseCommand(args, b.targets(), b.cfg.MinDuration)
@@ -54,7 +97,7 @@ func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args st
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
 	defer cancel()
-	shown, withheld, ok := b.viewable(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, q)
+	shown, withheld, ok := b.viewable(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "refresh", q.Targets)
 	if !ok {
 		return
 	}
@@ -65,29 +108,34 @@ func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args st
 	}
 }
 
-// viewable splits the targets a command asks for (all when none) into
-// those user may see from channel and those withheld, each with why. When
-// none may be seen it answers the user privately with the reasons, records
-// the refusal and returns false.
-func (b *Bot) viewable(ctx context.Context, responseURL, user, channel string, q Query) (shown, withheld []string, ok bool) {
-	asked := q.Targets
+// viewable splits the targets a command asks for into those user may see
+// from channel and those withheld, each with why; asked empty means every
+// target user may see here, and then nothing is said of the others. When
+// none may be seen it answers the user privately with the reasons (naming
+// only targets the user asked for), records the refusal and returns false.
+func (b *Bot) viewable(ctx context.Context, responseURL, user, channel, what string, asked []string) (shown, withheld []string, ok bool) {
+	visible, d := b.policy.Visible(ctx, user, channel, b.targets())
+	if len(visible) == 0 {
+		b.refuse(ctx, responseURL, user, channel, what, asked, d.Why)
+		return nil, nil, false
+	}
 	if len(asked) == 0 {
-		asked = b.targets()
+		return visible, nil, true
 	}
 	var whys []string
 	for _, t := range asked {
-		d := b.policy.May(ctx, policy.View, user, channel, t)
-		if d.Allowed {
+		if slices.Contains(visible, t) {
 			shown = append(shown, t)
 			continue
 		}
+		d := b.policy.May(ctx, policy.View, user, channel, t)
 		withheld = append(withheld, d.Why)
 		if !slices.Contains(whys, d.Why) {
 			whys = append(whys, d.Why)
 		}
 	}
 	if len(shown) == 0 {
-		b.refuse(ctx, responseURL, user, channel, q.Kind, asked, strings.Join(whys, " "))
+		b.refuse(ctx, responseURL, user, channel, what, asked, strings.Join(whys, " "))
 		return nil, nil, false
 	}
 	return shown, withheld, true

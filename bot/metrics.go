@@ -26,6 +26,7 @@ type metrics struct {
 	connected   prometheus.Gauge
 	alerts      *prometheus.CounterVec
 	leases      *prometheus.GaugeVec
+	panics      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -55,14 +56,19 @@ func newMetrics() *metrics {
 			Help: "Socket Mode connections opened (the first one and every reconnect)."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgkill_socket_connected",
 			Help: "1 while the Socket Mode connection is up."}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_panics_recovered_total",
+			Help: "Failures (Go panics) in the handling of one Slack envelope, recovered so the process goes on, by envelope kind."}, []string{"envelope"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_alerts_total",
 			Help: "Alert messages, by kind (posted, summary, resolved, target-down, target-up)."}, []string{"kind"}),
 		leases: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgkill_target_lease_held",
 			Help: "1 while this replica polls the target for alerts (holds its lease, with a state store), 0 after it stopped."}, []string{"target"}),
 	}
 	m.reg.MustRegister(m.commands, m.requests, m.decisions, m.signals, m.verify, m.listing, m.poll, m.targetUp,
-		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases,
+		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, kind := range []string{"slash_commands", "interactive", "view_submission"} { // shown at 0 from the start
+		m.panics.WithLabelValues(kind)
+	}
 	return m
 }
 
@@ -126,6 +132,8 @@ func (m *metrics) replica(name string, storeUp func() float64) {
 			Help: "1 when the last lease round reached the state store, 0 when it failed."}, storeUp))
 	}
 }
+
+func (m *metrics) panicked(kind string) { m.panics.WithLabelValues(kind).Inc() }
 
 // commandKind classifies a command for the metric without its arguments.
 func commandKind(q Query, err error) string {

@@ -26,7 +26,7 @@ func TestVerifyErrorAfterSentSaysSent(t *testing.T) {
 	ctx := context.Background()
 	a, _, _ := b.requests.add(ctx, Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(31)}, Requester: "UREQ", Channel: "C",
 		CardTS: "1.1", Requested: time.Now(), Expires: time.Now().Add(time.Hour)})
-	b.Approve(ctx, clickBy("UAPP"), a.ID)
+	b.Approve(ctx, clickBy("UAPP", a), a.ID)
 	got, _, _ := b.requests.get(ctx, a.ID)
 	js, _ := json.Marshal(b.card(got))
 	t.Logf("outcome=%q err=%q", got.Outcome.Result, got.Err)
@@ -57,7 +57,7 @@ func TestSweepSparesLiveApproval(t *testing.T) {
 		a, _, _ := b.requests.add(ctx, Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(32)}, Requester: "UREQ", Channel: "C",
 			CardTS: "1.1", Requested: time.Now(), Expires: time.Now().Add(time.Hour)})
 		done := make(chan struct{})
-		go func() { defer close(done); b.Approve(ctx, clickBy("UAPP"), a.ID) }()
+		go func() { defer close(done); b.Approve(ctx, clickBy("UAPP", a), a.ID) }()
 		<-db.sent
 		later := time.Now().Add(b.cfg.stuckAfter() + time.Second)
 		sweeper := newTestBot(t, db, &fakeAPI{}, store) // another replica (or the same one's sweep)
@@ -106,8 +106,8 @@ func TestLostCommitReplyStillSignals(t *testing.T) {
 	ctx := context.Background()
 	a, _, _ := b.requests.add(ctx, Approval{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(33)}, Requester: "UREQ", Channel: "C",
 		CardTS: "1.1", Requested: time.Now(), Expires: time.Now().Add(time.Hour)})
-	b.Approve(ctx, clickBy("UAPP"), a.ID) // told: could not record, try again
-	b.Approve(ctx, clickBy("UAPP"), a.ID) // the retry
+	b.Approve(ctx, clickBy("UAPP", a), a.ID) // told: could not record, try again
+	b.Approve(ctx, clickBy("UAPP", a), a.ID) // the retry
 	got, _, _ := b.requests.get(ctx, a.ID)
 	t.Logf("after approve + retry: state=%s signals=%d", got.State, db.signalled())
 	if got.State == Approved && db.signalled() == 0 {
@@ -135,7 +135,7 @@ func TestBulkVerifyErrorAfterSentSaysSent(t *testing.T) {
 	m := []pg.Backend{{Identity: identity(41), State: pg.StateActive}, {Identity: identity(42), State: pg.StateActive}}
 	a, _, _ := b.requests.add(ctx, Approval{Action: pg.Cancel, Members: m, Backend: pg.Backend{Identity: pg.Identity{Target: "t"}}, Requester: "UREQ", Channel: "C",
 		CardTS: "1.1", Requested: time.Now(), Expires: time.Now().Add(time.Hour)})
-	b.Approve(ctx, clickBy("UAPP"), a.ID)
+	b.Approve(ctx, clickBy("UAPP", a), a.ID)
 	got, _, _ := b.requests.get(ctx, a.ID)
 	js, _ := json.Marshal(b.card(got))
 	if got.Results[0].Outcome.Result == pg.Sent && strings.Contains(string(js), "could not be signalled") {

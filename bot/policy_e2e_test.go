@@ -33,7 +33,7 @@ func TestBoundariesRefuse(t *testing.T) {
 	}{
 		{"unlisted channel", requester, "C0GENERAL", "", "use it in <#" + channel + ">"},
 		{"direct message", requester, "D0DIRECT", "", "use it in <#" + channel + ">"},
-		{"not a viewer", stranger, channel, "", "may see *main*"},
+		{"not a viewer", stranger, channel, "", "may use pgkill here"},
 		{"another workspace", requester, channel, "T0OTHERORG", "its own workspace"},
 	}
 	for _, tc := range cases {

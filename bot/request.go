@@ -100,16 +100,18 @@ func (b *Bot) ReasonErrors(cb slack.InteractionCallback) map[string]string {
 	if json.Unmarshal([]byte(cb.View.PrivateMetadata), &c) != nil {
 		return map[string]string{blocks.ReasonBlock: "This form is not one pgkill can read; close it and press the button again."}
 	}
-	kind := policy.Bulk
-	if _, err := blocks.DecodeBulk(c.Value); err != nil {
+	var kinds []string
+	if v, err := blocks.DecodeBulk(c.Value); err == nil {
+		kinds = policy.KindsOf(string(v.Action), true)
+	} else {
 		sig, err := blocks.DecodeSignal(c.Value)
 		if err != nil {
 			return map[string]string{blocks.ReasonBlock: "This form is not one pgkill can read; close it and press the button again."}
 		}
-		kind = string(sig.Action)
+		kinds = policy.KindsOf(string(sig.Action), false)
 	}
 	reason := reasonOf(cb)
-	if _, required := b.reasons.Ask(kind); !required && reason == "" {
+	if _, required := b.reasons.Ask(kinds...); !required && reason == "" {
 		return nil
 	}
 	if err := policy.CheckReason(reason); err != nil {

@@ -164,6 +164,8 @@ func (b *Bot) Withdraw(ctx context.Context, cb slack.InteractionCallback, id str
 	case !ok:
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return
+	case !b.onCard(ctx, cb, a):
+		return
 	case a.Requester != cb.User.ID:
 		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":no_entry: only %s, who asked, may withdraw request %s.", blocks.Mentions([]string{a.Requester}), a.ID))
 		return
@@ -206,7 +208,8 @@ func (b *Bot) Expire(ctx context.Context, id string) {
 
 const unknownRequest = ":information_source: pgkill does not know this request (it may have restarted since, without a state store): nothing was signalled. List again and make a new request."
 
-// decidable checks that id exists and that the clicker is an approver.
+// decidable checks that id exists, that the click comes from its card and
+// that the clicker is an approver.
 func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id string) (Approval, bool) {
 	a, ok, err := b.requests.get(ctx, id)
 	if err != nil {
@@ -217,6 +220,9 @@ func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id st
 		b.tell(ctx, cb.ResponseURL, unknownRequest)
 		return a, false
 	}
+	if !b.onCard(ctx, cb, a) {
+		return a, false
+	}
 	for _, t := range a.targets() { // a bulk request: an approver of every target it touches
 		if d := b.policy.May(ctx, policy.Approve, cb.User.ID, cb.Channel.ID, t); !d.Allowed {
 			b.refuse(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "decide "+a.ID, a.targets(), d.Why)
@@ -224,6 +230,34 @@ func (b *Bot) decidable(ctx context.Context, cb slack.InteractionCallback, id st
 		}
 	}
 	return a, true
+}
+
+// onCard checks that a click on a request's button comes from the message
+// recorded as that request's card: a button value names a request, and the
+// same value pressed anywhere else (a forged message, a copy) is no
+// authority. It tells the user when not.
+func (b *Bot) onCard(ctx context.Context, cb slack.InteractionCallback, a Approval) bool {
+	// A click can come while the card's ts is being recorded by the process
+	// that posted it (the card is on screen before that): wait for it, briefly.
+	for wait := time.Duration(0); a.CardTS == "" && wait < cardRecordWait; wait += 100 * time.Millisecond {
+		if sleep(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+		if got, ok, err := b.requests.get(ctx, a.ID); err == nil && ok {
+			a = got
+		}
+	}
+	switch {
+	case a.CardTS == "":
+		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":hourglass: request %s's card is still being posted: press the button again on the card in a moment. Nothing was decided.", a.ID))
+		return false
+	case cb.Channel.ID != a.Channel || cb.Container.MessageTs != a.CardTS:
+		b.log.Warn("a click on a request's button from another message was refused", slog.String("request_id", a.ID),
+			slog.String("user", cb.User.ID), slog.String("channel", cb.Channel.ID))
+		b.tell(ctx, cb.ResponseURL, fmt.Sprintf(":no_entry: this button is not on request %s's card: only the card pgkill posted for it decides it. Use the card in the thread where it was requested. Nothing was decided.", a.ID))
+		return false
+	}
+	return true
 }
 
 func (b *Bot) storeFailed(ctx context.Context, responseURL, what string, err error) {
@@ -294,6 +328,10 @@ func (b *Bot) repostCard(ctx context.Context, a Approval) {
 	})
 	b.log.Warn("a request's card was lost (its process stopped before recording it): posted a new one", slog.String("request_id", a.ID))
 }
+
+// cardRecordWait bounds how long a click waits for its card's ts to be
+// recorded (onCard).
+const cardRecordWait = 5 * time.Second
 
 // cardTimeout bounds one card update, the wait for its turn included.
 const cardTimeout = 15 * time.Second

@@ -114,7 +114,7 @@ func (f *fakeAPI) GetUserGroupMembersContext(context.Context, string, ...slack.G
 
 // newTestBot is a bot over fakes, with requests in memory or in a real
 // state store.
-func newTestBot(t *testing.T, db Postgres, api SlackAPI, store StateStore) *Bot {
+func newTestBot(t testing.TB, db Postgres, api SlackAPI, store StateStore) *Bot {
 	t.Helper()
 	work, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -135,10 +135,12 @@ func botStores(t *testing.T, test func(t *testing.T, store StateStore)) {
 	})
 }
 
-func clickBy(user string) slack.InteractionCallback {
+// clickBy is user's click on a's card.
+func clickBy(user string, a Approval) slack.InteractionCallback {
 	var cb slack.InteractionCallback
 	cb.User.ID = user
-	cb.Channel.ID = "C"
+	cb.Channel.ID = a.Channel
+	cb.Container.MessageTs = a.CardTS
 	return cb
 }
 
@@ -152,13 +154,13 @@ func TestApproveAfterExpiryDoesNotSignal(t *testing.T) {
 		b := newTestBot(t, db, &fakeAPI{}, store)
 		now := time.Now()
 		a, _, err := b.requests.add(context.Background(), Approval{
-			Action: pg.Cancel, Backend: pg.Backend{Identity: identity(11)}, Requester: "UREQ", Channel: "C",
+			Action: pg.Cancel, Backend: pg.Backend{Identity: identity(11)}, Requester: "UREQ", Channel: "C", CardTS: "1.1",
 			Requested: now.Add(-2 * time.Minute), Expires: now.Add(-time.Second),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Approve(context.Background(), clickBy("UAPP"), a.ID)
+		b.Approve(context.Background(), clickBy("UAPP", a), a.ID)
 		if n := db.signalled(); n != 0 {
 			t.Fatalf("an expired request signalled %d time(s)", n)
 		}
@@ -184,7 +186,7 @@ func TestApproveSignalsBeforeSlack(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); b.Approve(ctx, clickBy("UAPP"), a.ID) }()
+	go func() { defer close(done); b.Approve(ctx, clickBy("UAPP", a), a.ID) }()
 	select {
 	case <-db.sent:
 	case <-time.After(20 * time.Second):

@@ -96,6 +96,49 @@ func (c *Checker) May(ctx context.Context, act Act, user, channel, target string
 	return yes
 }
 
+// Visible returns the targets user may view from channel, in order. When
+// there are none, the refusal says why without naming any target: where
+// pgkill answers, or who may use it there.
+func (c *Checker) Visible(ctx context.Context, user, channel string, targets []string) ([]string, Decision) {
+	var shown, here, viewers []string
+	var groupErr error
+	for _, t := range targets {
+		r := c.policy.For(t)
+		if !r.InChannel(channel) {
+			continue
+		}
+		here = append(here, t)
+		if len(r.Viewers) == 0 {
+			shown = append(shown, t)
+			continue
+		}
+		ok, err := c.member(ctx, user, r.Viewers)
+		if ok {
+			shown = append(shown, t)
+			continue
+		}
+		if err != nil && groupErr == nil {
+			groupErr = err
+		}
+		for _, v := range r.Viewers {
+			if !slices.Contains(viewers, v) {
+				viewers = append(viewers, v)
+			}
+		}
+	}
+	switch {
+	case len(shown) > 0:
+		return shown, yes
+	case len(here) == 0:
+		return nil, no("pgkill does not answer here: use it in %s.", channelList(c.policy.Channels(targets)))
+	}
+	d := no("only %s may use pgkill here.", blocks.Mentions(viewers))
+	if groupErr != nil {
+		d.Why += " (pgkill could not check user-group membership: " + blocks.Escape(groupErr.Error()) + ")"
+	}
+	return nil, d
+}
+
 // member reports whether user is in list, directly or through a group.
 func (c *Checker) member(ctx context.Context, user string, list []string) (bool, error) {
 	var firstErr error

@@ -79,11 +79,11 @@ func parseSection(body *yaml.Node, r *Rules, bad func(*yaml.Node, string, ...any
 		key, val := body.Content[k], body.Content[k+1]
 		switch key.Value {
 		case "channels":
-			r.Channels = ids(val, CheckChannels, bad)
+			r.Channels = open(val, Anywhere, CheckChannels, bad)
 		case "viewers":
-			r.Viewers = ids(val, CheckPeople, bad)
+			r.Viewers = open(val, Anyone, CheckPeople, bad)
 		case "requesters":
-			r.Requesters = ids(val, CheckPeople, bad)
+			r.Requesters = open(val, Anyone, CheckPeople, bad)
 		case "approvers":
 			r.Approvers = ids(val, CheckPeople, bad)
 			if r.Approvers != nil && len(r.Approvers) == 0 {
@@ -95,6 +95,27 @@ func parseSection(body *yaml.Node, r *Rules, bad func(*yaml.Node, string, ...any
 			bad(key, "unknown key %q (keys: channels, viewers, requesters, approvers, approvals)", key.Value)
 		}
 	}
+}
+
+// The words that open a list to all on purpose: an empty list means the
+// same, so a blank one is refused (a key left blank by mistake would
+// otherwise let anyone in, silently).
+const (
+	Anyone   = "anyone"
+	Anywhere = "anywhere"
+)
+
+// open reads a list that may be opened to all with word; a blank or empty
+// list is refused with its line.
+func open(n *yaml.Node, word string, check func([]string) error, bad func(*yaml.Node, string, ...any)) []string {
+	if n.Kind == yaml.ScalarNode && strings.EqualFold(strings.TrimSpace(n.Value), word) {
+		return []string{} // set and empty: open to all, overriding the default
+	}
+	out := ids(n, check, bad)
+	if out != nil && len(out) == 0 {
+		bad(n, "this list is blank: list the IDs, or write %q to mean it on purpose", word)
+	}
+	return out
 }
 
 // ids reads a YAML list of IDs, or one comma-separated string.

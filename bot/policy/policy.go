@@ -39,12 +39,24 @@ type Rules struct {
 	Approvals  map[string]int // distinct approvers needed per kind; missing: 1
 }
 
-// Needed is how many distinct approvers a request of kind needs.
-func (r Rules) Needed(kind string) int {
-	if n := r.Approvals[kind]; n > 0 {
-		return n
+// Needed is how many distinct approvers a request needs: the most that any
+// of its kinds asks for (a bulk terminate is both bulk and terminate).
+func (r Rules) Needed(kinds ...string) int {
+	n := 1
+	for _, k := range kinds {
+		n = max(n, r.Approvals[k])
 	}
-	return 1
+	return n
+}
+
+// KindsOf lists the kinds whose rules a request of action holds to: its
+// action's, and bulk's too when it acts on a set. The strictest rule of
+// its kinds wins, so a bulk request never needs less than its action.
+func KindsOf(action string, bulk bool) []string {
+	if bulk {
+		return []string{Bulk, action}
+	}
+	return []string{action}
 }
 
 // InChannel reports whether channel is one where the rules let pgkill act.

@@ -21,7 +21,7 @@ targets:
     approvals: {terminate: 2, bulk: 2}
   stage-*:
     approvers: "U0DEV, U0ALICE"
-    viewers: []
+    viewers: anyone
 `), defaults)
 	if err != nil {
 		t.Fatal(err)
@@ -152,5 +152,29 @@ func TestReasons(t *testing.T) {
 		if err := policy.CheckReason(reason); (err == nil) != ok {
 			t.Errorf("CheckReason(%q) = %v", reason, err)
 		}
+	}
+}
+
+// A key left blank (or an empty list) for channels:, viewers: or
+// requesters: would mean "anywhere" or "anyone": refused with its line,
+// and the words that say so on purpose are accepted.
+func TestBlankKeysAreRefused(t *testing.T) {
+	for _, body := range []string{
+		"targets:\n  prod:\n    viewers:\n",
+		"targets:\n  prod:\n    channels:\n",
+		"targets:\n  prod:\n    requesters: []\n",
+		"targets:\n  prod:\n    viewers: \"\"\n",
+	} {
+		_, err := policy.Parse([]byte(body), defaults)
+		if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "anyone") && !strings.Contains(err.Error(), "anywhere") {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+	p, err := policy.Parse([]byte("targets:\n  prod:\n    viewers: anyone\n    channels: anywhere\n    requesters: anyone\n"), defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.For("prod"); len(r.Viewers) != 0 || len(r.Channels) != 0 || len(r.Requesters) != 0 || !r.InChannel("C0X") {
+		t.Errorf("explicit anyone/anywhere = %+v", r)
 	}
 }

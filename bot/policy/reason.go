@@ -15,13 +15,16 @@ type Reasons struct {
 	Required map[string]bool // kinds whose reason may not be left empty
 }
 
-// Ask says whether a request of kind asks for a reason, and whether one
-// must be given.
-func (r Reasons) Ask(kind string) (ask, required bool) {
+// Ask says whether a request of kinds (KindsOf) asks for a reason, and
+// whether one must be given: required when any of its kinds requires one.
+func (r Reasons) Ask(kinds ...string) (ask, required bool) {
 	if r.Off {
 		return false, false
 	}
-	return true, r.Required[kind]
+	for _, k := range kinds {
+		required = required || r.Required[k]
+	}
+	return true, required
 }
 
 // ParseReason reads PGKILL_REASON: off, optional (the default, also for
