@@ -60,7 +60,7 @@ func TestNoAnswerBeforePolicy(t *testing.T) {
 	for _, text := range []string{"targets", "help", "nope"} {
 		ids = append(ids, e.slack.SlashCommand(t, "/pgkill", requester, channel, text))
 	}
-	e.told(t, requester, "• *main*")      // targets
+	e.told(t, requester, "• *main*")        // targets
 	e.told(t, requester, "Targets: *main*") // help
 	e.told(t, requester, "(targets: main)")
 	for _, id := range ids {
