@@ -121,7 +121,9 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	if err := d.serve(cfg, dsn, opts.Log); err != nil {
 		return d, err
 	}
-	page := NewPage(d.Slack, cfg.Command, People, Channels)
+	// Until the incident's queries have run MinDuration, /pgkill would list
+	// none of them: the page says the incident is starting.
+	page := NewPage(d.Slack, cfg.Command, People, Channels, d.Incident.InPlace.Add(cfg.MinDuration))
 	return d, d.listen(opts.Port, page.Handler())
 }
 

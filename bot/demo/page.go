@@ -41,13 +41,16 @@ type Page struct {
 	people   []Person
 	channels []Channel
 	command  string
+	ready    time.Time
 	names    Names
 	views    views
 }
 
 // NewPage returns the page for these people and channels; command is the
-// slash command (/pgkill).
-func NewPage(slack *localslack.Server, command string, people []Person, channels []Channel) *Page {
+// slash command (/pgkill). Until ready, when the incident's queries are
+// old enough for the command to list them, the page says the incident is
+// starting and its command box waits.
+func NewPage(slack *localslack.Server, command string, people []Person, channels []Channel, ready time.Time) *Page {
 	names := Names{}
 	for _, p := range people {
 		names[p.ID] = p.Name
@@ -55,7 +58,7 @@ func NewPage(slack *localslack.Server, command string, people []Person, channels
 	for _, c := range channels {
 		names[c.ID] = c.Name
 	}
-	return &Page{slack: slack, people: people, channels: channels, command: command, names: names}
+	return &Page{slack: slack, people: people, channels: channels, command: command, ready: ready, names: names}
 }
 
 // Handler serves the page, its state (/state), its live updates (/events,
@@ -89,7 +92,7 @@ func guard(next http.Handler) http.Handler {
 // shown is one message as the page draws it.
 type shown struct {
 	Channel   string `json:"channel"`
-	TS        string `json:"ts"`
+	TS        string `json:"ts"` // also its time, in Unix seconds, as at Slack
 	ThreadTS  string `json:"thread_ts,omitempty"`
 	Ephemeral bool   `json:"ephemeral"`
 	Edited    bool   `json:"edited"`
@@ -97,16 +100,19 @@ type shown struct {
 }
 
 // state answers what the person ?as= sees: every channel message, and the
-// ephemeral messages shown to them, and the modal open for them.
+// ephemeral messages shown to them, and the modal open for them; and how
+// long until the incident is in place (starting_ms, 0 once it is).
 func (p *Page) state(w http.ResponseWriter, r *http.Request) {
 	as := r.URL.Query().Get("as")
 	out := struct {
-		People   []Person    `json:"people"`
-		Channels []Channel   `json:"channels"`
-		Command  string      `json:"command"`
-		Messages []shown     `json:"messages"`
-		Modal    *shownModal `json:"modal"`
-	}{People: p.people, Channels: p.channels, Command: p.command, Messages: []shown{}}
+		People     []Person    `json:"people"`
+		Channels   []Channel   `json:"channels"`
+		Command    string      `json:"command"`
+		StartingMS int64       `json:"starting_ms"`
+		Messages   []shown     `json:"messages"`
+		Modal      *shownModal `json:"modal"`
+	}{People: p.people, Channels: p.channels, Command: p.command, Messages: []shown{},
+		StartingMS: max(time.Until(p.ready).Milliseconds(), 0)}
 	for _, m := range p.slack.Messages(func(m localslack.Message) bool { return !m.Ephemeral || m.User == as }) {
 		html, err := Render(m.Blocks, p.names)
 		if err != nil || html == "" {

@@ -6,13 +6,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestPageGuard: the page is behind bot/loopback's guard (a rebound name
 // and another site's posts are refused, framing is forbidden) and allows
 // no script or style but its own.
 func TestPageGuard(t *testing.T) {
-	h := NewPage(nil, "/pgkill", People, Channels).Handler()
+	h := NewPage(nil, "/pgkill", People, Channels, time.Time{}).Handler()
 	for _, tc := range []struct {
 		name, method, path, host, origin string
 		want                             int
