@@ -52,13 +52,16 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestBrowserCancelThroughApproval plays the approval flow in headless
-// Chromium on the demo page: /pgkill as the requester, Terminate (its form
+// Chromium on the demo page: the command box waits while the incident
+// starts; the answers pgkill gives in its ack (/pgkill help, an unknown
+// target) show to the requester; /pgkill as the requester, Terminate (its form
 // requires a reason: sent empty, Slack's own check answers; Back drops it),
 // Cancel, its reason
 // form (optional in the demo: "." is refused under the input and the form
 // stays; a sentence makes the request, shown on the card), then Approve (and
 // its confirm dialog) as the approver; the card must show the outcome and
-// the report's statement must really end with 57014 in PostgreSQL.
+// the report's statement must really end with 57014 in PostgreSQL. The
+// approver does not see the requester's private answers.
 func TestBrowserCancelThroughApproval(t *testing.T) {
 	chrome := chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -90,6 +93,9 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 	defer cancelAlloc()
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
+	if err := chromedp.Do(browser); err != nil { // starts it, bound to browser and not to a step's deadline
+		t.Fatalf("start Chromium: %v", err)
+	}
 
 	shots := t.ArtifactDir()
 	shot := func(name string) {
@@ -105,9 +111,13 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", p)
 	}
+	// Each step has a deadline of its own, so that a step that never
+	// happens leaves time for the screenshot of what the page shows.
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(browser, actions...); err != nil {
+		ctx, cancel := context.WithTimeout(browser, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, actions...); err != nil {
 			shot("failed")
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -126,15 +136,31 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		refused      = chromedp.CSS(`#view .bk-input[data-block-id="reason"] .bk-input-error:not([hidden])`)
 		why          = "INC-4211: the nightly report blocks checkout"
 		onCard       = chromedp.Search(`//div[contains(@class,"thread")]//div[contains(@class,"msg")][.//button[@data-action-id="pgkill_approve"]]//code[.="` + why + `"]`)
+		helpAnswer   = chromedp.Search(`//div[contains(@class,"msg")][contains(@class,"ephemeral")][.//span[.="Only visible to you"]][contains(.,"lists long-running PostgreSQL queries")]`)
+		unknownTgt   = chromedp.Search(`//div[contains(@class,"msg")][contains(@class,"ephemeral")][contains(.,'unknown target or argument "nosuchdb"')]`)
+		ephemerals   = `document.querySelectorAll('#messages .msg.ephemeral').length`
 	)
 
 	began = time.Now()
 	step("open the page", chromedp.Navigate(d.URL), chromedp.WaitVisible(asRequester))
 	t.Logf("page drawn in %v", time.Since(began).Round(time.Millisecond))
 	step("the empty channel's hint", chromedp.WaitVisible(chromedp.CSS(`#messages .hint`)))
+	if time.Now().Before(d.Incident.InPlace.Add(demo.Config(d.Slack).MinDuration - time.Second)) {
+		step("the incident is starting: the box waits", chromedp.WaitVisible(chromedp.CSS(`#starting`)),
+			chromedp.WaitVisible(chromedp.CSS(`#command[disabled]`)))
+		shot("starting")
+	}
+	step("the incident is in place: the box takes commands", chromedp.WaitVisible(chromedp.CSS(`#command:not([disabled])`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#starting`)))
+	step("/pgkill help: the answer in the ack shows, to the requester",
+		typeCommand("/pgkill help"),
+		chromedp.WaitVisible(helpAnswer))
+	step("/pgkill nosuchdb: the usage error shows",
+		typeCommand("/pgkill nosuchdb"),
+		chromedp.WaitVisible(unknownTgt))
+	shot("answers")
 	step("type /pgkill as the requester",
-		chromedp.Clear(chromedp.CSS("#command")),
-		chromedp.SendKeys(chromedp.CSS("#command"), "/pgkill 0s app=nightly-report"+kb.Enter),
+		typeCommand("/pgkill 0s app=nightly-report"),
 		chromedp.WaitVisible(cancelBtn))
 	step("press Terminate: a form whose reason is required", chromedp.Click(terminateBtn), chromedp.WaitVisible(requiredBox))
 	step("submit it empty: Slack's own check", chromedp.Click(submitBtn), chromedp.WaitVisible(completeIt))
@@ -158,6 +184,9 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 
 	step("become the approver", chromedp.Click(chromedp.CSS(`button[data-as="`+demo.Approver+`"]`)), chromedp.WaitVisible(asApprover),
 		chromedp.WaitVisible(approveBtn))
+	if n, err := chromedp.Run(browser, chromedp.Evaluate[int](ephemerals)); err != nil || n != 0 {
+		t.Errorf("the approver sees %d of the requester's private answers (%v)", n, err)
+	}
 	step("press Approve", chromedp.Click(approveBtn), chromedp.WaitVisible(chromedp.CSS(`#modal .bk-ok`)))
 	shot("confirm")
 	step("confirm", chromedp.Click(chromedp.CSS(`#modal .bk-ok`)), chromedp.WaitNotPresent(chromedp.CSS(`#modal .bk-ok`)))
@@ -178,6 +207,16 @@ func TestBrowserCancelThroughApproval(t *testing.T) {
 		t.Errorf("approve buttons left after the outcome: %v", approveLeft)
 	}
 	shot("outcome")
+}
+
+// typeCommand types text into the page's command box and sends it. It sets
+// the box's value (chromedp.Clear would set only its attribute, which no
+// longer counts once something was typed) and presses Enter.
+func typeCommand(text string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		return chromedp.Void{}, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#command"), text),
+			chromedp.SendKeys(chromedp.CSS("#command"), kb.Enter))
+	}
 }
 
 // done is a context that has ended: Wait then answers at once.

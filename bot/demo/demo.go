@@ -14,7 +14,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/cli"
-	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/bot/localslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/cluster"
 )
@@ -66,16 +66,17 @@ type Demo struct {
 	// removes it.
 	ClusterDir string
 	Incident   *Incident
-	Slack      *fakeslack.Server
+	Slack      *localslack.Server
 	cleanups   []func() error // run in reverse
 }
 
-// Config is the bot's configuration in the demo: the policy gives each
-// person their role (the outsider may not even look), alerts fire after
-// 20 s so that the incident shows up in #db-alerts within a minute.
-func Config(apiURL string) bot.Config {
+// Config is the bot's configuration in the demo, against slack: the policy
+// gives each person their role (the outsider may not even look), alerts
+// fire after 20 s so that the incident shows up in #db-alerts within a
+// minute.
+func Config(slack *localslack.Server) bot.Config {
 	return bot.Config{
-		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: apiURL,
+		AppToken: slack.AppToken(), BotToken: slack.BotToken(), APIURL: slack.APIURL(),
 		Approvers: []string{Approver}, Requesters: []string{Requester, Approver}, Viewers: []string{Requester, Approver},
 		Channels: []string{ChannelIncident, ChannelAlerts}, AuditChannel: ChannelAudit,
 		ApprovalTTL: 15 * time.Minute, Command: "/pgkill", MinDuration: 5 * time.Second,
@@ -90,7 +91,7 @@ func Config(apiURL string) bot.Config {
 }
 
 // Start starts the database (or asks to use DatabaseURL), the incident, the
-// fake Slack, the real bot and the page, and returns once the page answers.
+// local Slack, the real bot and the page, and returns once the page answers.
 // On error everything already started is stopped.
 func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	d = &Demo{}
@@ -108,18 +109,21 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 		return d, err
 	}
 	d.cleanups = append(d.cleanups, d.Incident.Stop)
-	if d.Slack, err = fakeslack.Start(); err != nil {
+	// Its tokens are the run's own: no page of another site can know them.
+	if d.Slack, err = localslack.Start(localslack.Options{}); err != nil {
 		return d, err
 	}
 	d.cleanups = append(d.cleanups, func() error { d.Slack.Close(); return nil })
-	cfg := Config(d.Slack.APIURL())
+	cfg := Config(d.Slack)
 	if opts.LogLevel != "" {
 		cfg.LogLevel = opts.LogLevel
 	}
 	if err := d.serve(cfg, dsn, opts.Log); err != nil {
 		return d, err
 	}
-	page := NewPage(d.Slack, cfg.Command, People, Channels)
+	// Until the incident's queries have run MinDuration, /pgkill would list
+	// none of them: the page says the incident is starting.
+	page := NewPage(d.Slack, cfg.Command, People, Channels, d.Incident.InPlace.Add(cfg.MinDuration))
 	return d, d.listen(opts.Port, page.Handler())
 }
 
@@ -182,7 +186,7 @@ func (d *Demo) serve(cfg bot.Config, dsn string, log io.Writer) error {
 			done <- err // for the cleanup
 			return fmt.Errorf("the bot stopped before connecting: %w", err)
 		case <-deadline:
-			return errors.New("the bot did not connect to the fake Slack within 30s")
+			return errors.New("the bot did not connect to the local Slack within 30s")
 		}
 	}
 }

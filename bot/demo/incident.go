@@ -14,6 +14,9 @@ import (
 // connection of its own running one statement until it is signalled or the
 // demo stops.
 type Incident struct {
+	// InPlace is when every session was seen running its statement (or
+	// sitting in its transaction): each has run at least d at InPlace+d.
+	InPlace  time.Time
 	admin    string // DSN that created the tables and can terminate the sessions
 	sessions map[string]*session
 	order    []string
@@ -115,6 +118,7 @@ func Play(ctx context.Context, dsn string, roles bool) (*Incident, error) {
 		inc.Stop()
 		return nil, err
 	}
+	inc.InPlace = time.Now()
 	return inc, nil
 }
 

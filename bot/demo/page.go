@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/bot/localslack"
+	"github.com/pgkill/pgkill/bot/loopback"
 )
 
 //go:embed static
@@ -30,23 +30,27 @@ type Channel struct {
 	Hint string `json:"hint"` // shown while the channel is empty
 }
 
-// Page shows the fake Slack's channels as Slack would, to whoever the
+// Page shows the local Slack's channels as Slack would, to whoever the
 // visitor says they are, and sends their commands and clicks to the bot
-// through the fake as that person; a modal the bot opens for them is drawn
-// over the channel and submitted as Slack would. It trusts the visitor: it listens on
-// loopback only, for one person trying pgkill.
+// through the local Slack as that person; a modal the bot opens for them is drawn
+// over the channel and submitted as Slack would. It trusts the visitor: it
+// listens on loopback only, for one person trying pgkill, and refuses other
+// web sites.
 type Page struct {
-	slack    *fakeslack.Server
+	slack    *localslack.Server
 	people   []Person
 	channels []Channel
 	command  string
+	ready    time.Time
 	names    Names
 	views    views
 }
 
 // NewPage returns the page for these people and channels; command is the
-// slash command (/pgkill).
-func NewPage(slack *fakeslack.Server, command string, people []Person, channels []Channel) *Page {
+// slash command (/pgkill). Until ready, when the incident's queries are
+// old enough for the command to list them, the page says the incident is
+// starting and its command box waits.
+func NewPage(slack *localslack.Server, command string, people []Person, channels []Channel, ready time.Time) *Page {
 	names := Names{}
 	for _, p := range people {
 		names[p.ID] = p.Name
@@ -54,7 +58,7 @@ func NewPage(slack *fakeslack.Server, command string, people []Person, channels 
 	for _, c := range channels {
 		names[c.ID] = c.Name
 	}
-	return &Page{slack: slack, people: people, channels: channels, command: command, names: names}
+	return &Page{slack: slack, people: people, channels: channels, command: command, ready: ready, names: names}
 }
 
 // Handler serves the page, its state (/state), its live updates (/events,
@@ -75,29 +79,20 @@ func (p *Page) Handler() http.Handler {
 	return guard(mux)
 }
 
-// guard refuses requests for another host name (DNS rebinding) and posts
-// from other origins, and forbids the page any script but its own.
+// guard keeps other web sites out (bot/loopback) and forbids the page any
+// script or style but its own.
 func guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.Host)
-		if err != nil || (host != "127.0.0.1" && host != "localhost") {
-			http.Error(w, "the demo page answers on 127.0.0.1 only", http.StatusForbidden)
-			return
-		}
-		if o := r.Header.Get("Origin"); r.Method == http.MethodPost && o != "" && o != "http://"+r.Host {
-			http.Error(w, "cross-origin request refused", http.StatusForbidden)
-			return
-		}
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; style-src 'self'; base-uri 'none'; form-action 'none'")
+	return loopback.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; style-src 'self'; base-uri 'none'; form-action 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // shown is one message as the page draws it.
 type shown struct {
 	Channel   string `json:"channel"`
-	TS        string `json:"ts"`
+	TS        string `json:"ts"` // also its time, in Unix seconds, as at Slack
 	ThreadTS  string `json:"thread_ts,omitempty"`
 	Ephemeral bool   `json:"ephemeral"`
 	Edited    bool   `json:"edited"`
@@ -105,17 +100,20 @@ type shown struct {
 }
 
 // state answers what the person ?as= sees: every channel message, and the
-// ephemeral messages shown to them, and the modal open for them.
+// ephemeral messages shown to them, and the modal open for them; and how
+// long until the incident is in place (starting_ms, 0 once it is).
 func (p *Page) state(w http.ResponseWriter, r *http.Request) {
 	as := r.URL.Query().Get("as")
 	out := struct {
-		People   []Person    `json:"people"`
-		Channels []Channel   `json:"channels"`
-		Command  string      `json:"command"`
-		Messages []shown     `json:"messages"`
-		Modal    *shownModal `json:"modal"`
-	}{People: p.people, Channels: p.channels, Command: p.command, Messages: []shown{}}
-	for _, m := range p.slack.Messages(func(m fakeslack.Message) bool { return !m.Ephemeral || m.User == as }) {
+		People     []Person    `json:"people"`
+		Channels   []Channel   `json:"channels"`
+		Command    string      `json:"command"`
+		StartingMS int64       `json:"starting_ms"`
+		Messages   []shown     `json:"messages"`
+		Modal      *shownModal `json:"modal"`
+	}{People: p.people, Channels: p.channels, Command: p.command, Messages: []shown{},
+		StartingMS: max(time.Until(p.ready).Milliseconds(), 0)}
+	for _, m := range p.slack.Messages(func(m localslack.Message) bool { return !m.Ephemeral || m.User == as }) {
 		html, err := Render(m.Blocks, p.names)
 		if err != nil || html == "" {
 			html = `<div class="bk-section"><div class="bk-text">` + p.names.mrkdwn(m.Text) + `</div></div>`
@@ -131,7 +129,7 @@ func (p *Page) state(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// events tells the page, as Server-Sent Events, each time the fake Slack
+// events tells the page, as Server-Sent Events, each time the local Slack
 // changes; the page then reads /state.
 func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)

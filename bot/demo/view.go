@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/bot/localslack"
 )
 
 // ackWait bounds how long a submission waits for the bot's ack: Slack
@@ -19,7 +19,7 @@ const ackWait = 10 * time.Second
 
 // views remembers which modals the page's visitors have submitted or
 // closed, and the errors the bot's ack put under their inputs. A modal the
-// fake Slack opened for someone is open until then, or until a newer one
+// local Slack opened for someone is open until then, or until a newer one
 // opens for them (Slack shows one at a time).
 type views struct {
 	mu     sync.Mutex
@@ -53,10 +53,10 @@ func (v *views) state(id string) *viewState {
 
 // open returns the modal open for person: the newest opened for them,
 // unless it was submitted or closed.
-func (p *Page) open(person string) (fakeslack.Modal, bool) {
+func (p *Page) open(person string) (localslack.Modal, bool) {
 	ms := p.slack.Modals(person)
 	if len(ms) == 0 {
-		return fakeslack.Modal{}, false
+		return localslack.Modal{}, false
 	}
 	m := ms[len(ms)-1]
 	p.views.mu.Lock()
@@ -139,9 +139,9 @@ func (p *Page) submit(w http.ResponseWriter, r *http.Request) {
 // submittable checks a submission: the person's open modal is this one,
 // no other submission of it waits for an ack, and the values name only its
 // inputs. It marks the modal busy.
-func (p *Page) submittable(as, id string, values map[string]map[string]string) (fakeslack.Modal, error) {
+func (p *Page) submittable(as, id string, values map[string]map[string]string) (localslack.Modal, error) {
 	if _, err := p.person(as); err != nil {
-		return fakeslack.Modal{}, err
+		return localslack.Modal{}, err
 	}
 	m, ok := p.open(as)
 	if !ok || m.TriggerID != id {

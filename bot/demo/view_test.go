@@ -2,7 +2,6 @@ package demo_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,17 +20,8 @@ import (
 // with the bot's error and the form stays; Back drops it, and no request is
 // made.
 func TestPageModals(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	d, err := demo.Start(ctx, demo.Options{Out: io.Discard, Log: io.Discard})
-	if err != nil {
-		t.Fatalf("start the demo: %v", err)
-	}
-	defer func() {
-		if err := d.Stop(); err != nil {
-			t.Errorf("stop the demo: %v", err)
-		}
-	}()
+	d := startDemo(t)
+	slack := fakeslack.Wrap(d.Slack)
 	post := func(path string, body any) (int, string) {
 		t.Helper()
 		data, _ := json.Marshal(body)
@@ -66,7 +56,7 @@ func TestPageModals(t *testing.T) {
 		t.Fatalf("/pgkill: %d %s", code, body)
 	}
 	var listing fakeslack.Message
-	d.Slack.Eventually(t, 30*time.Second, "the listing", func() bool {
+	slack.Eventually(t, 30*time.Second, "the listing", func() bool {
 		ms := d.Slack.Messages(func(m fakeslack.Message) bool { return strings.Contains(string(m.Blocks), "pgkill_terminate") })
 		if len(ms) > 0 {
 			listing = ms[0]
@@ -81,7 +71,7 @@ func TestPageModals(t *testing.T) {
 		"actionID": "pgkill_terminate", "blockID": block, "value": value}); code != http.StatusNoContent {
 		t.Fatalf("Terminate: %d %s", code, body)
 	}
-	d.Slack.Eventually(t, 30*time.Second, "the reason form", func() bool { return len(d.Slack.Modals(demo.Requester)) > 0 })
+	slack.Eventually(t, 30*time.Second, "the reason form", func() bool { return len(d.Slack.Modals(demo.Requester)) > 0 })
 	m := state(demo.Requester)
 	if m == nil || !strings.Contains(m.HTML, `<textarea class="bk-text-input" data-block-id="reason"`) || !strings.Contains(m.HTML, "Terminate pid") {
 		t.Fatalf("the requester's state holds no reason form: %+v", m)

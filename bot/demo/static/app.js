@@ -59,7 +59,7 @@ function draw() {
   }
   const ch = d.channels.find(c => c.id === page.channel);
   document.getElementById('channel-name').textContent = '# ' + ch.name;
-  document.getElementById('command').placeholder = 'Message #' + ch.name;
+  starting(d.starting_ms, ch);
 
   const list = document.getElementById('messages');
   const mine = d.messages.filter(m => m.channel === page.channel);
@@ -98,6 +98,24 @@ function draw() {
   }
   if (added && atBottom) list.scrollTop = list.scrollHeight;
   drawView(d.modal);
+}
+
+// starting keeps the command box waiting while the incident's queries are
+// younger than what /pgkill lists, so that the first listing is not empty,
+// and says so; it looks again each second until they are old enough.
+function starting(ms, ch) {
+  const input = document.getElementById('command');
+  const send = document.querySelector('#composer button');
+  const note = document.getElementById('starting');
+  const wait = ms > 0;
+  input.disabled = send.disabled = wait;
+  note.hidden = !wait;
+  input.placeholder = 'Message #' + ch.name;
+  if (!wait) return;
+  note.textContent = 'The incident is starting: in ' + Math.ceil(ms / 1000) + ' s its queries will have run long enough for ' +
+    page.data.command + ' to list them.';
+  clearTimeout(page.startTimer);
+  page.startTimer = setTimeout(refresh, Math.min(ms, 1000));
 }
 
 // drawView shows the person's open modal. The same modal is not redrawn,
@@ -168,7 +186,7 @@ function message(m, reply) {
   node.dataset.ts = m.ts;
   node.dataset.channel = m.channel;
   const meta = el('div', 'meta');
-  meta.append(el('span', 'author', 'pgkill'), el('span', 'app', 'APP'));
+  meta.append(el('span', 'author', 'pgkill'), el('span', 'app', 'APP'), sent(m.ts));
   const edited = el('span', 'edited', '(edited)');
   edited.hidden = true;
   meta.append(edited);
@@ -180,6 +198,16 @@ function message(m, reply) {
     node.append(el('div', 'replies'), thread);
   }
   return node;
+}
+
+// sent is a message's time, from its ts (Unix seconds, as at Slack): the
+// hour and minute, the full date on hover.
+function sent(ts) {
+  const d = new Date(Number(ts.split('.')[0]) * 1000);
+  const t = el('time', 'sent', d.toLocaleTimeString([], { hour: 'numeric', minute: '2-digit' }));
+  t.dateTime = d.toISOString();
+  t.title = d.toLocaleString();
+  return t;
 }
 
 // localTimes shows <!date^…> in the reader's time zone, as Slack does.
@@ -254,8 +282,10 @@ document.addEventListener('keydown', e => {
 document.getElementById('composer').addEventListener('submit', async e => {
   e.preventDefault();
   const input = document.getElementById('command');
-  if (await post('/command', { as: page.as, channel: page.channel, text: input.value })) {
-    input.value = page.data.command + ' ';
+  const text = input.value;
+  input.value = page.data.command + ' '; // at once: what is typed next is the next command
+  if (!await post('/command', { as: page.as, channel: page.channel, text }) && input.value === page.data.command + ' ') {
+    input.value = text; // not sent: keep it to correct
   }
 });
 

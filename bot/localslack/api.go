@@ -1,6 +1,9 @@
-package fakeslack
+package localslack
 
 import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -38,10 +41,11 @@ func (s *Server) Grant(scopes ...string) {
 	}
 }
 
-// api serves the Web API methods pgkill uses.
+// api serves the Web API methods pgkill uses. Every call needs the bot
+// token, but apps.connections.open, which needs the app token.
 func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
-	p := params(r)
+	p := params(w, r)
 	token := p["token"]
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
 		token = strings.TrimPrefix(auth, "Bearer ")
@@ -71,11 +75,11 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	s.calls = append(s.calls, call)
 
-	want := BotToken
+	want := s.botToken
 	if method == "apps.connections.open" {
-		want = AppToken
+		want = s.appToken
 	}
-	if token != want {
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	}
@@ -85,8 +89,9 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	switch method {
 	case "apps.connections.open":
-		s.seq++
-		url := fmt.Sprintf("ws://%s/link/?ticket=%d&app_id=%s", r.Host, s.seq, AppID)
+		ticket := rand.Text()
+		s.tickets[ticket] = true
+		url := fmt.Sprintf("ws://%s/link/?ticket=%s&app_id=%s", r.Host, ticket, AppID)
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "url": url})
 	case "auth.test":
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "team_id": TeamID, "user_id": "UBOT", "bot_id": "BBOT"})
@@ -141,9 +146,10 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 }
 
 // hook serves response_url posts: an in-channel or ephemeral reply, or a
-// replacement of the message the interaction came from.
+// replacement of the message the interaction came from. As at Slack, the
+// URL is its own credential: its path holds a random part.
 func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
-	p := params(r)
+	p := params(w, r)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.notify()
@@ -157,29 +163,30 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := Message{Channel: h.channel, Text: p["text"], Blocks: readable([]byte(p["blocks"])), Via: "response_url", ThreadTS: p["thread_ts"]}
-	switch {
-	case p["replace_original"] == "true" && h.messageTS != "":
-		for _, orig := range s.messages {
-			if orig.Channel == h.channel && orig.TS == h.messageTS {
-				orig.Text, orig.Blocks = m.Text, m.Blocks
-				orig.Updates++
-				orig.Versions = append(orig.Versions, orig.Blocks)
-			}
-		}
-	case p["response_type"] == "in_channel":
-		m.TS = s.nextTS()
-		mm := m
-		s.messages = append(s.messages, &mm)
-	default: // ephemeral: only the user sees it
-		m.TS, m.User, m.Ephemeral = s.nextTS(), h.user, true
-		mm := m
-		s.messages = append(s.messages, &mm)
+	if p["replace_original"] != "true" || h.messageTS == "" {
+		s.answer(m, h.user, p["response_type"])
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
+		return
 	}
-	s.hookPosts = append(s.hookPosts, m)
+	for _, orig := range s.messages {
+		if orig.Channel == h.channel && orig.TS == h.messageTS {
+			orig.Text, orig.Blocks = m.Text, m.Blocks
+			orig.Updates++
+			orig.Versions = append(orig.Versions, orig.Blocks)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
 
-// Ephemerals returns what user was shown privately in channel.
-func (s *Server) Ephemerals(channel, user string) []Message {
-	return s.Messages(func(m Message) bool { return m.Ephemeral && m.Channel == channel && m.User == user })
+// answer posts the reply to a command or a click, as Slack shows it: in the
+// channel for response_type in_channel, else (Slack's default) to the user
+// alone. Call with s.mu held.
+func (s *Server) answer(m Message, user, responseType string) {
+	m.TS = s.nextTS()
+	if responseType == "in_channel" {
+		m.Versions = []json.RawMessage{m.Blocks}
+	} else {
+		m.User, m.Ephemeral = user, true
+	}
+	s.messages = append(s.messages, &m)
 }

@@ -1,10 +1,9 @@
-package fakeslack
+package localslack
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"testing"
 	"time"
 )
 
@@ -31,9 +30,6 @@ func (s *Server) newTrigger(user string) string {
 	defer s.mu.Unlock()
 	s.seq++
 	id := fmt.Sprintf("%d.%d.trig", 1000+s.seq, s.seq)
-	if s.triggers == nil {
-		s.triggers = map[string]trigger{}
-	}
 	s.triggers[id] = trigger{user: user, at: time.Now()}
 	return id
 }
@@ -77,14 +73,37 @@ func (s *Server) Modals(user string) []Modal {
 	return out
 }
 
-// Submit submits modal as its user with the given input values (block ID →
-// action ID → text) and returns the envelope ID; its ack carries any
-// response_action.
-func (s *Server) Submit(tb testing.TB, m Modal, values map[string]map[string]string) string {
-	tb.Helper()
+// SubmitValues submits modal as its user with the given input values
+// (block ID → action ID → text) and returns the envelope ID: its ack
+// (AwaitAck) carries any response_action.
+func (s *Server) SubmitValues(m Modal, values map[string]map[string]string) (string, error) {
 	payload, err := s.submission(m, values)
 	if err != nil {
-		tb.Fatalf("fakeslack: %v", err)
+		return "", err
 	}
-	return s.send(tb, "interactive", payload)
+	return s.Send("interactive", payload)
+}
+
+// submission is the view_submission payload of modal m with these values.
+func (s *Server) submission(m Modal, values map[string]map[string]string) (map[string]any, error) {
+	var view map[string]any
+	if err := json.Unmarshal(m.View, &view); err != nil {
+		return nil, fmt.Errorf("modal: %w", err)
+	}
+	state := map[string]any{}
+	for block, actions := range values {
+		acts := map[string]any{}
+		for action, text := range actions {
+			acts[action] = map[string]any{"type": "plain_text_input", "value": text}
+		}
+		state[block] = acts
+	}
+	view["id"], view["state"] = "V1", map[string]any{"values": state}
+	return map[string]any{
+		"type":       "view_submission",
+		"team":       map[string]any{"id": s.sender(), "domain": "example"},
+		"user":       map[string]any{"id": m.User, "username": m.User, "name": m.User, "team_id": s.sender()},
+		"api_app_id": AppID, "token": "vtok", "trigger_id": s.newTrigger(m.User),
+		"view": view,
+	}, nil
 }
