@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/cli"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/demo"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
@@ -138,18 +139,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // loadConfig reads and checks every setting the command needs and reports
 // every problem at once, one line each, naming its variable.
-func loadConfig(serve bool) (bot.Config, []pg.TargetSpec, error) {
-	cfg, loadErr := bot.LoadConfig()
+func loadConfig(serve bool) (config.Config, []pg.TargetSpec, error) {
+	cfg, loadErr := config.Load()
 	specs, targetsErr := cfg.TargetSpecs()
 	check := cfg.Validate
 	if serve {
 		check = cfg.ValidateSlack
 	}
-	return cfg, specs, bot.ConfigErrors(loadErr, targetsErr, check())
+	return cfg, specs, config.Errors(loadErr, targetsErr, check())
 }
 
-func serve(ctx context.Context, cfg bot.Config, fleet *pg.Fleet, stderr io.Writer, opts ...bot.ServeOption) error {
-	var store bot.StateStore // nil: state in memory
+func serve(ctx context.Context, cfg config.Config, fleet *pg.Fleet, stderr io.Writer, opts ...bot.ServeOption) error {
+	var store bot.Store // nil: state in memory
 	if cfg.StateDSN != "" {
 		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		s, err := pg.OpenStore(sctx, cfg.StateDSN)

@@ -533,7 +533,7 @@ func TestHARequestsOutliveTheirReplica(t *testing.T) {
 	// The log line travels through a pipe: it may follow the card.
 	h.fake.Eventually(t, 10*time.Second, "B's expire record", func() bool { return h.audits("expire", idB) > 0 })
 	var lateness time.Duration
-	h.queryState(t, `SELECT extract(epoch FROM decided_at - (doc->>'Expires')::timestamptz)::float8 * 1e9 FROM pgkill_request WHERE id = $1`,
+	h.queryState(t, `SELECT extract(epoch FROM decided_at - expires_at)::float8 * 1e9 FROM pgkill_request WHERE id = $1`,
 		[]any{strings.TrimPrefix(idB, "R")}, func(r pgx.Row) error {
 			var ns float64
 			err := r.Scan(&ns)

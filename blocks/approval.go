@@ -3,56 +3,19 @@ package blocks
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/slack-go/slack"
 
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
 
-// Request states, as the card shows them.
-const (
-	StatePending   = "pending"
-	StateApproved  = "approved" // approved, signal in flight
-	StateDone      = "done"
-	StateDenied    = "denied"
-	StateExpired   = "expired"
-	StateWithdrawn = "withdrawn"
-)
-
-// Request is an approval request as its card shows it.
-type Request struct {
-	ID        string
-	Action    pg.Action
-	Backend   pg.Backend
-	Requester string   // Slack user ID
-	Approvers []string // user and user-group IDs to mention
-	State     string
-	Decider   string   // who approved (the last approval needed) or denied
-	Needed    int      // distinct approvals needed; 0 or 1: one
-	Votes     []string // who has approved so far
-	Reason    string   // why the requester asked (their words); "" when none was given
-	// A bulk request: the frozen set, the filter that made it, what was left
-	// out and why, and each member's outcome (aligned with Members).
-	Members     []pg.Backend
-	Scope       string
-	Left        map[string]int
-	Results     []MemberOutcome
-	RequestedAt time.Time
-	DecidedAt   time.Time
-	ExpiresAt   time.Time
-	Outcome     pg.Outcome
-	Verified    pg.Verification
-	Err         string // what went wrong when the database could not be asked
-	VerifyErr   string // the signal was sent; watching it end failed
-	NotSent     string // why nothing was signalled, known before any signal
-}
-
 // RequestMessage renders the card for r's current state: with Approve, Deny
-// and Withdraw while pending; with the outcome and no buttons after.
-func RequestMessage(r Request) Message {
+// and Withdraw while pending, mentioning approvers; with the outcome and no
+// buttons after.
+func RequestMessage(r request.Request, approvers []string) Message {
 	if len(r.Members) > 0 {
-		return bulkMessage(r)
+		return bulkMessage(r, approvers)
 	}
 	verb := strings.ToUpper(string(r.Action))
 	b := r.Backend
@@ -65,12 +28,12 @@ func RequestMessage(r Request) Message {
 	var bs []slack.Block
 	var text string
 	switch r.State {
-	case StatePending:
+	case request.Pending:
 		text = fmt.Sprintf("pgkill: approval needed to %s pid %d on %s", r.Action, b.PID, b.Target)
 		bs = append(bs,
 			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._%s\n%s",
 				mention(r.Requester), what, capitalize(string(r.Action)), effect, reasonText(r.Reason), codeBlock(b.Query, 1500))),
-			contextLine("who", fmt.Sprintf("Request %s · approvers: %s%s · expires %s", Escape(r.ID), Mentions(r.Approvers), votesText(r), slackDate(r.ExpiresAt))),
+			contextLine("who", fmt.Sprintf("Request %s · approvers: %s%s · expires %s", Escape(r.ID), Mentions(approvers), votesText(r), slackDate(r.Expires))),
 			slack.NewActionBlock("decide",
 				button(ActionApprove, "Approve", r.ID, slack.StylePrimary).WithConfirm(
 					slack.NewConfirmationBlockObject(
@@ -83,40 +46,40 @@ func RequestMessage(r Request) Message {
 				button(ActionWithdraw, "Withdraw", r.ID, ""),
 			),
 		)
-	case StateApproved:
+	case request.Approved:
 		text = fmt.Sprintf("pgkill: %s of pid %d approved, signalling", r.Action, b.PID)
 		bs = append(bs, section("ask", fmt.Sprintf(":gear: %s — approved by %s, signalling and verifying…\n%s", what, mention(r.Decider), codeBlock(b.Query, 1500))))
 	default:
 		icon, summary := outcomeText(r)
 		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
 		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s%s\n%s", icon, what, summary, reasonText(r.Reason), codeBlock(b.Query, 1200))))
-		if r.State == StateDone && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && (!r.Verified.Ended || r.Verified.AbortedTxOpen) {
+		if r.State == request.Done && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && (!r.Verified.Ended || r.Verified.AbortedTxOpen) {
 			bs = append(bs, slack.NewActionBlock("next", button(ActionRequestTerminate, "Request Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger)))
 		}
 	}
 	bs = append(bs, contextLine("trail", trail(r)))
-	at := r.RequestedAt
-	if !r.DecidedAt.IsZero() {
-		at = r.DecidedAt
+	at := r.Requested
+	if !r.Decided.IsZero() {
+		at = r.Decided
 	}
-	rev := r.State
-	if r.State == StatePending && len(r.Votes) > 0 { // each approval given is a new revision of the card
+	rev := string(r.State)
+	if r.State == request.Pending && len(r.Votes) > 0 { // each approval given is a new revision of the card
 		rev += fmt.Sprintf("%d", len(r.Votes))
 	}
 	return revise(Message{Text: text, Blocks: bs}, at, rev)
 }
 
 // outcomeText states what happened, plainly.
-func outcomeText(r Request) (icon, text string) {
+func outcomeText(r request.Request) (icon, text string) {
 	switch r.State {
-	case StateDenied:
+	case request.Denied:
 		return ":no_entry_sign:", fmt.Sprintf("*Denied* by %s. Nothing was signalled.", mention(r.Decider))
-	case StateExpired:
+	case request.Expired:
 		if r.NotSent != "" { // closed before its time: its target left the fleet
 			return ":information_source:", "*Closed*: " + escapeTruncate(r.NotSent, 600) + "."
 		}
 		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
-	case StateWithdrawn:
+	case request.Withdrawn:
 		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))
 	}
 	if r.Err == "" && r.Outcome.Result == pg.Sent && r.VerifyErr != "" {
@@ -159,19 +122,19 @@ func outcomeText(r Request) (icon, text string) {
 		Duration(v.After), Escape(string(v.State)), Escape(orDash(v.WaitEventType+"/"+v.WaitEvent)), Escape(why))
 }
 
-func trail(r Request) string {
-	s := fmt.Sprintf("Request %s by %s at %s", Escape(r.ID), mention(r.Requester), slackDate(r.RequestedAt))
+func trail(r request.Request) string {
+	s := fmt.Sprintf("Request %s by %s at %s", Escape(r.ID), mention(r.Requester), slackDate(r.Requested))
 	switch r.State {
-	case StateApproved, StateDone:
+	case request.Approved, request.Done:
 		if len(r.Votes) > 1 {
-			s += fmt.Sprintf(" · approved by %s, the last at %s", Mentions(r.Votes), slackDate(r.DecidedAt))
+			s += fmt.Sprintf(" · approved by %s, the last at %s", Mentions(r.Voters()), slackDate(r.Decided))
 		} else if r.Decider != "" {
-			s += fmt.Sprintf(" · approved by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
+			s += fmt.Sprintf(" · approved by %s at %s", mention(r.Decider), slackDate(r.Decided))
 		}
-	case StateDenied:
-		s += fmt.Sprintf(" · denied by %s at %s", mention(r.Decider), slackDate(r.DecidedAt))
-	case StateExpired, StateWithdrawn:
-		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.DecidedAt))
+	case request.Denied:
+		s += fmt.Sprintf(" · denied by %s at %s", mention(r.Decider), slackDate(r.Decided))
+	case request.Expired, request.Withdrawn:
+		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.Decided))
 	}
 	return s
 }
@@ -187,13 +150,13 @@ func reasonText(reason string) string {
 
 // votesText says how far a request that needs several approvals has got:
 // " · *1 of 2 approvals*: @x"; "" when one approval is enough.
-func votesText(r Request) string {
-	if r.Needed <= 1 {
+func votesText(r request.Request) string {
+	if r.NeedsVotes() <= 1 {
 		return ""
 	}
-	s := fmt.Sprintf(" · *%d of %d approvals*", len(r.Votes), r.Needed)
+	s := fmt.Sprintf(" · *%d of %d approvals*", len(r.Votes), r.NeedsVotes())
 	if len(r.Votes) > 0 {
-		s += ": " + Mentions(r.Votes)
+		s += ": " + Mentions(r.Voters())
 	}
 	return s
 }

@@ -1,12 +1,16 @@
 package blocks
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/pgkill/pgkill/bot/request"
+)
 
 // AuditLine is one line of the audit channel: the request, the event, the
 // action and backend, and who did it. Every name a database client chose
 // (user, database, application) is shown as code, never as mrkdwn, a
 // mention or a link; an empty actor is pgkill itself (expiry, recovery).
-func AuditLine(event, actor string, r Request, result string) Message {
+func AuditLine(event, actor string, r request.Request, result string) Message {
 	b := r.Backend
 	who := "pgkill"
 	if actor != "" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -166,57 +167,57 @@ func TestListingLimits(t *testing.T) {
 
 func TestRequestGolden(t *testing.T) {
 	b := backend(1)
-	base := blocks.Request{ID: "R7", Action: pg.Cancel, Backend: b, Requester: "U0REQ", Approvers: []string{"U0APP", "S0DBA"},
-		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
-	with := func(f func(*blocks.Request)) blocks.Request { r := base; f(&r); return r }
-	tests := map[string]blocks.Request{
-		"request_pending": with(func(r *blocks.Request) { r.State = blocks.StatePending }),
-		"request_pending_one_of_two": with(func(r *blocks.Request) {
-			r.State, r.Needed, r.Votes = blocks.StatePending, 2, []string{"U0APP"}
+	base := request.Request{ID: "R7", Action: pg.Cancel, Backend: b, Requester: "U0REQ",
+		Requested: now, Expires: now.Add(15 * time.Minute)}
+	with := func(f func(*request.Request)) request.Request { r := base; f(&r); return r }
+	tests := map[string]request.Request{
+		"request_pending": with(func(r *request.Request) { r.State = request.Pending }),
+		"request_pending_one_of_two": with(func(r *request.Request) {
+			r.State, r.Needed, r.Votes = request.Pending, 2, votes("U0APP")
 		}),
-		"request_done_two_approvals": with(func(r *blocks.Request) {
-			r.State, r.Needed, r.Votes, r.Decider, r.DecidedAt = blocks.StateDone, 2, []string{"U0APP", "U0APP2"}, "U0APP2", now.Add(time.Minute)
+		"request_done_two_approvals": with(func(r *request.Request) {
+			r.State, r.Needed, r.Votes, r.Decider, r.Decided = request.Done, 2, votes("U0APP", "U0APP2"), "U0APP2", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
 			r.Verified = pg.Verification{Ended: true, How: "query ended", After: 300 * time.Millisecond}
 		}),
-		"request_approved": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateApproved, "U0APP", now.Add(time.Minute)
+		"request_approved": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Approved, "U0APP", now.Add(time.Minute)
 		}),
-		"request_ended": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+		"request_ended": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
 			r.Verified = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond}
 		}),
-		"request_cancel_still_running": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+		"request_cancel_still_running": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Sent}
 			r.Verified = pg.Verification{After: 10 * time.Second, State: pg.StateActive, WaitEventType: "IO", WaitEvent: "DataFileRead"}
 		}),
-		"request_terminate_still_running": with(func(r *blocks.Request) {
-			r.Action, r.State, r.Decider, r.DecidedAt = pg.Terminate, blocks.StateDone, "U0APP", now.Add(time.Minute)
+		"request_terminate_still_running": with(func(r *request.Request) {
+			r.Action, r.State, r.Decider, r.Decided = pg.Terminate, request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent}
 			r.Verified = pg.Verification{After: 10 * time.Second, State: pg.StateActive, WaitEventType: "LWLock", WaitEvent: "BufferMapping"}
 		}),
-		"request_gone": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+		"request_gone": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Gone}
 		}),
-		"request_denied_by_postgres": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateDone, "U0APP", now.Add(time.Minute)
+		"request_denied_by_postgres": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Denied, Message: "permission denied to cancel query", Fix: "GRANT pg_signal_backend TO <pgkill role>"}
 		}),
-		"request_error": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt, r.Err = blocks.StateDone, "U0APP", now.Add(time.Minute), "cancel pid 4001 on prod: database unavailable"
+		"request_error": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided, r.Err = request.Done, "U0APP", now.Add(time.Minute), "cancel pid 4001 on prod: database unavailable"
 		}),
-		"request_denied": with(func(r *blocks.Request) {
-			r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U0APP", now.Add(time.Minute)
+		"request_denied": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Denied, "U0APP", now.Add(time.Minute)
 		}),
-		"request_expired":   with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateExpired, now.Add(15*time.Minute) }),
-		"request_withdrawn": with(func(r *blocks.Request) { r.State, r.DecidedAt = blocks.StateWithdrawn, now.Add(time.Minute) }),
-		"request_nasty":     with(func(r *blocks.Request) { r.State, r.Backend = blocks.StatePending, nasty(2) }),
+		"request_expired":   with(func(r *request.Request) { r.State, r.Decided = request.Expired, now.Add(15*time.Minute) }),
+		"request_withdrawn": with(func(r *request.Request) { r.State, r.Decided = request.Withdrawn, now.Add(time.Minute) }),
+		"request_nasty":     with(func(r *request.Request) { r.State, r.Backend = request.Pending, nasty(2) }),
 	}
 	for name, r := range tests {
-		t.Run(name, func(t *testing.T) { golden(t, name, blocks.RequestMessage(r)) })
+		t.Run(name, func(t *testing.T) { golden(t, name, blocks.RequestMessage(r, []string{"U0APP", "S0DBA"})) })
 	}
 }
 
@@ -328,11 +329,11 @@ func TestAlertGolden(t *testing.T) {
 }
 
 func TestRequestAbortedTransaction(t *testing.T) {
-	r := blocks.Request{ID: "R9", Action: pg.Cancel, Backend: backend(1), Requester: "U0REQ", State: blocks.StateDone, Decider: "U0APP",
+	r := request.Request{ID: "R9", Action: pg.Cancel, Backend: backend(1), Requester: "U0REQ", State: request.Done, Decider: "U0APP",
 		Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true, How: "query ended", AbortedTxOpen: true, Locks: 3, State: pg.StateIdleInTxAborted}}
-	golden(t, "request_cancel_aborted_tx", blocks.RequestMessage(r))
+	golden(t, "request_cancel_aborted_tx", blocks.RequestMessage(r, nil))
 	r.Verified = pg.Verification{Ended: true, MaybeNext: true, After: 50 * time.Millisecond, How: "the approved statement had already ended before the signal; the signal may have reached the statement after it"}
-	m := blocks.RequestMessage(r)
+	m := blocks.RequestMessage(r, nil)
 	golden(t, "request_cancel_maybe_next", m)
 	if raw, _ := json.Marshal(m.Blocks); strings.Contains(string(raw), "The query ended") {
 		t.Error("a signal that may have reached the next statement is reported as a clean end")
@@ -354,10 +355,10 @@ func TestRevisionsHaveNewBlockIDs(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	r := blocks.Request{ID: "R1", Action: pg.Cancel, Backend: backend(1), Requester: "U1", State: blocks.StatePending, RequestedAt: now}
-	pending := ids(blocks.RequestMessage(r))
-	r.State, r.Decider, r.DecidedAt = blocks.StateDenied, "U2", now.Add(time.Second)
-	if denied := ids(blocks.RequestMessage(r)); strings.Contains(denied, strings.Split(pending, ",")[0]) {
+	r := request.Request{ID: "R1", Action: pg.Cancel, Backend: backend(1), Requester: "U1", State: request.Pending, Requested: now}
+	pending := ids(blocks.RequestMessage(r, nil))
+	r.State, r.Decider, r.Decided = request.Denied, "U2", now.Add(time.Second)
+	if denied := ids(blocks.RequestMessage(r, nil)); strings.Contains(denied, strings.Split(pending, ",")[0]) {
 		t.Errorf("card revisions share block_ids: %s / %s", pending, denied)
 	}
 	l := blocks.Listing{Targets: []string{"prod"}, Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}}}, Now: now}
@@ -377,16 +378,16 @@ func TestBulkGolden(t *testing.T) {
 		}
 		members = append(members, b)
 	}
-	base := blocks.Request{ID: "R12", Action: pg.Cancel, Members: members, Scope: "prod ≥ 1m00s app=report*", Requester: "U0REQ",
-		Approvers: []string{"S0DBA"}, Left: map[string]int{"not signallable (protected)": 2}, Reason: "INC-9 report storm",
-		RequestedAt: now, ExpiresAt: now.Add(15 * time.Minute), Needed: 2}
+	base := request.Request{ID: "R12", Action: pg.Cancel, Members: members, Scope: "prod ≥ 1m00s app=report*", Requester: "U0REQ",
+		Left: map[string]int{"not signallable (protected)": 2}, Reason: "INC-9 report storm",
+		Requested: now, Expires: now.Add(15 * time.Minute), Needed: 2}
 	pending := base
-	pending.State = blocks.StatePending
-	golden(t, "bulk_pending", blocks.RequestMessage(pending))
+	pending.State = request.Pending
+	golden(t, "bulk_pending", blocks.RequestMessage(pending, []string{"S0DBA"}))
 	done := base
-	done.State, done.Votes, done.Decider, done.DecidedAt = blocks.StateDone, []string{"U0A", "U0B"}, "U0B", now.Add(time.Minute)
+	done.State, done.Votes, done.Decider, done.Decided = request.Done, votes("U0A", "U0B"), "U0B", now.Add(time.Minute)
 	for i := range members {
-		o := blocks.MemberOutcome{Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true}}
+		o := pg.Attempt{Outcome: pg.Outcome{Action: pg.Cancel, Result: pg.Sent}, Verified: pg.Verification{Ended: true}}
 		switch {
 		case i < 3:
 			o.Outcome.Result = pg.Gone
@@ -397,7 +398,7 @@ func TestBulkGolden(t *testing.T) {
 		}
 		done.Results = append(done.Results, o)
 	}
-	m := blocks.RequestMessage(done)
+	m := blocks.RequestMessage(done, []string{"S0DBA"})
 	golden(t, "bulk_done", m)
 	if raw, _ := json.Marshal(m.Blocks); !strings.Contains(string(raw), "Terminate the 2 still running") {
 		t.Error("no next step for the two still running")
@@ -457,4 +458,13 @@ func TestTargetsHideDSN(t *testing.T) {
 	if strings.Contains(string(raw), "secret") || strings.Contains(string(raw), "postgres://") {
 		t.Errorf("targets show a DSN: %s", raw)
 	}
+}
+
+// votes are approvals by users, in order.
+func votes(users ...string) []request.Vote {
+	out := make([]request.Vote, len(users))
+	for i, u := range users {
+		out[i] = request.Vote{User: u}
+	}
+	return out
 }

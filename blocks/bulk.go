@@ -7,56 +7,23 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
 
-// MemberOutcome is what happened to one member of a bulk request.
-type MemberOutcome struct {
-	Outcome   pg.Outcome
-	Verified  pg.Verification `json:",omitzero"`
-	Err       string          `json:",omitempty"` // its target could not be asked: sent or not, unknown
-	VerifyErr string          `json:",omitempty"` // sent; watching it end failed
-}
+// MemberOutcome, Tally, Count and StillRunning are pg's, named here for
+// the command line's code that has not moved to them yet.
+type (
+	MemberOutcome = pg.Attempt
+	Tally         = pg.Tally
+)
 
-// Tally counts a bulk request's outcomes the way its card states them.
-type Tally struct {
-	Ended, MaybeNext, Skipped, Running, Unverified, Denied, Failed int
-}
+// Count is pg.Count.
+func Count(as []pg.Attempt) pg.Tally { return pg.Count(as) }
 
-// Count tallies outcomes.
-func Count(outs []MemberOutcome) Tally {
-	var t Tally
-	for _, o := range outs {
-		switch {
-		case o.Err != "":
-			t.Failed++
-		case o.Outcome.Result == pg.Denied:
-			t.Denied++
-		case o.Outcome.Result != pg.Sent:
-			t.Skipped++
-		case o.VerifyErr != "":
-			t.Unverified++
-		case o.Verified.Ended && o.Verified.MaybeNext:
-			t.MaybeNext++
-		case o.Verified.Ended:
-			t.Ended++
-		default:
-			t.Running++
-		}
-	}
-	return t
-}
-
-// StillRunning returns the members whose signal was sent and which were
-// still running when pgkill stopped watching.
-func StillRunning(members []pg.Backend, outs []MemberOutcome) []pg.Backend {
-	var out []pg.Backend
-	for i, o := range outs {
-		if i < len(members) && o.Err == "" && o.Outcome.Result == pg.Sent && !o.Verified.Ended {
-			out = append(out, members[i])
-		}
-	}
-	return out
+// StillRunning is pg.StillRunning.
+func StillRunning(members []pg.Backend, as []pg.Attempt) []pg.Backend {
+	return pg.StillRunning(members, as)
 }
 
 // BulkButtons offers Cancel all / Terminate all for the n signallable
@@ -92,7 +59,7 @@ func breakdown(bs []pg.Backend, key func(pg.Backend) string, show int) string {
 }
 
 // bulkMessage renders the card of a bulk request.
-func bulkMessage(r Request) Message {
+func bulkMessage(r request.Request, approvers []string) Message {
 	verb := strings.ToUpper(string(r.Action))
 	n := len(r.Members)
 	what := fmt.Sprintf("*%s ALL %d* sessions", verb, n)
@@ -120,14 +87,14 @@ func bulkMessage(r Request) Message {
 	var bs []slack.Block
 	var text string
 	switch r.State {
-	case StatePending:
+	case request.Pending:
 		text = fmt.Sprintf("pgkill: approval needed to %s %d sessions", r.Action, n)
 		bs = append(bs,
 			section("ask", fmt.Sprintf(":raised_hand: %s asks to %s\n_%s %s._%s", mention(r.Requester), what, capitalize(string(r.Action)), effect, reasonText(r.Reason))),
 			section("facts", facts),
 			section("longest", "*Longest:*\n"+strings.Join(top, "\n")),
 			contextLine("who", fmt.Sprintf("Request %s · the whole list is in the thread · each session is signalled only if it still runs the statement listed · approvers: %s%s · expires %s",
-				Escape(r.ID), Mentions(r.Approvers), votesText(r), slackDate(r.ExpiresAt))),
+				Escape(r.ID), Mentions(approvers), votesText(r), slackDate(r.Expires))),
 			slack.NewActionBlock("decide",
 				button(ActionApprove, "Approve", r.ID, slack.StylePrimary).WithConfirm(
 					slack.NewConfirmationBlockObject(
@@ -140,39 +107,39 @@ func bulkMessage(r Request) Message {
 				button(ActionWithdraw, "Withdraw", r.ID, ""),
 			),
 		)
-	case StateApproved:
+	case request.Approved:
 		text = fmt.Sprintf("pgkill: %s of %d sessions approved, signalling", r.Action, n)
-		bs = append(bs, section("ask", fmt.Sprintf(":gear: %s — approved by %s, signalling and verifying…", what, Mentions(r.Votes))), section("facts", facts))
+		bs = append(bs, section("ask", fmt.Sprintf(":gear: %s — approved by %s, signalling and verifying…", what, Mentions(r.Voters()))), section("facts", facts))
 	default:
 		icon, summary := bulkOutcome(r)
 		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
 		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s%s", icon, what, summary, reasonText(r.Reason))), section("facts", facts))
-		if still := StillRunning(r.Members, r.Results); len(still) > 0 && r.Action == pg.Cancel && r.State == StateDone {
+		if still := r.StillRunning(); len(still) > 0 && r.Action == pg.Cancel && r.State == request.Done {
 			bs = append(bs, slack.NewActionBlock("next", button(ActionBulkNext, fmt.Sprintf("Terminate the %d still running", len(still)), r.ID, slack.StyleDanger)))
 		}
 	}
 	bs = append(bs, contextLine("trail", trail(r)))
-	at := r.RequestedAt
-	if !r.DecidedAt.IsZero() {
-		at = r.DecidedAt
+	at := r.Requested
+	if !r.Decided.IsZero() {
+		at = r.Decided
 	}
-	rev := r.State
-	if r.State == StatePending && len(r.Votes) > 0 {
+	rev := string(r.State)
+	if r.State == request.Pending && len(r.Votes) > 0 {
 		rev += fmt.Sprintf("%d", len(r.Votes))
 	}
 	m, _ := fit(300, func(int) Message { return revise(Message{Text: text, Blocks: bs}, at, rev) })
 	return m
 }
 
-func bulkOutcome(r Request) (icon, text string) {
+func bulkOutcome(r request.Request) (icon, text string) {
 	switch r.State {
-	case StateDenied, StateExpired, StateWithdrawn:
+	case request.Denied, request.Expired, request.Withdrawn:
 		return outcomeText(r)
 	}
 	if r.Err != "" {
 		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nSome signals may have been sent; list again to see what still runs."
 	}
-	t := Count(r.Results)
+	t := r.Tally()
 	parts := []string{fmt.Sprintf("*%d ended*", t.Ended), fmt.Sprintf("%d skipped (no longer running the listed statement: nothing sent)", t.Skipped)}
 	if t.MaybeNext > 0 {
 		parts = append(parts, fmt.Sprintf("%d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext))

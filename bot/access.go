@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/metrics"
 )
 
 // groupCacheTTL is how long user-group members are trusted before asking
@@ -23,7 +24,11 @@ const groupStaleMax = 10 * time.Minute
 // with usergroups.users.list, cached briefly and trusted stale only for a
 // bounded time. What is allowed is decided by bot/policy.
 type access struct {
-	bot *Bot
+	api     SlackAPI
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	clock func() time.Time // nil: time.Now (tests move it)
 
 	mu    sync.Mutex
 	cache map[string]cachedGroup
@@ -34,23 +39,30 @@ type cachedGroup struct {
 	at      time.Time
 }
 
+func (a *access) now() time.Time {
+	if a.clock != nil {
+		return a.clock()
+	}
+	return time.Now()
+}
+
 func (a *access) groupMembers(ctx context.Context, group string) ([]string, error) {
 	a.mu.Lock()
 	c, ok := a.cache[group]
 	a.mu.Unlock()
-	if ok && a.bot.now().Sub(c.at) < groupCacheTTL {
+	if ok && a.now().Sub(c.at) < groupCacheTTL {
 		return c.members, nil
 	}
 	var members []string
-	err := a.bot.slackCall(ctx, "usergroups.users.list", func(ctx context.Context) error {
+	err := call(ctx, a.metrics, "usergroups.users.list", func(ctx context.Context) error {
 		var err error
-		members, err = a.bot.slack.GetUserGroupMembersContext(ctx, group)
+		members, err = a.api.GetUserGroupMembersContext(ctx, group)
 		return err
 	})
 	if err != nil {
-		age := a.bot.now().Sub(c.at)
+		age := a.now().Sub(c.at)
 		if ok && age < groupStaleMax { // Slack is unwell: recent members are better than nothing
-			a.bot.log.Warn("using cached user-group members", slog.String("group", group), slog.Duration("age", age), slog.String("error", err.Error()))
+			a.log.Warn("using cached user-group members", slog.String("group", group), slog.Duration("age", age), slog.String("error", err.Error()))
 			return c.members, nil
 		}
 		if ok {
@@ -59,7 +71,7 @@ func (a *access) groupMembers(ctx context.Context, group string) ([]string, erro
 		return nil, fmt.Errorf("members of user group %s: %w", group, err)
 	}
 	a.mu.Lock()
-	a.cache[group] = cachedGroup{members: members, at: a.bot.now()}
+	a.cache[group] = cachedGroup{members: members, at: a.now()}
 	a.mu.Unlock()
 	return members, nil
 }

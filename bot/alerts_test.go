@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -22,7 +22,7 @@ import (
 
 const alertChannel = "C0ALERTS"
 
-func withAlerts(c *bot.Config, _ *[]pg.TargetSpec) {
+func withAlerts(c *config.Config, _ *[]pg.TargetSpec) {
 	c.AlertChannel = alertChannel
 	c.AlertAfter = 400 * time.Millisecond
 	c.IdleTxAlertAfter = 0
@@ -75,7 +75,7 @@ func TestAlertLifecycleAndCancelFromAlert(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	e := start(t, withAlerts, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+	e := start(t, withAlerts, func(_ *config.Config, specs *[]pg.TargetSpec) {
 		*specs = append(*specs, pg.TargetSpec{Name: "hanging", DSN: "postgres://u@" + hang.Addr().String() + "/x?sslmode=disable"})
 	})
 	v := e.victim(t, "alert_victim", "SELECT pg_sleep(60)")
@@ -252,7 +252,7 @@ func TestAlertTargetDownAndUp(t *testing.T) {
 	host := strings.TrimPrefix(dsn, "postgres://postgres@")
 	host = host[:strings.Index(host, "/")]
 	px := newProxy(t, host)
-	e := start(t, withAlerts, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+	e := start(t, withAlerts, func(_ *config.Config, specs *[]pg.TargetSpec) {
 		*specs = append(*specs, pg.TargetSpec{Name: "flaky", DSN: "postgres://postgres@" + px.l.Addr().String() + "/postgres?sslmode=disable"})
 	})
 	e.waitPolls(t, 4)
@@ -274,7 +274,7 @@ func TestAlertTargetDownAndUp(t *testing.T) {
 }
 
 func TestAlertIdleInTransaction(t *testing.T) {
-	e := start(t, withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.IdleTxAlertAfter = 500 * time.Millisecond })
+	e := start(t, withAlerts, func(c *config.Config, _ *[]pg.TargetSpec) { c.IdleTxAlertAfter = 500 * time.Millisecond })
 	s := pgtest.NewSession(t, e.dsn, "alert_idle")
 	s.Exec(t, "BEGIN; SELECT 1")
 	m := e.waitAlert(t, 10*time.Second, "the idle alert", fmt.Sprintf("*pid %d*", s.PID))
@@ -293,7 +293,7 @@ func TestAlertIdleInTransaction(t *testing.T) {
 // it already alerted about, and still resolves that alert.
 func TestAlertStateSurvivesRestart(t *testing.T) {
 	fake := fakeslack.New(t)
-	opts := []option{withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alerts") }}
+	opts := []option{withAlerts, func(c *config.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alerts") }}
 	first, stop := startOn(t, fake, opts...)
 	v := first.victim(t, "alert_restart", "SELECT pg_sleep(60)")
 	pid := fmt.Sprintf("*pid %d*", v.PID)
@@ -320,7 +320,7 @@ func TestAlertPostRetriedAfterServerError(t *testing.T) {
 	stateDSN := pgtest.Database(t, "state_alert_retry")
 	fake := fakeslack.New(t)
 	fake.Fail("chat.postMessage", 2)
-	e, _ := startOn(t, fake, withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = stateDSN })
+	e, _ := startOn(t, fake, withAlerts, func(c *config.Config, _ *[]pg.TargetSpec) { c.StateDSN = stateDSN })
 	v := e.victim(t, "alert_retry", "SELECT pg_sleep(60)")
 	m := e.waitAlert(t, 30*time.Second, "the alert, after two failed posts", fmt.Sprintf("*pid %d*", v.PID))
 	if n := len(fake.Calls("chat.postMessage")); n < 3 {
@@ -389,7 +389,7 @@ func TestAlertShutdownWhileSlackHangs(t *testing.T) {
 // that process stopped) is posted by the next run.
 func TestAlertUnpostedIsPostedAfterRestart(t *testing.T) {
 	fake := fakeslack.New(t)
-	opts := []option{withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alert_unposted") }}
+	opts := []option{withAlerts, func(c *config.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_alert_unposted") }}
 	release := fake.Stall("chat.postMessage")
 	first, stop := startOn(t, fake, opts...)
 	v := first.victim(t, "alert_unposted", "SELECT pg_sleep(60)")

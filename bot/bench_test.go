@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -63,7 +63,7 @@ func BenchmarkManyTargets(b *testing.B) {
 			v.Run("SELECT pg_sleep(600)")
 			const every = 2 * time.Second
 			for b.Loop() {
-				e, stop := startOn(b, fakeslack.New(b), func(c *bot.Config, specs *[]pg.TargetSpec) {
+				e, stop := startOn(b, fakeslack.New(b), func(c *config.Config, specs *[]pg.TargetSpec) {
 					c.AlertChannel, c.AlertAfter, c.IdleTxAlertAfter, c.PollInterval = "C0ALERTS", time.Second, 0, every
 					c.AlertEditEvery, c.ConnectTimeout = time.Minute, 5*time.Second
 					c.LogLevel, c.Listen = "info", "127.0.0.1:0" // as in production: polls are counted from /metrics

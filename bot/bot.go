@@ -1,67 +1,66 @@
+// Package bot is pgkill's Slack face: it reads Socket Mode envelopes,
+// turns slash commands, buttons and forms into calls on the request
+// workflow (bot/approval) and the listings, and serves /healthz, /readyz and
+// /metrics. Every write to Slack goes through the outbox.
 package bot
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/alert"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/bot/lease"
+	"github.com/pgkill/pgkill/bot/metrics"
+	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/redact"
+	"github.com/pgkill/pgkill/bot/request"
 )
 
-// Bot is the Slack face of pgkill. Its handlers are plain methods: the
-// socket loop (socket.go) acks each envelope at once and calls them in their
-// own goroutines.
+// Bot is the Slack face. Its handlers are plain methods: dispatch acks each
+// envelope at once and runs them in their own goroutines.
 type Bot struct {
-	cfg      Config
-	db       Postgres
-	slack    SlackAPI
-	log      *slog.Logger
-	access   *access         // user-group members, for policy
-	policy   *policy.Checker // who may see and act where
-	reasons  policy.Reasons  // when a requester is asked why
-	team     string          // the workspace (and enterprise) the app token belongs to, from auth.test
-	org      string
-	requests requests
-	sets     sets          // the sets listings matched, for Cancel all / Terminate all
-	store    StateStore    // nil: state lives in memory
-	leases   *lease.Keeper // nil: this replica polls every target (serve.go)
-	metrics  *metrics
-	health   *health
-	// discovery refreshes a discovered fleet (nil without
-	// PGKILL_RDS_DISCOVER); see WithDiscovery.
-	discovery *discovery.Loop
-	now       func() time.Time
+	cfg     config.Config
+	db      Postgres
+	slack   SlackAPI
+	out     *outbox.Outbox
+	flow    *approval.Workflow
+	policy  *policy.Checker
+	access  *access // user-group members, for policy
+	metrics *metrics.Metrics
+	health  *health
+	log     *slog.Logger
+	stored  bool // a state store keeps requests (else this process does)
+
+	team, org string          // the workspace (and enterprise) the app token belongs to, from auth.test
+	leases    *lease.Keeper   // nil: this replica polls every target
+	discovery *discovery.Loop // nil without PGKILL_RDS_DISCOVER
 
 	// work is the context for handlers: it outlives a SIGTERM long enough
 	// for in-flight actions to finish (see Serve).
 	work     context.Context
 	inflight sync.WaitGroup
-
-	cardLocks [64]sync.Mutex // one card's updates run one at a time (refreshCard)
-	auditMu   sync.Mutex
-	auditTail chan struct{} // closed when the last audit line queued is posted
 }
 
-// New makes a bot. work bounds every handler's lifetime; store may be nil
-// (state in memory).
-func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store StateStore, log *slog.Logger) *Bot {
+// New makes a bot over its parts; store may be nil (state in memory). The
+// outbox it sends through runs in Serve.
+func New(work context.Context, cfg config.Config, db Postgres, api SlackAPI, store Store, log *slog.Logger) *Bot {
 	// Validate has refused a bad PGKILL_REDACT; were it unchecked, its error
 	// leaves the default, which hides more.
 	mode, _ := redact.ParseMode(cfg.Redact)
-	db = Redacted(inFleet{db}, mode)
-	b := &Bot{cfg: cfg, db: db, slack: api, log: log, metrics: newMetrics(),
-		health: &health{targets: map[string]targetHealth{}}, now: time.Now, work: work}
-	b.requests, b.sets = newMemRequests(), &memSets{}
-	if store != nil {
-		b.store = store
-		b.requests = &storedRequests{store: store, now: b.now}
-		b.sets = storedSets{store: store}
-	}
-	b.access = &access{bot: b, cache: map[string]cachedGroup{}}
+	db = Redacted(db, mode)
+	m := metrics.New()
+	b := &Bot{cfg: cfg, db: db, slack: api, metrics: m, log: log, work: work, stored: store != nil,
+		health: &health{targets: map[string]targetHealth{}}}
+	b.out = outbox.New(slackWriter{api: api, metrics: m}, outbox.Options{Log: log, Retried: m.SlackRetry})
+	m.OutboxPending(b.out.Pending)
+	b.access = &access{api: api, metrics: m, log: log, cache: map[string]cachedGroup{}}
 	p, err := cfg.Policy()
 	if err != nil { // Validate reports it first; never act on a policy that could not be read
 		log.Error("policy could not be read: nothing is allowed", slog.String("error", err.Error()))
@@ -72,8 +71,26 @@ func New(work context.Context, cfg Config, db Postgres, api SlackAPI, store Stat
 		clicks = append(clicks, cfg.AlertChannel)
 	}
 	b.policy = policy.NewChecker(p, b.access.groupMembers, clicks...)
-	b.reasons, _ = policy.ParseReason(cfg.Reason) // checked by ValidateSlack; "" is optional
+	reasons, _ := policy.ParseReason(cfg.Reason) // checked by ValidateSlack; "" is optional
+	requests, sets := request.Memory(), request.MemorySets()
+	if store != nil {
+		requests, sets = request.NewStore(store), request.StoredSets(store)
+	}
+	b.flow = approval.New(work, approval.Config{
+		TTL: cfg.ApprovalTTL, VerifyTimeout: cfg.VerifyTimeout, Budget: cfg.SignalBudget(), Margin: cfg.SignalMargin(),
+		SelfApproval: cfg.SelfApproval, BulkMax: cfg.BulkMax, Command: cfg.Command, AuditChannel: cfg.AuditChannel,
+		Sweep: cfg.SweepInterval(),
+	}, approval.Deps{Store: requests, Sets: sets, Fleet: db, Out: b.out, Policy: b.policy, Reasons: reasons, Metrics: m, Log: log})
 	return b
+}
+
+// Store is what a state store keeps for the bot (*pg.Store): requests,
+// frozen sets, posted alerts and leases.
+type Store interface {
+	request.Records
+	request.SetRecords
+	alert.Store
+	lease.Store
 }
 
 // goWork runs fn in its own goroutine, counted so shutdown can wait for it.
@@ -85,19 +102,36 @@ func (b *Bot) goWork(fn func(ctx context.Context)) {
 	}()
 }
 
-// wait waits for in-flight handlers, at most d.
+// wait waits for in-flight handlers (and the workflow's background work),
+// at most d.
 func (b *Bot) wait(d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { b.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
-		return true
 	case <-time.After(d):
 		return false
 	}
+	return b.flow.Wait(d)
 }
 
-func (b *Bot) targets() []string { return b.db.Names() }
+// tell answers a user privately.
+func (b *Bot) tell(url, text string) { b.flow.Tell(url, text) }
 
-// queryTimeout bounds a listing: the per-target timeouts come first.
-func (b *Bot) queryTimeout() time.Duration { return b.cfg.ConnectTimeout + 15*time.Second }
+// refuse tells a user privately why not, and records the refusal.
+func (b *Bot) refuse(url, user, channel, what string, targets []string, why string) {
+	b.flow.Refuse(url, user, channel, what, targets, why)
+}
+
+// NewLogger makes the process logger: JSON (default) or text, at the
+// configured level; every line, audit records included, names the replica.
+func NewLogger(cfg config.Config, out io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(out, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(out, opts)
+	}
+	return slog.New(h).With(slog.String("replica", cfg.ReplicaName()))
+}

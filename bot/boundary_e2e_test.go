@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -44,8 +45,8 @@ func writePolicy(t *testing.T, body string) string {
 // may see there: a stranger in a direct message learns nothing.
 func TestNoAnswerBeforePolicy(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, specs *[]pg.TargetSpec) {
-		c.Channels = bot.IDList{channel}
+	e := start(t, func(c *config.Config, specs *[]pg.TargetSpec) {
+		c.Channels = config.IDList{channel}
 		c.PolicyFile = writePolicy(t, "targets:\n  secret-*:\n    viewers: [U0APPROVER]\n")
 		*specs = append(*specs, pg.TargetSpec{Name: "secret-payroll", DSN: (*specs)[0].DSN})
 	})
@@ -88,7 +89,7 @@ func TestNoAnswerBeforePolicy(t *testing.T) {
 // matches one session needs two approvals and a reason.
 func TestBulkTakesTheActionsRules(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) {
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) {
 		c.Approvals = "terminate=2"
 		c.Reason = "terminate"
 	})
@@ -111,12 +112,12 @@ func TestBulkTakesTheActionsRules(t *testing.T) {
 // every reason is held to.
 func TestBulkRefusesWhatItWouldIgnore(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Reason = "optional" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Reason = "optional" })
 	e.slack.SlashCommand(t, "/pgkill", requester, channel, "cancel 0s app=nobody limit=3")
 	e.told(t, requester, "limit=")
 	e.slack.SlashCommand(t, "/pgkill", requester, channel, `cancel 0s app=nobody reason="."`)
 	e.told(t, requester, "reason")
-	if n := len(e.audits(bot.AuditRequest)); n != 0 {
+	if n := len(e.audits(approval.AuditRequest)); n != 0 {
 		t.Errorf("%d requests made", n)
 	}
 }
@@ -137,11 +138,30 @@ func TestDecisionOnlyFromTheCard(t *testing.T) {
 	// The forged button: the card's value, pressed on the listing.
 	e.slack.ClickValue(t, approver, listing, blocks.ActionApprove, blockID, value)
 	e.told(t, approver, "card")
-	if !v.Running() || len(e.audits(bot.AuditApprove)) != 0 {
+	if !v.Running() || len(e.audits(approval.AuditApprove)) != 0 {
 		t.Fatal("a button pressed off the request's card approved it")
 	}
 	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
 	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
 		t.Errorf("victim SQLSTATE %q after the approval on the card, want 57014", code)
 	}
+}
+
+// Every write to Slack goes through the outbox and is retried: two HTTP
+// 500s on chat.update do not leave the card saying "approval needed", with
+// a live Approve button, after the query was cancelled.
+func TestCardEndsShowingTheOutcomeThroughSlackErrors(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	v := e.victim(t, "card_retry", "SELECT pg_sleep(600)")
+	listing := e.list(t, requester, "0s app=card_retry")
+	card := e.request(t, requester, listing, v, blocks.ActionCancel)
+	e.slack.Fail("chat.update", 2)
+	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
+	if code := pgtest.SQLState(v.Result(t)); code != "57014" {
+		t.Fatalf("victim SQLSTATE %q, want 57014", code)
+	}
+	e.card(t, listing.TS, "the outcome on the card", func(m fakeslack.Message) bool {
+		return m.TS == card.TS && has("The query ended")(m) && !has(blocks.ActionApprove)(m)
+	})
 }

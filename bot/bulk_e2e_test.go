@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -92,7 +93,7 @@ func TestBulkCancel(t *testing.T) {
 	if strings.Contains(string(done.Blocks), blocks.ActionApprove) {
 		t.Errorf("the outcome card still has Approve: %s", done.Blocks)
 	}
-	if r := e.audits(bot.AuditOutcome); len(r) != 1 || r[0]["ended"] != float64(48) || r[0]["skipped"] != float64(2) || r[0]["members"] != float64(50) {
+	if r := e.audits(approval.AuditOutcome); len(r) != 1 || r[0]["ended"] != float64(48) || r[0]["skipped"] != float64(2) || r[0]["members"] != float64(50) {
 		t.Errorf("outcome record: %v", r)
 	}
 	list := e.slack.Messages(func(m fakeslack.Message) bool { return m.ThreadTS == card.TS && strings.Contains(m.Text, "sessions") })
@@ -104,7 +105,7 @@ func TestBulkCancel(t *testing.T) {
 // A bulk command needs a target or a filter, and respects PGKILL_BULK_MAX.
 func TestBulkRefusals(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.BulkMax = 2 })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.BulkMax = 2 })
 	if m := e.ask(t, requester, channel, "terminate 5m"); !strings.Contains(string(m.Blocks), "at least one target or filter") {
 		t.Errorf("a fleet-wide terminate was not refused: %s", m.Blocks)
 	}

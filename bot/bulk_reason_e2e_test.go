@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -17,7 +18,7 @@ import (
 // card and in its audit records.
 func TestBulkClickAsksForAReason(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Reason = "bulk" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Reason = "bulk" })
 	victims := sessions(t, e, "bulk_reason", "SELECT pg_sleep(600)", 3)
 	listing := e.list(t, requester, "0s app=bulk_reason")
 	e.slack.WaitAck(t, e.slack.Click(t, requester, listing, blocks.ActionBulkCancel, ""))
@@ -51,7 +52,7 @@ func TestBulkClickAsksForAReason(t *testing.T) {
 			t.Errorf("pid %d: SQLSTATE %q", v.PID, code)
 		}
 	}
-	for _, ev := range []string{bot.AuditRequest, bot.AuditOutcome} {
+	for _, ev := range []string{approval.AuditRequest, approval.AuditOutcome} {
 		if r := e.audits(ev); len(r) != 1 || r[0]["reason"] != "INC-9: a bad deploy started these reports" {
 			t.Errorf("%s record: %v", ev, r)
 		}

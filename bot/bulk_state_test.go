@@ -5,7 +5,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -18,7 +19,7 @@ import (
 func TestBulkTwoApprovalsAcrossRestart(t *testing.T) {
 	t.Parallel()
 	fake := fakeslack.New(t)
-	state := func(c *bot.Config, _ *[]pg.TargetSpec) {
+	state := func(c *config.Config, _ *[]pg.TargetSpec) {
 		c.StateDSN, c.Approvals = pgtest.Database(t, "state_bulk"), "bulk=2"
 	}
 	pgtest.Exec(t, "CREATE SEQUENCE state_bulk_cancels")
@@ -54,10 +55,10 @@ func TestBulkTwoApprovalsAcrossRestart(t *testing.T) {
 	if n := pgtest.Int(t, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM state_bulk_cancels"); n != 1 {
 		t.Errorf("the counting member caught %d cancels, want 1: the set was signalled %d times", n, n)
 	}
-	if n := len(first.audits(bot.AuditOutcome)) + len(second.audits(bot.AuditOutcome)); n != 1 {
+	if n := len(first.audits(approval.AuditOutcome)) + len(second.audits(approval.AuditOutcome)); n != 1 {
 		t.Errorf("%d outcome records, want 1", n)
 	}
-	if n := len(first.audits(bot.AuditApprove)) + len(second.audits(bot.AuditApprove)); n != 2 {
+	if n := len(first.audits(approval.AuditApprove)) + len(second.audits(approval.AuditApprove)); n != 2 {
 		t.Errorf("%d approvals recorded, want 2", n)
 	}
 }

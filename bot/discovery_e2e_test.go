@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
@@ -70,7 +71,7 @@ func startDiscovered(t *testing.T) *discovered {
 	e := &env{slack: fakeslack.New(t), logs: &syncBuffer{}, dsn: dsn}
 	e.slack.SetGroup("S0DBA", groupie)
 	e.slack.Grant(bot.Scopes...)
-	e.cfg = bot.Config{
+	e.cfg = config.Config{
 		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: e.slack.APIURL(),
 		Approvers: []string{approver, "S0DBA"}, ApprovalTTL: time.Minute, Command: "/pgkill",
 		MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: time.Second,

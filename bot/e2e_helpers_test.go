@@ -12,6 +12,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -60,12 +61,12 @@ func (b *syncBuffer) records(msg string) []map[string]any {
 // env is a running bot against the fake Slack and the real PostgreSQL.
 type env struct {
 	slack *fakeslack.Server
-	cfg   bot.Config
+	cfg   config.Config
 	logs  *syncBuffer
 	dsn   string
 }
 
-type option func(*bot.Config, *[]pg.TargetSpec)
+type option func(*config.Config, *[]pg.TargetSpec)
 
 // start runs bot.Serve in-process until the test ends, and waits until it
 // is connected.
@@ -82,10 +83,10 @@ func startOn(t testing.TB, fake *fakeslack.Server, opts ...option) (*env, func()
 	e := &env{slack: fake, logs: &syncBuffer{}, dsn: pgtest.DSN(t)}
 	e.slack.SetGroup("S0DBA", groupie)
 	e.slack.Grant(bot.Scopes...) // exactly what the manifest asks for
-	e.cfg = bot.Config{
+	e.cfg = config.Config{
 		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: e.slack.APIURL(),
 		Approvers: []string{approver, "S0DBA"}, ApprovalTTL: time.Minute, Command: "/pgkill",
-		MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: time.Second,
+		MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: 3 * time.Second,
 		Protect: "user=rdsadmin", LogFormat: "json", LogLevel: "debug",
 		AlertMaxPerPoll: 5, PollInterval: time.Second, AlertAfter: time.Minute,
 		Reason: "off", // the reason form has its own tests
@@ -104,7 +105,7 @@ func startOn(t testing.TB, fake *fakeslack.Server, opts ...option) (*env, func()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var store bot.StateStore
+	var store bot.Store
 	if e.cfg.StateDSN != "" {
 		s, err := pg.OpenStore(ctx, e.cfg.StateDSN)
 		if err != nil {

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -20,7 +21,7 @@ func pidValue(s *pgtest.Session) string { return fmt.Sprintf("|%d|", s.PID) }
 // list → Cancel → approval card → Approve → the query gets 57014.
 func TestCancelThroughApproval(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.AuditChannel = "C0AUDIT" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.AuditChannel = "C0AUDIT" })
 	v := e.victim(t, "e2e_cancel", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "main 0s app=e2e_cancel")
 	if !strings.Contains(string(listing.Blocks), "pg_sleep(?)") || !strings.Contains(string(listing.Blocks), fmt.Sprintf("*pid %d*", v.PID)) {
@@ -43,12 +44,12 @@ func TestCancelThroughApproval(t *testing.T) {
 	if strings.Contains(string(done.Blocks), blocks.ActionApprove) || done.Updates < 1 {
 		t.Errorf("card not updated in place without buttons: %d updates, %s", done.Updates, done.Blocks)
 	}
-	for _, ev := range []string{bot.AuditRequest, bot.AuditApprove, bot.AuditOutcome} {
+	for _, ev := range []string{approval.AuditRequest, approval.AuditApprove, approval.AuditOutcome} {
 		if n := len(e.audits(ev)); n != 1 {
 			t.Errorf("%d audit records %q, want 1", n, ev)
 		}
 	}
-	if r := e.audits(bot.AuditOutcome); len(r) == 1 && (r[0]["result"] != "ended" || r[0]["requester"] != requester || r[0]["actor"] != approver) {
+	if r := e.audits(approval.AuditOutcome); len(r) == 1 && (r[0]["result"] != "ended" || r[0]["requester"] != requester || r[0]["actor"] != approver) {
 		t.Errorf("outcome record = %v", r[0])
 	}
 	var lines []string
@@ -86,7 +87,7 @@ func TestTerminateThroughApproval(t *testing.T) {
 
 func TestApprovalRefusals(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Requesters = []string{requester, approver} })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Requesters = []string{requester, approver} })
 	v := e.victim(t, "e2e_refuse", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=e2e_refuse")
 
@@ -108,7 +109,7 @@ func TestApprovalRefusals(t *testing.T) {
 	e.told(t, stranger, "who asked, may withdraw")
 	e.slack.Eventually(t, 10*time.Second, "three refusals to the stranger", func() bool { return len(e.slack.Ephemerals(channel, stranger)) >= 4 })
 
-	if !v.Running() || len(e.audits(bot.AuditApprove)) != 0 {
+	if !v.Running() || len(e.audits(approval.AuditApprove)) != 0 {
 		t.Fatal("something was approved or signalled")
 	}
 	// An approver asking for something may not approve it too (self-approval off).
@@ -127,7 +128,7 @@ func TestApprovalRefusals(t *testing.T) {
 
 func TestSelfApprovalAllowed(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.SelfApproval = true })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.SelfApproval = true })
 	v := e.victim(t, "e2e_self", "SELECT pg_sleep(60)")
 	listing := e.list(t, approver, "0s app=e2e_self")
 	card := e.request(t, approver, listing, v, blocks.ActionCancel)
@@ -158,7 +159,7 @@ func TestConcurrentApprovalsSignalOnce(t *testing.T) {
 	e.slack.Eventually(t, 10*time.Second, "two 'already approved' answers", func() bool {
 		return len(e.slack.Ephemerals(channel, approver))+len(e.slack.Ephemerals(channel, groupie)) >= 2
 	})
-	if n, m := len(e.audits(bot.AuditApprove)), len(e.audits(bot.AuditOutcome)); n != 1 || m != 1 {
+	if n, m := len(e.audits(approval.AuditApprove)), len(e.audits(approval.AuditOutcome)); n != 1 || m != 1 {
 		t.Errorf("%d approvals and %d outcomes, want 1 and 1", n, m)
 	}
 }
@@ -203,14 +204,14 @@ func TestDeny(t *testing.T) {
 	}
 	e.slack.Click(t, groupie, card, blocks.ActionApprove, "") // a stale copy of the card
 	e.told(t, groupie, "already denied")
-	if !v.Running() || len(e.audits(bot.AuditDeny)) != 1 || len(e.audits(bot.AuditApprove)) != 0 {
-		t.Errorf("running=%v, audit: %d deny, %d approve", v.Running(), len(e.audits(bot.AuditDeny)), len(e.audits(bot.AuditApprove)))
+	if !v.Running() || len(e.audits(approval.AuditDeny)) != 1 || len(e.audits(approval.AuditApprove)) != 0 {
+		t.Errorf("running=%v, audit: %d deny, %d approve", v.Running(), len(e.audits(approval.AuditDeny)), len(e.audits(approval.AuditApprove)))
 	}
 }
 
 func TestExpiry(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.ApprovalTTL = time.Second })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.ApprovalTTL = time.Second })
 	v := e.victim(t, "e2e_expire", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=e2e_expire")
 	e.slack.Click(t, requester, listing, blocks.ActionTerminate, pidValue(v))
@@ -220,8 +221,8 @@ func TestExpiry(t *testing.T) {
 	}
 	e.slack.Click(t, approver, expired.Version(0), blocks.ActionApprove, "") // a stale copy of the card
 	e.told(t, approver, "already expired")
-	if !v.Running() || len(e.audits(bot.AuditExpire)) != 1 {
-		t.Errorf("running=%v, %d expire records", v.Running(), len(e.audits(bot.AuditExpire)))
+	if !v.Running() || len(e.audits(approval.AuditExpire)) != 1 {
+		t.Errorf("running=%v, %d expire records", v.Running(), len(e.audits(approval.AuditExpire)))
 	}
 }
 
@@ -229,7 +230,7 @@ func TestExpiry(t *testing.T) {
 // which goes through approval again and works.
 func TestSwallowedCancelOffersTerminate(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = time.Second })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = time.Second })
 	v := e.victim(t, "e2e_swallow", `DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
 	listing := e.list(t, requester, "0s app=e2e_swallow")
 	card := e.request(t, requester, listing, v, blocks.ActionCancel)
@@ -304,7 +305,7 @@ func TestDeadTargetAmongHealthy(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	e := start(t, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+	e := start(t, func(_ *config.Config, specs *[]pg.TargetSpec) {
 		*specs = append(*specs, pg.TargetSpec{Name: "dead", DSN: "postgres://u:hunter2@" + addr + "/x?sslmode=disable"})
 	})
 	v := e.victim(t, "e2e_dead", "SELECT pg_sleep(60)")
@@ -330,7 +331,7 @@ func TestHiddenSessionsCounted(t *testing.T) {
 	t.Parallel()
 	blind := pgtest.Role(t, "e2e_blind")
 	pgtest.Role(t, "e2e_other")
-	e := start(t, func(_ *bot.Config, specs *[]pg.TargetSpec) { (*specs)[0].DSN = blind })
+	e := start(t, func(_ *config.Config, specs *[]pg.TargetSpec) { (*specs)[0].DSN = blind })
 	other := pgtest.NewSession(t, pgtest.DSNAs(t, "e2e_other"), "e2e_hidden")
 	other.Run("SELECT pg_sleep(600)")
 	e.slack.Eventually(t, 15*time.Second, "the other role's query to run", func() bool {
@@ -377,14 +378,14 @@ func (e *env) listNow(t *testing.T, app string) []pg.Backend {
 func TestShutdownFinishesInFlightAction(t *testing.T) {
 	t.Parallel()
 	fake := fakeslack.New(t)
-	e, stop := startOn(t, fake, func(c *bot.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = 2 * time.Second })
+	e, stop := startOn(t, fake, func(c *config.Config, _ *[]pg.TargetSpec) { c.VerifyTimeout = 2 * time.Second })
 	v := e.victim(t, "e2e_shutdown", `DO $$ BEGIN LOOP BEGIN PERFORM pg_sleep(60); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END $$`)
 	listing := e.list(t, requester, "0s app=e2e_shutdown")
 	card := e.request(t, requester, listing, v, blocks.ActionCancel)
 	e.slack.Click(t, approver, card, blocks.ActionApprove, "")
-	e.slack.Eventually(t, 10*time.Second, "the approval", func() bool { return len(e.audits(bot.AuditApprove)) == 1 })
+	e.slack.Eventually(t, 10*time.Second, "the approval", func() bool { return len(e.audits(approval.AuditApprove)) == 1 })
 	stop() // as on SIGTERM, in the middle of the 2 s verification
-	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+	if n := len(e.audits(approval.AuditOutcome)); n != 1 {
 		t.Fatalf("%d outcomes recorded by the time Serve returned, want 1", n)
 	}
 	if m, _ := e.slack.Message(card.Channel, card.TS); !strings.Contains(string(m.Blocks), "still running") {
@@ -411,7 +412,7 @@ func TestApproveWithSlackHungThenShutdown(t *testing.T) {
 	}
 	e.slack.Eventually(t, 20*time.Second, "a hung chat.update", func() bool { return fake.Stalled("chat.update") > 0 })
 	stop() // SIGTERM while Slack hangs
-	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+	if n := len(e.audits(approval.AuditOutcome)); n != 1 {
 		t.Errorf("%d outcome records when Serve returned, want 1", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -27,7 +28,7 @@ func TestAlertsFollowTheFleet(t *testing.T) {
 			fake := fakeslack.New(t)
 			fake.Grant(bot.Scopes...)
 			logs := &syncBuffer{}
-			cfg := bot.Config{
+			cfg := config.Config{
 				AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: fake.APIURL(),
 				Approvers: []string{approver}, ApprovalTTL: time.Minute, Command: "/pgkill",
 				MinDuration: time.Minute, VerifyTimeout: 5 * time.Second, ConnectTimeout: time.Second,
@@ -40,7 +41,7 @@ func TestAlertsFollowTheFleet(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer fleet.Close()
-			var store bot.StateStore
+			var store bot.Store
 			var stateDSN string
 			if withStore {
 				stateDSN = pgtest.Database(t, "state_follow")

@@ -128,7 +128,7 @@ func (b *Bot) Handler() http.Handler {
 			s := b.leases.Status()
 			st = &s
 		}
-		r := b.health.readiness(b.replica(), b.targets(), st)
+		r := b.health.readiness(b.cfg.ReplicaName(), b.db.Names(), st)
 		if b.discovery != nil {
 			d := b.discovery.Detail()
 			r.Discovery = &d
@@ -139,7 +139,7 @@ func (b *Bot) Handler() http.Handler {
 		}
 		_ = json.NewEncoder(w).Encode(r)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.metrics.Reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
@@ -149,15 +149,15 @@ func (b *Bot) checkTargets(ctx context.Context) {
 	t := time.NewTicker(b.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		for _, n := range b.targets() {
-			pctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
+		for _, n := range b.db.Names() {
+			pctx, cancel := context.WithTimeout(ctx, b.cfg.QueryTimeout())
 			err := b.db.Ping(pctx, n)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
-			b.health.checked(n, err, b.now())
-			b.metrics.up(n, err == nil)
+			b.health.checked(n, err, time.Now())
+			b.metrics.Up(n, err == nil)
 		}
 		select {
 		case <-ctx.Done():

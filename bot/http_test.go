@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/pg"
 )
 
-func withListen(c *bot.Config, _ *[]pg.TargetSpec) {
+func withListen(c *config.Config, _ *[]pg.TargetSpec) {
 	c.Listen = "127.0.0.1:0"
 	c.PollInterval = 100 * time.Millisecond
 }
@@ -98,7 +98,7 @@ func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 	}
 	dead := l.Addr().String()
 	l.Close()
-	e := start(t, withListen, func(_ *bot.Config, specs *[]pg.TargetSpec) {
+	e := start(t, withListen, func(_ *config.Config, specs *[]pg.TargetSpec) {
 		*specs = append(*specs, pg.TargetSpec{Name: "dead", DSN: "postgres://u@" + dead + "/x?sslmode=disable"})
 	})
 	base := e.addr(t)

@@ -16,6 +16,8 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -82,13 +84,20 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 	logs := &syncWriter{}
 	work, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	cfg := Config{Approvers: IDList{"UAPP"}, ApprovalTTL: time.Minute, VerifyTimeout: time.Second, ConnectTimeout: time.Second,
+	cfg := config.Config{Approvers: config.IDList{"UAPP"}, ApprovalTTL: time.Minute, VerifyTimeout: time.Second, ConnectTimeout: time.Second,
 		Command: "/pgkill", MinDuration: time.Minute}
 	b := New(work, cfg, db, api, nil, slog.New(slog.NewJSONHandler(logs, nil)))
+	go b.out.Run(work)
 	noAck := func(*socketmode.Request, ...any) {}
+	flush := func() {
+		b.wait(10 * time.Second)
+		fctx, cancel := context.WithTimeout(work, 10*time.Second)
+		defer cancel()
+		_ = b.out.Flush(fctx)
+	}
 
 	b.dispatch(slashEvent("0s app=PAYLOAD_MARKER"), noAck)
-	b.wait(10 * time.Second)
+	flush()
 	told := strings.Join(api.told(), "\n")
 	if !strings.Contains(told, "nothing more was done") {
 		t.Errorf("the user was not told: %q", told)
@@ -113,7 +122,7 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 	}
 	// The next envelope is handled.
 	b.dispatch(slashEvent("help"), noAck)
-	b.wait(10 * time.Second)
+	flush()
 	if got := api.told(); len(got) != 2 || !strings.Contains(got[1], "help") {
 		t.Errorf("after the failure, help answered %q", got)
 	}
@@ -136,7 +145,7 @@ func grepLines(s, sub string) string {
 func FuzzInbound(f *testing.F) {
 	sig := blocks.EncodeSignal(blocks.Signal{Action: pg.Cancel, Identity: pg.Identity{Target: "t", PID: 7}})
 	bulk := blocks.EncodeBulk(blocks.Bulk{Action: pg.Terminate, SetID: "S1"})
-	meta, _ := json.Marshal(click{User: "UREQ", Channel: "C", Value: sig})
+	meta, _ := json.Marshal(approval.Click{User: "UREQ", Channel: "C", Value: sig})
 	for _, seed := range []struct {
 		kind                     uint8
 		text, action, value, mta string
@@ -155,9 +164,9 @@ func FuzzInbound(f *testing.F) {
 	} {
 		f.Add(seed.kind, seed.text, seed.action, seed.value, seed.mta)
 	}
-	db := newFakePG()
-	b := newTestBot(f, db, &fakeAPI{}, nil)
-	b.reasons.Required = map[string]bool{"terminate": true}
+	cfg := config.Config{Approvers: config.IDList{"UAPP"}, ApprovalTTL: time.Minute, VerifyTimeout: time.Second, ConnectTimeout: time.Second,
+		Command: "/pgkill", MinDuration: time.Minute, Reason: "terminate"}
+	b := New(context.Background(), cfg, newFakePG(), &fakeAPI{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	noAck := func(*socketmode.Request, ...any) {}
 	f.Fuzz(func(t *testing.T, kind uint8, text, action, value, mta string) {
 		var evt socketmode.Event

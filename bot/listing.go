@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,7 +12,10 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -20,42 +24,59 @@ import (
 // here: a usage error, help, targets, a listing, a doctor report or a bulk
 // request.
 func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
-	q, err := ParseCommand(cmd.Text, b.targets(), b.cfg.MinDuration)
-	b.metrics.command(commandKind(q, err))
-	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", commandKind(q, err)))
-	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
+	q, err := ParseCommand(cmd.Text, b.db.Names(), b.cfg.MinDuration)
+	kind := commandKind(q, err)
+	b.metrics.Command(kind)
+	b.log.Info("command", slog.String("user", cmd.UserID), slog.String("channel", cmd.ChannelID), slog.String("kind", kind))
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.QueryTimeout())
 	defer cancel()
 	var asked []string
 	if err == nil {
 		asked = q.Targets
 	}
-	shown, withheld, ok := b.viewable(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, commandKind(q, err), asked)
+	shown, withheld, ok := b.viewable(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, kind, asked)
 	if !ok {
 		return
 	}
 	if m := b.answer(q, err, shown); m != nil {
-		_ = b.respond(ctx, cmd.ResponseURL, false, *m)
+		b.respond(cmd.ResponseURL, false, *m)
 		return
 	}
 	q.Targets = shown
-	if q.Kind == KindBulk {
-		b.BulkCommand(ctx, cmd.ResponseURL, cmd.UserID, cmd.ChannelID, q)
-		return
+	switch q.Kind {
+	case KindBulk:
+		b.bulkCommand(ctx, cmd, q)
+	case KindDoctor: // private to the caller, always
+		b.respond(cmd.ResponseURL, false, blocks.Doctor(b.db.Doctor(ctx, q.Targets), b.db.Specs()))
+	default:
+		b.post(cmd, b.listing(ctx, q, withheld))
 	}
-	if q.Kind == KindDoctor { // private to the caller, always
-		m := blocks.Doctor(b.db.Doctor(ctx, q.Targets), b.db.Specs())
-		_ = b.respond(ctx, cmd.ResponseURL, false, m)
-		return
-	}
-	m := b.listing(ctx, q, withheld)
-	// Posted in the channel: incident responders share it, and its ts lets
-	// Refresh update it and approvals thread under it. Where the bot may not
-	// post (not a member, a DM), the response_url still can.
-	if _, err := b.post(ctx, cmd.ChannelID, "", m); err != nil {
-		if err := b.respond(ctx, cmd.ResponseURL, true, m); err != nil {
-			b.tell(ctx, cmd.ResponseURL, ":x: pgkill could not post the listing: "+blocks.Escape(err.Error()))
+}
+
+// post shows a listing in the channel: incident responders share it, and
+// its ts lets Refresh update it and approvals thread under it. Where the
+// bot may not post (not a member, a DM), the response_url still can.
+func (b *Bot) post(cmd slack.SlashCommand, m blocks.Message) {
+	b.out.Put(outbox.Item{Key: "listing|" + cmd.TriggerID + "|" + cmd.ResponseURL, Channel: cmd.ChannelID, Msg: m, Within: listingWithin, Sent: func(_ string, err error) {
+		if err == nil {
+			return
 		}
-	}
+		b.out.Put(outbox.Item{Key: "listing-url|" + cmd.ResponseURL, URL: cmd.ResponseURL, InChannel: true, Msg: m, Sent: func(_ string, err error) {
+			if err != nil {
+				b.tell(cmd.ResponseURL, ":x: pgkill could not post the listing: "+blocks.Escape(err.Error()))
+			}
+		}})
+	}})
+}
+
+// listingWithin is how long a listing's post may keep failing before it
+// goes through the command's response_url instead: at 3 a.m. an answer now
+// beats a shared one later.
+const listingWithin = 5 * time.Second
+
+// respond answers privately (or in the channel) through a response_url.
+func (b *Bot) respond(url string, inChannel bool, m blocks.Message) {
+	b.out.Put(outbox.Item{Key: fmt.Sprintf("respond|%s|%d", url, time.Now().UnixNano()), URL: url, InChannel: inChannel, Msg: m})
 }
 
 // answer is the private answer to a command that needs no database: a
@@ -88,14 +109,14 @@ func (b *Bot) answer(q Query, err error, shown []string) *blocks.Message {
 	return &m
 }
 
-// Refresh re-runs the listing a Refresh button belongs to, in place.
-func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args string) {
-	q, err := ParseCommand(args, b.targets(), b.cfg.MinDuration)
+// refresh re-runs the listing a Refresh button belongs to, in place.
+func (b *Bot) refresh(ctx context.Context, cb slack.InteractionCallback, args string) {
+	q, err := ParseCommand(args, b.db.Names(), b.cfg.MinDuration)
 	if err != nil || q.Kind != KindList {
-		b.tell(ctx, cb.ResponseURL, ":warning: this listing can no longer be refreshed ("+blocks.Escape(errText(err))+"); run the command again.")
+		b.tell(cb.ResponseURL, ":warning: this listing can no longer be refreshed ("+blocks.Escape(errText(err))+"); run the command again.")
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.queryTimeout())
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.QueryTimeout())
 	defer cancel()
 	shown, withheld, ok := b.viewable(ctx, cb.ResponseURL, cb.User.ID, cb.Channel.ID, "refresh", q.Targets)
 	if !ok {
@@ -103,9 +124,13 @@ func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args st
 	}
 	q.Targets = shown
 	m := b.listing(ctx, q, withheld)
-	if err := b.update(ctx, cb.Channel.ID, cb.Container.MessageTs, m); err != nil {
-		b.tell(ctx, cb.ResponseURL, ":x: pgkill could not refresh the listing: "+blocks.Escape(err.Error()))
-	}
+	url := cb.ResponseURL
+	b.out.Put(outbox.Item{Key: "listing|" + cb.Channel.ID + "|" + cb.Container.MessageTs, Channel: cb.Channel.ID, TS: cb.Container.MessageTs, Msg: m,
+		Sent: func(_ string, err error) {
+			if err != nil {
+				b.tell(url, ":x: pgkill could not refresh the listing: "+blocks.Escape(err.Error()))
+			}
+		}})
 }
 
 // viewable splits the targets a command asks for into those user may see
@@ -114,9 +139,9 @@ func (b *Bot) Refresh(ctx context.Context, cb slack.InteractionCallback, args st
 // none may be seen it answers the user privately with the reasons (naming
 // only targets the user asked for), records the refusal and returns false.
 func (b *Bot) viewable(ctx context.Context, responseURL, user, channel, what string, asked []string) (shown, withheld []string, ok bool) {
-	visible, d := b.policy.Visible(ctx, user, channel, b.targets())
+	visible, d := b.policy.Visible(ctx, user, channel, b.db.Names())
 	if len(visible) == 0 {
-		b.refuse(ctx, responseURL, user, channel, what, asked, d.Why)
+		b.refuse(responseURL, user, channel, what, asked, d.Why)
 		return nil, nil, false
 	}
 	if len(asked) == 0 {
@@ -135,7 +160,7 @@ func (b *Bot) viewable(ctx context.Context, responseURL, user, channel, what str
 		}
 	}
 	if len(shown) == 0 {
-		b.refuse(ctx, responseURL, user, channel, what, asked, strings.Join(whys, " "))
+		b.refuse(responseURL, user, channel, what, asked, strings.Join(whys, " "))
 		return nil, nil, false
 	}
 	return shown, withheld, true
@@ -144,33 +169,67 @@ func (b *Bot) viewable(ctx context.Context, responseURL, user, channel, what str
 // listing lists q's targets (q.Targets: those the user may see); withheld
 // says which the user asked for and may not see here.
 func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Message {
-	targets := q.Targets
-	if len(targets) == 0 {
-		targets = b.targets()
+	results := b.list(ctx, q)
+	// Cancel all / Terminate all act on exactly what this listing matched.
+	now := time.Now()
+	l := blocks.Listing{
+		Targets: q.Targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
+		Results: results, Now: now, Withheld: withheld, Roles: roles(b.db),
 	}
+	if set := request.Freeze(results, strings.TrimSpace(q.Args), now); len(set.Members) >= 2 {
+		l.BulkSet, l.BulkCount = b.flow.KeepSet(ctx, set)
+	}
+	return blocks.ListingMessage(l)
+}
+
+// list lists q's targets, recording each one's health.
+func (b *Bot) list(ctx context.Context, q Query) []pg.Listing {
 	start := time.Now()
 	results := b.db.List(ctx, q.Targets, q.Filter)
 	took := time.Since(start)
 	for _, r := range results {
-		b.metrics.listed(r.Target, took, r.Err == nil)
-		b.health.checked(r.Target, r.Err, b.now())
+		b.metrics.Listed(r.Target, took, r.Err == nil)
+		b.health.checked(r.Target, r.Err, time.Now())
 		if r.Err != nil {
 			b.log.Warn("target could not be listed", slog.String("target", r.Target), slog.String("error", r.Err.Error()))
 		}
 	}
-	// Cancel all / Terminate all act on exactly what this listing matched.
-	l := blocks.Listing{
-		Targets: targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,
-		Results: results, Now: b.now(), Withheld: withheld, Roles: roles(b.db),
+	return results
+}
+
+// bulkCommand handles `/pgkill cancel|terminate …`: it lists what matches
+// now, freezes that set and asks for approval of it. q.Targets are the
+// targets the user may see (Command checked them).
+func (b *Bot) bulkCommand(ctx context.Context, cmd slack.SlashCommand, q Query) {
+	scope := strings.TrimSpace(fmt.Sprintf("%s ≥ %s %s", strings.Join(q.Targets, " "), blocks.Duration(q.Threshold), q.Filters))
+	kinds := policy.KindsOf(string(q.Action), true)
+	if why := b.flow.ReasonRefusal(q.Action, kinds, q.Reason, scope); why != "" {
+		b.tell(cmd.ResponseURL, why)
+		return
 	}
-	if f := freeze(results, strings.TrimSpace(q.Args), b.now()); len(f.Members) >= 2 {
-		if id, err := b.sets.put(ctx, f); err != nil {
-			b.log.Error("could not keep the listing's set: no Cancel all", slog.String("error", err.Error()))
-		} else {
-			l.BulkSet, l.BulkCount = id, len(f.Members)
+	var failed []string
+	ls := b.list(ctx, q)
+	for _, l := range ls {
+		if l.Err != nil {
+			failed = append(failed, l.Target+": "+l.Err.Error())
 		}
 	}
-	return blocks.ListingMessage(l)
+	if len(failed) > 0 {
+		b.tell(cmd.ResponseURL, ":x: nothing was requested: "+blocks.Escape(strings.Join(failed, "; "))+". A bulk request needs every target it names to answer; name the targets that do.")
+		return
+	}
+	c := approval.Click{User: cmd.UserID, Channel: cmd.ChannelID, ResponseURL: cmd.ResponseURL}
+	if a, ok := b.flow.AskSet(ctx, c, q.Action, request.Freeze(ls, scope, time.Now())); ok {
+		b.flow.Make(ctx, c, a, q.Reason)
+	}
+}
+
+// commandKind classifies a command for the metric without its arguments.
+func commandKind(q Query, err error) string {
+	if err != nil {
+		return "invalid"
+	}
+	return strings.ToLower(q.Kind)
 }
 
 func errText(err error) string {

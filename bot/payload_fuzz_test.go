@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/redact"
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -58,10 +59,10 @@ func FuzzNoSecretInSlackPayloads(f *testing.F) {
 		ls := db.List(context.Background(), nil, pg.Filter{})
 		b := ls[0].Backends[0]
 		now := time.Now()
-		req := blocks.Request{ID: "R1", Action: pg.Cancel, Backend: b, Requester: "U1", State: blocks.StatePending, RequestedAt: now, ExpiresAt: now}
+		req := request.Request{ID: "R1", Action: pg.Cancel, Backend: b, Requester: "U1", State: request.Pending, Requested: now, Expires: now}
 		msgs := []any{
 			blocks.ListingMessage(blocks.Listing{Targets: []string{"prod"}, Results: ls, Now: now}),
-			blocks.RequestMessage(req),
+			blocks.RequestMessage(req, nil),
 			blocks.AlertMessage(blocks.Alert{Backend: b, Since: now, Now: now}),
 			blocks.AlertSummary(blocks.Summary{Backends: []pg.Backend{b, b}, Show: 3, BulkSet: "S1", BulkCount: 2, Now: now}),
 			blocks.AuditLine("request", "U1", req, ""),

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -24,9 +25,9 @@ func publicPosts(e *env) []fakeslack.Message {
 // and the refusal in the audit log.
 func TestBoundariesRefuse(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) {
-		c.Channels = bot.IDList{channel}
-		c.Viewers = bot.IDList{requester, approver, "S0DBA"}
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) {
+		c.Channels = config.IDList{channel}
+		c.Viewers = config.IDList{requester, approver, "S0DBA"}
 	})
 	cases := []struct {
 		name, user, ch, team, want string
@@ -56,7 +57,7 @@ func TestBoundariesRefuse(t *testing.T) {
 	if n := len(publicPosts(e)); n != 0 {
 		t.Errorf("%d public messages after refused commands", n)
 	}
-	if n := len(e.audits(bot.AuditRefuse)); n != len(cases) {
+	if n := len(e.audits(approval.AuditRefuse)); n != len(cases) {
 		t.Errorf("%d refusals in the audit log, want %d", n, len(cases))
 	}
 	// Doctor, allowed, is private to the caller.
@@ -82,7 +83,7 @@ func TestPolicyFilePerTargetApprovers(t *testing.T) {
 	if err := os.WriteFile(file, []byte("targets:\n  main:\n    approvers: [S0DBA]\n  stage*:\n    approvers: [U0STAGE]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := start(t, func(c *bot.Config, specs *[]pg.TargetSpec) {
+	e := start(t, func(c *config.Config, specs *[]pg.TargetSpec) {
 		c.PolicyFile = file
 		*specs = append(*specs, pg.TargetSpec{Name: "stage", DSN: (*specs)[0].DSN})
 	})
@@ -108,7 +109,7 @@ func TestPolicyFileErrorsNameLines(t *testing.T) {
 	if err := os.WriteFile(file, []byte("targets:\n  prod:\n    approvers: [bob]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := bot.Config{Approvers: bot.IDList{"U0X"}, PolicyFile: file}
+	cfg := config.Config{Approvers: config.IDList{"U0X"}, PolicyFile: file}
 	_, err := cfg.Policy()
 	if err == nil || !strings.Contains(err.Error(), "PGKILL_POLICY_FILE "+file+": line 3: ") {
 		t.Errorf("err = %v", err)
@@ -120,7 +121,7 @@ func TestPolicyFileErrorsNameLines(t *testing.T) {
 // clicking the final approval at once exactly one signals.
 func TestTwoApprovals(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Approvals = "cancel=2" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Approvals = "cancel=2" })
 	crowd := []string{"U0DBA01", "U0DBA02", "U0DBA03", "U0DBA04", "U0DBA05", "U0DBA06", "U0DBA07", "U0DBA08", "U0DBA09", "U0DBA10"}
 	e.slack.SetGroup("S0DBA", append([]string{groupie}, crowd...)...)
 	v := e.victim(t, "two_approvals", "SELECT pg_sleep(60)")
@@ -150,10 +151,10 @@ func TestTwoApprovals(t *testing.T) {
 		}
 		return n >= len(crowd)-1
 	})
-	if n := len(e.audits(bot.AuditOutcome)); n != 1 {
+	if n := len(e.audits(approval.AuditOutcome)); n != 1 {
 		t.Errorf("%d outcomes (signals), want 1", n)
 	}
-	if n := len(e.audits(bot.AuditApprove)); n != 2 {
+	if n := len(e.audits(approval.AuditApprove)); n != 2 {
 		t.Errorf("%d approvals recorded, want 2", n)
 	}
 }

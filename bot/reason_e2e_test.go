@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -21,7 +22,7 @@ func reasonValues(text string) map[string]map[string]string {
 // the outcome, in the audit record and in the audit channel.
 func TestRequiredReason(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Reason, c.AuditChannel = "cancel", "C0AUDIT" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Reason, c.AuditChannel = "cancel", "C0AUDIT" })
 	v := e.victim(t, "reason_required", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=reason_required")
 	e.slack.WaitAck(t, e.slack.Click(t, requester, listing, blocks.ActionCancel, pidValue(v)))
@@ -50,7 +51,7 @@ func TestRequiredReason(t *testing.T) {
 		t.Errorf("victim SQLSTATE %q", code)
 	}
 	e.card(t, listing.TS, "the outcome with the reason", has("The query ended", "*Reason:*"))
-	for _, ev := range []string{bot.AuditRequest, bot.AuditOutcome} {
+	for _, ev := range []string{approval.AuditRequest, approval.AuditOutcome} {
 		if r := e.audits(ev); len(r) != 1 || r[0]["reason"] != "INC-42: report blocks <checkout> *now*" {
 			t.Errorf("%s record: %v", ev, r)
 		}
@@ -68,7 +69,7 @@ func TestRequiredReason(t *testing.T) {
 // An optional reason may be left empty; the request is made without one.
 func TestOptionalReasonMayBeEmpty(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Reason = "optional" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Reason = "optional" })
 	v := e.victim(t, "reason_optional", "SELECT pg_sleep(60)")
 	listing := e.list(t, requester, "0s app=reason_optional")
 	e.slack.Click(t, requester, listing, blocks.ActionTerminate, pidValue(v))

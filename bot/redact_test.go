@@ -8,7 +8,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -31,7 +31,7 @@ const redactVictimSQL = `SELECT /* api_key='sk_live_incomment' ssn=123-45-6789 *
 // alert, approval card, outcome, audit channel — or the logs. Not parallel:
 // the alert watcher sees every session of the shared server.
 func TestRedactedEverywhere(t *testing.T) {
-	e := start(t, withAlerts, func(c *bot.Config, _ *[]pg.TargetSpec) { c.AuditChannel = "C0AUDIT" })
+	e := start(t, withAlerts, func(c *config.Config, _ *[]pg.TargetSpec) { c.AuditChannel = "C0AUDIT" })
 	holder := pgtest.NewSession(t, e.dsn, "e2e_redact_holder")
 	holder.Exec(t, "SELECT pg_advisory_lock(4242)")
 	v := e.victim(t, "e2e_redact", redactVictimSQL)
@@ -61,7 +61,7 @@ func TestRedactedEverywhere(t *testing.T) {
 // the planted secrets do reach pg_stat_activity and secretsShown finds them.
 func TestRedactNoneShowsQueryText(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *bot.Config, _ *[]pg.TargetSpec) { c.Redact = "none" })
+	e := start(t, func(c *config.Config, _ *[]pg.TargetSpec) { c.Redact = "none" })
 	holder := pgtest.NewSession(t, e.dsn, "e2e_redact_none_holder")
 	holder.Exec(t, "SELECT pg_advisory_lock(4243)")
 	e.victim(t, "e2e_redact_none", strings.Replace(redactVictimSQL, "4242", "4243", 1))
@@ -100,7 +100,7 @@ func (e *env) secretsShown() []string {
 }
 
 func TestRedactSetting(t *testing.T) {
-	var cfg bot.Config
+	var cfg config.Config
 	if err := envconfig.Process("", &cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -8,60 +8,31 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pgkill/pgkill/bot/alert"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
 )
 
-// shutdownGrace bounds how long in-flight actions may run after SIGTERM:
-// long enough for a signal plus its verification.
-func (c Config) shutdownGrace() time.Duration {
-	return c.VerifyTimeout + c.ConnectTimeout + 10*time.Second
-}
+// outboxDrain bounds how long shutdown waits for queued Slack writes: with
+// many targets alerting, the queue may hold more than Slack's pace lets out
+// in any reasonable time. Alerts not posted are not recorded as posted (a
+// restarted pgkill or another replica posts them).
+const outboxDrain = 5 * time.Second
 
-// alertDrain bounds how long shutdown waits for queued alert messages:
-// with many targets alerting, the queue may hold more than Slack's pace
-// lets out in any reasonable time. Alerts not posted are not recorded as
-// posted (a restarted pgkill or another process posts them).
-const alertDrain = 5 * time.Second
+// recordWait bounds how long shutdown waits, after the outbox, for the
+// records its answers start (a card's ts).
+const recordWait = 15 * time.Second
 
 // slackHTTPTimeout bounds every HTTP request to Slack.
 const slackHTTPTimeout = 20 * time.Second
-
-// NewLogger makes the process logger: JSON (default) or text, at the
-// configured level.
-func NewLogger(cfg Config, out io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.LogLevel)))
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewJSONHandler(out, opts)
-	if cfg.LogFormat == "text" {
-		h = slog.NewTextHandler(out, opts)
-	}
-	// Every line, audit records included, names the replica that wrote it.
-	return slog.New(h).With(slog.String("replica", cfg.ReplicaName()))
-}
-
-// replica is this replica's name (PGKILL_REPLICA, else the hostname).
-func (b *Bot) replica() string { return b.cfg.ReplicaName() }
-
-// hello checks Slack's hello: several Socket Mode connections of this app
-// without a state store are several replicas that each poll every target
-// and keep requests to themselves — alerts twice, clicks on another
-// replica's cards unknown.
-func (b *Bot) hello(connections int) {
-	b.log.Debug("hello from Slack", slog.Int("num_connections", connections))
-	if connections > 1 && b.store == nil {
-		b.log.Warn("Slack reports several connections of this app and pgkill has no state store: each replica alerts on its own (twice, three times …) and knows only its own requests; set PGKILL_STATE_DSN on every replica", slog.Int("num_connections", connections))
-	}
-}
 
 // ServeOption adds an optional part to Serve.
 type ServeOption func(*Bot)
@@ -71,15 +42,15 @@ type ServeOption func(*Bot)
 // the fleet are forgotten there.
 func WithDiscovery(r discovery.Refresher) ServeOption {
 	return func(b *Bot) {
-		b.discovery = discovery.New(r, b.metrics.reg, func(ch pg.FleetChange) { b.metrics.forget(ch.Removed) })
+		b.discovery = discovery.New(r, b.metrics.Reg, func(ch pg.FleetChange) { b.metrics.Forget(ch.Removed) })
 	}
 }
 
 // Serve runs the Slack bot until ctx ends (SIGINT/SIGTERM): then it stops
 // taking events, lets in-flight actions finish (bounded), and returns nil.
-// It returns an error only when Slack refuses the tokens. store may be nil:
-// requests and alerts then live in memory.
-func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOut io.Writer, opts ...ServeOption) error {
+// It returns an error only when Slack refuses the tokens or the listener
+// cannot listen. store may be nil: requests and alerts then live in memory.
+func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, logOut io.Writer, opts ...ServeOption) error {
 	log := NewLogger(cfg, logOut)
 	// slack-go's default HTTP client has no timeout: a hung Slack would hold
 	// whatever waits on it.
@@ -103,33 +74,25 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 		return fmt.Errorf("slack auth.test (SLACK_BOT_TOKEN): %w", err)
 	}
 	b.team, b.org = who.TeamID, who.EnterpriseID
-	// A store that keeps leases (pg.Store) shares the alert polling among
-	// the replicas: each target is polled by the one replica holding its lease.
-	var storeUp func() float64
-	if ls, ok := store.(lease.Store); ok && cfg.AlertChannel != "" {
-		b.leases = lease.New(ls, cfg.ReplicaName(), cfg.PollInterval, b.targets, log)
-		storeUp = func() float64 {
-			if b.leases.Status().Err != nil {
-				return 0
-			}
-			return 1
+	var l net.Listener
+	if cfg.Listen != "" {
+		if l, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("PGKILL_LISTEN %s: %w", cfg.Listen, err)
 		}
-		log.Info("alert polling shared through leases in the state store", slog.Duration("lease_ttl", b.leases.TTL()), slog.Duration("renew_every", b.leases.Every()))
 	}
-	b.metrics.replica(cfg.ReplicaName(), storeUp)
+	b.startLeases(store)
 	if len(cfg.Channels) == 0 && cfg.PolicyFile == "" {
 		log.Warn("PGKILL_CHANNELS is empty: /pgkill answers in any channel and direct message of the workspace; set it to the incident channels")
 	}
 	log.Info("pgkill starting", slog.Any("targets", db.Names()), slog.String("command", cfg.Command),
 		slog.String("api_url", cfg.APIURL), slog.Bool("state_store", store != nil))
 
-	var l net.Listener
-	if cfg.Listen != "" {
-		var err error
-		if l, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("PGKILL_LISTEN %s: %w", cfg.Listen, err)
-		}
-	}
+	// The outbox outlives ctx by outboxDrain: what was queued before SIGTERM
+	// still goes out if Slack takes it in time.
+	octx, cancelOut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOut()
+	outDone := make(chan struct{})
+	go func() { defer close(outDone); b.out.Run(octx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -140,64 +103,105 @@ func Serve(ctx context.Context, cfg Config, db Postgres, store StateStore, logOu
 		return fmt.Errorf("slack socket mode: %w", err)
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
-	g.Go(func() error { b.sweep(gctx); return nil }) // expiry, abandoned approvals
+	g.Go(func() error { b.flow.Sweep(gctx); return nil }) // expiry, abandoned approvals
 	if b.discovery != nil {
 		g.Go(func() error { b.discovery.Run(gctx); return nil })
 	}
-	// The alert outbox outlives ctx by alertDrain: alerts queued before
-	// SIGTERM still go out if Slack takes them in time.
-	out := newAlertOutbox(b)
-	octx, cancelOut := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelOut()
-	outDone := make(chan struct{})
 	if cfg.AlertChannel != "" {
-		b.metrics.outboxPending(out.Pending)
-		go func() { defer close(outDone); out.Run(octx) }()
-		w := newWatcher(b, out)
-		g.Go(func() error { return w.run(gctx) })
+		w := b.watcher(store)
+		g.Go(func() error { return w.Run(gctx) })
 		log.Info("alerts on", slog.String("channel", cfg.AlertChannel), slog.Duration("after", cfg.AlertAfter),
 			slog.Duration("idle_tx_after", cfg.IdleTxAlertAfter), slog.Duration("poll_interval", cfg.PollInterval))
-	} else {
-		close(outDone)
 	}
 	if l != nil {
-		srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		log.Info("serving /healthz, /readyz and /metrics", slog.String("addr", l.Addr().String()))
-		g.Go(func() error {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("http: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
-		if cfg.AlertChannel == "" { // the watcher's polls keep target health otherwise
-			g.Go(func() error { b.checkTargets(gctx); return nil })
-		}
+		b.serveHTTP(g, gctx, l)
 	}
 	err = g.Wait()
 
-	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.shutdownGrace()))
-	drained := make(chan struct{})
-	go func() {
-		defer close(drained)
-		dctx, cancel := context.WithTimeout(context.Background(), alertDrain)
-		defer cancel()
-		if out.Flush(dctx) != nil {
-			log.Warn("alert messages not sent before shutdown", slog.Int("messages", out.Pending()))
-		}
-		cancelOut()
-		<-outDone
-	}()
-	if !b.wait(cfg.shutdownGrace()) {
+	log.Info("stopping: waiting for in-flight actions", slog.Duration("grace", cfg.ShutdownGrace()))
+	if !b.wait(cfg.ShutdownGrace()) {
 		log.Warn("in-flight actions did not finish in time")
 	}
-	<-drained
+	// What the handlers queued goes out; what Slack's answers start (a
+	// card's record) finishes.
+	dctx, cancel := context.WithTimeout(context.Background(), outboxDrain)
+	if b.out.Flush(dctx) != nil {
+		log.Warn("alert messages not sent before shutdown", slog.Int("messages", b.out.Pending()))
+	}
+	cancel()
+	b.flow.Wait(recordWait)
+	cancelOut()
+	<-outDone
 	cancelWork()
 	log.Info("pgkill stopped")
 	return err
+}
+
+// startLeases shares the alert polling among the replicas when the state
+// store keeps leases: each target is polled by the one replica holding its
+// lease.
+func (b *Bot) startLeases(store Store) {
+	var storeUp func() float64
+	if store != nil && b.cfg.AlertChannel != "" {
+		b.leases = lease.New(store, b.cfg.ReplicaName(), b.cfg.PollInterval, b.db.Names, b.log)
+		storeUp = func() float64 {
+			if b.leases.Status().Err != nil {
+				return 0
+			}
+			return 1
+		}
+		b.log.Info("alert polling shared through leases in the state store", slog.Duration("lease_ttl", b.leases.TTL()), slog.Duration("renew_every", b.leases.Every()))
+	}
+	b.metrics.Replica(b.cfg.ReplicaName(), storeUp)
+}
+
+// watcher makes the alert watcher over the bot's parts.
+func (b *Bot) watcher(store Store) *alert.Watcher {
+	protect, _ := b.cfg.ProtectRules() // checked by Validate
+	ignore, _ := b.cfg.AlertIgnoreRules()
+	d := alert.Deps{DB: b.db, Out: b.out, Requests: b.flow.Store(), Sets: b.flow, Metrics: b.metrics, Log: b.log,
+		Checked: func(target string, err error) { b.health.checked(target, err, time.Now()) }}
+	if store != nil {
+		d.Store = store
+	}
+	if b.leases != nil {
+		d.Leases = b.leases
+	}
+	return alert.New(b.work, alert.Config{
+		Channel: b.cfg.AlertChannel, After: b.cfg.AlertAfter, IdleTxAfter: b.cfg.IdleTxAlertAfter, PollInterval: b.cfg.PollInterval,
+		MaxPerPoll: b.cfg.AlertMaxPerPoll, EditEvery: b.cfg.AlertEditEvery, QueryTimeout: b.cfg.QueryTimeout(),
+		Protect: protect, Ignore: ignore,
+	}, d)
+}
+
+// serveHTTP serves /healthz, /readyz and /metrics on l until ctx ends.
+func (b *Bot) serveHTTP(g *errgroup.Group, ctx context.Context, l net.Listener) {
+	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	b.log.Info("serving /healthz, /readyz and /metrics", slog.String("addr", l.Addr().String()))
+	g.Go(func() error {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if b.cfg.AlertChannel == "" { // the watcher's polls keep target health otherwise
+		g.Go(func() error { b.checkTargets(ctx); return nil })
+	}
+}
+
+// hello checks Slack's hello: several Socket Mode connections of this app
+// without a state store are several replicas that each poll every target
+// and keep requests to themselves — alerts twice, clicks on another
+// replica's cards unknown.
+func (b *Bot) hello(connections int) {
+	b.log.Debug("hello from Slack", slog.Int("num_connections", connections))
+	if connections > 1 && !b.stored {
+		b.log.Warn("Slack reports several connections of this app and pgkill has no state store: each replica alerts on its own (twice, three times …) and knows only its own requests; set PGKILL_STATE_DSN on every replica", slog.Int("num_connections", connections))
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/approval"
 )
 
 // listen is the only code that touches socketmode: it acks every envelope
@@ -71,9 +72,7 @@ func (b *Bot) dispatch(evt socketmode.Event, ack acker) {
 		}
 		if !b.ourTeam(team, cb.Enterprise.ID) {
 			b.foreign(ack, nil, cb.User.ID, team, "button")
-			b.handle(string(evt.Type), "", func(ctx context.Context) {
-				b.tell(ctx, cb.ResponseURL, ":no_entry: pgkill acts only for members of its own workspace.")
-			})
+			b.tell(cb.ResponseURL, ":no_entry: pgkill acts only for members of its own workspace.")
 			return
 		}
 		for _, act := range cb.ActionCallback.BlockActions {
@@ -86,11 +85,11 @@ func (b *Bot) dispatch(evt socketmode.Event, ack acker) {
 	case socketmode.EventTypeConnecting:
 		b.log.Info("connecting to Slack")
 		b.health.setConnected(false)
-		b.metrics.socketDown()
+		b.metrics.SocketDown()
 	case socketmode.EventTypeConnected:
 		b.log.Info("connected to Slack")
 		b.health.setConnected(true)
-		b.metrics.socketUp()
+		b.metrics.SocketUp()
 	case socketmode.EventTypeHello:
 		if evt.Request != nil {
 			b.hello(evt.Request.NumConnections)
@@ -98,7 +97,7 @@ func (b *Bot) dispatch(evt socketmode.Event, ack acker) {
 	case socketmode.EventTypeConnectionError:
 		b.log.Warn("Slack connection error; slack-go retries", slog.Any("detail", evt.Data))
 		b.health.setConnected(false)
-		b.metrics.socketDown()
+		b.metrics.SocketDown()
 	case socketmode.EventTypeInvalidAuth:
 		b.log.Error("Slack refused the app token (invalid_auth)")
 	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
@@ -130,9 +129,9 @@ func (b *Bot) recovered(ctx context.Context, kind, responseURL string) {
 	}
 	b.log.Error("a handler failed and was stopped; nothing more was done for it", slog.String("envelope", kind),
 		slog.String("panic", what), slog.String("stack", string(debug.Stack())))
-	b.metrics.panicked(kind)
+	b.metrics.Panicked(kind)
 	if responseURL != "" {
-		b.tell(ctx, responseURL, ":x: pgkill failed while handling that (an internal error, logged): nothing more was done for it. If it was an approval, its card says what happened.")
+		b.tell(responseURL, ":x: pgkill failed while handling that (an internal error, logged): nothing more was done for it. If it was an approval, its card says what happened.")
 	}
 }
 
@@ -177,33 +176,10 @@ func (b *Bot) ourTeam(team, org string) bool {
 
 // foreign refuses a payload from another workspace: privately, recorded.
 func (b *Bot) foreign(ack acker, req *socketmode.Request, user, team, what string) {
-	b.log.Info("audit", slog.String("event", AuditRefuse), slog.String("actor", user), slog.String("team", team),
+	b.log.Info("audit", slog.String("event", approval.AuditRefuse), slog.String("actor", user), slog.String("team", team),
 		slog.String("asked", what), slog.String("why", "another workspace"))
-	b.metrics.command("refused")
+	b.metrics.Command("refused")
 	if req != nil {
 		ack(req, map[string]any{"response_type": "ephemeral", "text": "pgkill acts only for members of its own workspace."})
-	}
-}
-
-// Action routes a button press by its action_id.
-func (b *Bot) Action(ctx context.Context, cb slack.InteractionCallback, actionID, value string) {
-	b.log.Info("button", slog.String("user", cb.User.ID), slog.String("action_id", actionID), slog.String("channel", cb.Channel.ID))
-	switch actionID {
-	case blocks.ActionCancel, blocks.ActionTerminate, blocks.ActionRequestTerminate:
-		b.Request(ctx, cb, value)
-	case blocks.ActionBulkCancel, blocks.ActionBulkTerminate:
-		b.BulkClick(ctx, clickOf(cb, value))
-	case blocks.ActionBulkNext:
-		b.BulkNext(ctx, cb, clickOf(cb, value))
-	case blocks.ActionApprove:
-		b.Approve(ctx, cb, value)
-	case blocks.ActionDeny:
-		b.Deny(ctx, cb, value)
-	case blocks.ActionWithdraw:
-		b.Withdraw(ctx, cb, value)
-	case blocks.ActionRefresh:
-		b.Refresh(ctx, cb, value)
-	default:
-		b.log.Warn("unknown action", slog.String("action_id", actionID))
 	}
 }

@@ -6,7 +6,8 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/fakeslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -17,7 +18,7 @@ import (
 func TestStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	fake := fakeslack.New(t)
-	state := func(c *bot.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_restart") }
+	state := func(c *config.Config, _ *[]pg.TargetSpec) { c.StateDSN = pgtest.Database(t, "state_restart") }
 	first, stop := startOn(t, fake, state)
 	v := first.victim(t, "state_restart", "SELECT pg_sleep(60)")
 	listing := first.list(t, requester, "0s app=state_restart")
@@ -44,7 +45,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 func TestStateExpiresAfterRestart(t *testing.T) {
 	t.Parallel()
 	fake := fakeslack.New(t)
-	state := func(c *bot.Config, _ *[]pg.TargetSpec) {
+	state := func(c *config.Config, _ *[]pg.TargetSpec) {
 		c.StateDSN, c.ApprovalTTL = pgtest.Database(t, "state_expire"), 3*time.Second
 	}
 	first, stop := startOn(t, fake, state)
@@ -58,7 +59,7 @@ func TestStateExpiresAfterRestart(t *testing.T) {
 	if !v.Running() {
 		t.Error("victim ended")
 	}
-	if n := len(second.audits(bot.AuditExpire)); n != 1 {
+	if n := len(second.audits(approval.AuditExpire)); n != 1 {
 		t.Errorf("the restarted process expired %d requests, want 1", n)
 	}
 }

@@ -3,6 +3,7 @@ package pg_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,17 +32,21 @@ func openStores(t *testing.T, n int) []*pg.Store {
 	return stores
 }
 
-func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
+// Records: one open record per key; of concurrent updates on one version
+// exactly one lands, across processes; closed records are pruned and found
+// by member; due ones are found by the store's clock.
+func TestStoreRecordsDecideOnceAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	ss := openStores(t, 3)
 	key := fmt.Sprintf("cancel|once|%d", time.Now().UnixNano()) // unique per run: the tables outlive a test
-	r, created, err := ss[0].AddRequest(ctx(t), key, []byte(`{"n":1}`))
-	if err != nil || !created || r.State != "pending" {
+	member := "m|" + key
+	r, created, err := ss[0].AddRecord(ctx(t), pg.Record{Key: key, State: "a", Members: []string{member}, Doc: []byte(`{"n":1}`)}, time.Hour, 0)
+	if err != nil || !created || r.State != "a" || !r.Open || r.Expires.Sub(r.Created) != time.Hour || !r.Deadline.IsZero() {
 		t.Fatalf("add = %+v %v %v", r, created, err)
 	}
-	again, created, err := ss[1].AddRequest(ctx(t), key, []byte(`{"n":2}`))
+	again, created, err := ss[1].AddRecord(ctx(t), pg.Record{Key: key, State: "a", Doc: []byte(`{"n":2}`)}, time.Hour, 0)
 	if err != nil || created || again.ID != r.ID {
-		t.Errorf("second pending request for the same backend: %+v %v %v", again, created, err)
+		t.Errorf("second open record for the same key: %+v %v %v", again, created, err)
 	}
 
 	var wins atomic.Int32
@@ -50,7 +55,9 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := ss[i%3].Update(ctx(t), r.ID, r.Version, "approved", []byte(`{"n":3}`))
+			next := r
+			next.State, next.Open, next.Doc = "b", false, []byte(`{"n":3}`)
+			ok, err := ss[i%3].UpdateRecord(ctx(t), next)
 			if err != nil {
 				t.Error(err)
 			}
@@ -61,34 +68,40 @@ func TestStoreRequestsDecideOnceAcrossProcesses(t *testing.T) {
 	}
 	wg.Wait()
 	if wins.Load() != 1 {
-		t.Errorf("%d transitions won, want 1", wins.Load())
+		t.Errorf("%d updates won, want 1", wins.Load())
 	}
-	got, err := ss[2].Request(ctx(t), r.ID)
-	if err != nil || got.State != "approved" || string(got.Doc) != `{"n": 3}` {
-		t.Errorf("request = %+v (%s), %v", got, got.Doc, err)
+	got, now, err := ss[2].Record(ctx(t), r.ID)
+	if err != nil || got.State != "b" || got.Open || string(got.Doc) != `{"n": 3}` || got.Version != r.Version+1 || now.Before(got.Created) {
+		t.Errorf("record = %+v (%s) at %v, %v", got, got.Doc, now, err)
 	}
-	if ok, _ := ss[0].Update(ctx(t), r.ID, r.Version, "done", []byte(`{}`)); ok {
+	if ok, _ := ss[0].UpdateRecord(ctx(t), r); ok {
 		t.Error("an update on a stale version was accepted")
 	}
-	if ok, _ := ss[0].Update(ctx(t), r.ID, got.Version, "done", []byte(`{}`)); !ok {
-		t.Error("approved → done refused")
+	with, err := ss[1].RecordsWith(ctx(t), member)
+	if err != nil || len(with) != 1 || with[0].ID != r.ID {
+		t.Errorf("records with its member = %+v, %v", with, err)
 	}
-	done, err := ss[1].RequestsByDedup(ctx(t), []string{key, "terminate|once"}, "done")
-	if err != nil || len(done) != 1 || done[0].ID != r.ID {
-		t.Errorf("done = %+v, %v", done, err)
+	// Closed: a new record for the same key may be made.
+	fresh, created, _ := ss[0].AddRecord(ctx(t), pg.Record{Key: key, State: "a", Doc: []byte(`{}`)}, -time.Second, 0)
+	if !created {
+		t.Error("a closed record blocks a new one")
 	}
-	// Decided: a new request for the same backend may be made.
-	if _, created, _ := ss[0].AddRequest(ctx(t), key, []byte(`{}`)); !created {
-		t.Error("a decided request blocks a new one")
+	due, _, err := ss[0].DueRecords(ctx(t))
+	if err != nil || !slices.ContainsFunc(due, func(d pg.Record) bool { return d.ID == fresh.ID }) {
+		t.Errorf("an open record past its expiry is not due: %v", err)
 	}
-	if err := ss[0].PruneRequests(ctx(t), time.Now().Add(time.Hour)); err != nil {
+	got.Decided = time.Now().Add(-48 * time.Hour)
+	if ok, err := ss[0].UpdateRecord(ctx(t), got); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if err := ss[0].PruneRecords(ctx(t), 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ss[0].Request(ctx(t), r.ID); !errors.Is(err, pg.ErrNotFound) {
-		t.Errorf("pruned request: %v", err)
+	if _, _, err := ss[0].Record(ctx(t), r.ID); !errors.Is(err, pg.ErrNotFound) {
+		t.Errorf("pruned record: %v", err)
 	}
-	if pending, err := ss[0].RequestsIn(ctx(t), "pending"); err != nil || len(pending) == 0 {
-		t.Errorf("the pending request was pruned: %v %v", pending, err)
+	if open, err := ss[0].OpenRecords(ctx(t)); err != nil || !slices.ContainsFunc(open, func(o pg.Record) bool { return o.ID == fresh.ID }) {
+		t.Errorf("the open record was pruned: %v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot"
 	"github.com/pgkill/pgkill/bot/cli"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/localslack"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/cluster"
@@ -74,8 +75,8 @@ type Demo struct {
 // gives each person their role (the outsider may not even look), alerts
 // fire after 20 s so that the incident shows up in #db-alerts within a
 // minute.
-func Config(slack *localslack.Server) bot.Config {
-	return bot.Config{
+func Config(slack *localslack.Server) config.Config {
+	return config.Config{
 		AppToken: slack.AppToken(), BotToken: slack.BotToken(), APIURL: slack.APIURL(),
 		Approvers: []string{Approver}, Requesters: []string{Requester, Approver}, Viewers: []string{Requester, Approver},
 		Channels: []string{ChannelIncident, ChannelAlerts}, AuditChannel: ChannelAudit,
@@ -154,7 +155,7 @@ func (d *Demo) database(opts Options) (string, bool, error) {
 }
 
 // serve runs the real bot, as `pgkill serve` does, until Stop.
-func (d *Demo) serve(cfg bot.Config, dsn string, log io.Writer) error {
+func (d *Demo) serve(cfg config.Config, dsn string, log io.Writer) error {
 	if err := cfg.ValidateSlack(); err != nil {
 		return err
 	}

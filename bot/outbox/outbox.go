@@ -1,19 +1,13 @@
-// Package outbox provides a paced, retrying queue of messages to keep in
-// sync with one Slack channel: alerts, their edits and their resolutions.
-//
-// Callers never wait on Slack: Put returns at once. One goroutine (Run)
-// sends, one call per pace (Slack allows about one message per second per
-// channel): new messages first, then edits, the oldest first. The latest version per key wins:
-// an alert edited or resolved before its post went out is posted as it is
-// now, once. A failed call is retried with backoff, so a message is
-// reported sent (its ts, through the item's Sent callback) only when Slack
-// has it.
+// Package outbox is pgkill's one way to write to Slack: every message,
+// edit and private answer is put here and sent by one sender, which paces,
+// orders and retries them, so that no caller ever waits on Slack.
 package outbox
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -22,12 +16,15 @@ import (
 	"github.com/pgkill/pgkill/blocks"
 )
 
-// Slack is what the outbox needs of Slack, for one channel.
+// Slack is what the outbox needs of Slack.
 type Slack interface {
-	// Post posts m and returns its ts.
-	Post(ctx context.Context, m blocks.Message) (ts string, err error)
-	// Update replaces the message at ts with m.
-	Update(ctx context.Context, ts string, m blocks.Message) error
+	// Post posts m in channel (in thread, when set) and returns its ts.
+	Post(ctx context.Context, channel, thread string, m blocks.Message) (ts string, err error)
+	// Update replaces the message at channel/ts with m.
+	Update(ctx context.Context, channel, ts string, m blocks.Message) error
+	// Respond answers through an interaction's response_url: ephemeral
+	// (only its user sees it) unless inChannel.
+	Respond(ctx context.Context, url string, inChannel bool, m blocks.Message) error
 }
 
 // Item is one version of one message.
@@ -35,55 +32,100 @@ type Item struct {
 	// Key names the message: a later item with the same key replaces this
 	// one if it has not gone out yet, and edits it once it has.
 	Key string
-	// TS is the message's ts when the caller knows it (it was posted
-	// earlier): the item is then an edit. "" posts it, unless the outbox
-	// has posted this key already.
-	TS  string
-	Msg blocks.Message
+	// Channel is where it goes; Thread, when set, the thread it goes in.
+	Channel, Thread string
+	// TS is the message's ts when the caller knows it: the item is an edit.
+	// "" posts it, unless the outbox has posted this key already.
+	TS string
+	// URL, when set, sends it through an interaction's response_url
+	// instead (Channel and TS unused), in the channel when InChannel.
+	URL       string
+	InChannel bool
+	// Version orders versions of one key that are put from several places:
+	// an item with a lower version than one put before is dropped. 0 takes
+	// the order of Put.
+	Version uint64
+	// Within, when set, gives up on this item once its last attempt failed
+	// that long after it was put: for answers worth little when late (a
+	// listing, which then goes another way). 0 retries up to Attempts.
+	Within time.Duration
+	Msg    blocks.Message
 	// Sent, if set, is called once Slack has this version or a later one
-	// (ts is the message's), or with the error when the outbox gives up:
-	// a permanent error, too many attempts, or Close. It is called from the
-	// outbox's goroutine and must not block for long.
+	// (ts is the message's; "" for a response), or with the error when the
+	// outbox gives up: a permanent error, too many attempts, or the end of
+	// Run. It is called from a sender goroutine and must not block for long.
 	Sent func(ts string, err error)
 }
 
 // Options tune an Outbox; zero values take the defaults.
 type Options struct {
-	Pace       time.Duration // between calls; 1 s
-	Backoff    time.Duration // before the first retry, doubling after; 1 s
-	MaxBackoff time.Duration // 1 min
-	Attempts   int           // calls per version before giving up; 10
-	Log        *slog.Logger  // nil: slog.Default()
+	// Pace is the time between messages to one channel once its Burst is
+	// spent: Slack allows about one message per second per channel. 1 s.
+	Pace  time.Duration
+	Burst int // messages a quiet channel may take at once; 3
+	// Backoff is the wait before the first retry, doubling after, with
+	// jitter; a Retry-After Slack gives is honoured. 1 s, at most MaxBackoff (1 min).
+	Backoff, MaxBackoff time.Duration
+	Attempts            int           // calls per version before giving up; 10
+	Remember            time.Duration // how long a posted key's ts is kept for later edits; 1 h
+	Log                 *slog.Logger  // nil: slog.Default()
+	// Retried, if set, is told of every retry, with the Web API method.
+	Retried func(method string)
 }
 
 // Outbox is the queue. Its methods are safe for concurrent use.
+//
+// Order: in one channel (or one response_url), new messages go out in the
+// order they were put, and each before any edit waiting there; a message
+// waiting for a retry holds back the new messages after it, never another
+// channel. Edits of one message are merged: the latest version wins.
 type Outbox struct {
 	slack Slack
 	opt   Options
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	lanes   map[string]*lane
 	seq     uint64
 	wake    chan struct{} // a buffered poke for Run
 	idle    chan struct{} // closed and replaced whenever nothing is pending
 }
 
 type entry struct {
-	key      string
-	ts       string
-	msg      blocks.Message
-	version  uint64 // of msg; 0 once sent
-	seq      uint64 // the queue position: when it started waiting
-	sent     []func(string, error)
-	attempts int
-	retryAt  time.Time
-	busy     bool // a call is in flight
+	key       string
+	lane      string
+	channel   string
+	thread    string
+	url       string
+	inChannel bool
+	ts        string
+	msg       blocks.Message
+	version   uint64 // the caller's (Item.Version), of msg
+	waiting   uint64 // the queue position of the version waiting; 0 when none
+	latest    uint64 // the Put that gave msg
+	sent      []func(string, error)
+	attempts  int
+	retryAt   time.Time
+	busy      bool      // a call is in flight, or its callbacks run
+	doneAt    time.Time // when the last version went out
+	within    time.Duration
+	putAt     time.Time
+}
+
+// lane is one channel's (or response_url's) pacing.
+type lane struct {
+	tokens float64
+	at     time.Time // when tokens was counted
+	busy   bool
 }
 
 // New makes an outbox sending through s; call Run to send.
 func New(s Slack, opt Options) *Outbox {
 	if opt.Pace <= 0 {
 		opt.Pace = time.Second
+	}
+	if opt.Burst <= 0 {
+		opt.Burst = 3
 	}
 	if opt.Backoff <= 0 {
 		opt.Backoff = time.Second
@@ -94,10 +136,14 @@ func New(s Slack, opt Options) *Outbox {
 	if opt.Attempts <= 0 {
 		opt.Attempts = 10
 	}
+	if opt.Remember <= 0 {
+		opt.Remember = time.Hour
+	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	return &Outbox{slack: s, opt: opt, entries: map[string]*entry{}, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+	return &Outbox{slack: s, opt: opt, entries: map[string]*entry{}, lanes: map[string]*lane{},
+		wake: make(chan struct{}, 1), idle: make(chan struct{})}
 }
 
 // Put queues it and returns at once.
@@ -109,17 +155,32 @@ func (o *Outbox) Put(it Item) {
 		e = &entry{key: it.Key}
 		o.entries[it.Key] = e
 	}
+	if it.Version != 0 && it.Version < e.version {
+		return // a newer version was put already
+	}
+	e.channel, e.thread, e.url, e.inChannel = it.Channel, it.Thread, it.URL, it.InChannel
+	e.lane = "channel " + it.Channel
+	if it.URL != "" {
+		e.lane = "url " + it.URL
+	}
 	if e.ts == "" {
 		e.ts = it.TS
 	}
 	o.seq++
-	if e.version == 0 { // nothing waiting: join the end of the queue
-		e.seq = o.seq
+	if e.waiting == 0 { // nothing waiting: join the end of the queue
+		e.waiting = o.seq
 	}
-	e.msg, e.version = it.Msg, o.seq
+	e.msg, e.version, e.latest, e.within = it.Msg, it.Version, o.seq, it.Within
+	if e.waiting == o.seq {
+		e.putAt = time.Now()
+	}
 	if it.Sent != nil {
 		e.sent = append(e.sent, it.Sent)
 	}
+	o.poke()
+}
+
+func (o *Outbox) poke() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -132,7 +193,7 @@ func (o *Outbox) Pending() int {
 	defer o.mu.Unlock()
 	n := 0
 	for _, e := range o.entries {
-		if e.version != 0 {
+		if e.waiting != 0 || e.busy {
 			n++
 		}
 	}
@@ -156,94 +217,172 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	}
 }
 
-// Run sends until ctx ends; a call in flight then fails with ctx's error,
+// Run sends until ctx ends; calls in flight then fail with ctx's error,
 // and what is still pending is given up (Sent callbacks get the error).
 func (o *Outbox) Run(ctx context.Context) {
-	defer o.giveUpAll(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		o.giveUpAll(ctx)
+	}()
 	for {
-		e, wait := o.next(time.Now())
-		if e == nil {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-o.wake:
-			case <-t.C:
-			}
+		ready, wait := o.next(time.Now())
+		for _, e := range ready {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o.send(ctx, e)
+			}()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
 			t.Stop()
-			continue
-		}
-		o.send(ctx, e)
-		if sleep(ctx, o.opt.Pace) != nil {
 			return
+		case <-o.wake:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
-// next picks the pending entry to send now and marks it busy: new
-// messages first (they are the news; edits of a known message can wait),
-// then the oldest. nil and how long to wait when there is none.
-func (o *Outbox) next(now time.Time) (*entry, time.Duration) {
+// next picks, for every lane free to send now, the entry to send — its
+// oldest new message, unless that one waits for a retry; then its oldest
+// edit that may go — and marks it and its lane busy. It also returns how
+// long until something may be due.
+func (o *Outbox) next(now time.Time) ([]*entry, time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var best *entry
+	o.forget(now)
+	news, edits := map[string]*entry{}, map[string]*entry{}
 	wait := time.Hour
-	before := func(a, b *entry) bool {
-		if (a.ts == "") != (b.ts == "") {
-			return a.ts == ""
-		}
-		return a.seq < b.seq
-	}
 	for _, e := range o.entries {
-		switch {
-		case e.version == 0 || e.busy:
-		case e.retryAt.After(now):
+		if e.waiting == 0 || e.busy {
+			continue
+		}
+		if isNew(e) {
+			if b := news[e.lane]; b == nil || e.waiting < b.waiting {
+				news[e.lane] = e
+			}
+			continue
+		}
+		if e.retryAt.After(now) {
 			wait = min(wait, e.retryAt.Sub(now))
-		case best == nil || before(e, best):
-			best = e
+			continue
+		}
+		if b := edits[e.lane]; b == nil || e.waiting < b.waiting {
+			edits[e.lane] = e
 		}
 	}
-	if best != nil {
-		best.busy = true
+	var ready []*entry
+	pick := func(name string, e *entry) {
+		l := o.lane(name, now)
+		if l.busy {
+			return
+		}
+		if e.url == "" && l.tokens < 1 {
+			wait = min(wait, time.Duration((1-l.tokens)*float64(o.opt.Pace)))
+			return
+		}
+		if e.url == "" {
+			l.tokens--
+		}
+		l.busy, e.busy = true, true
+		ready = append(ready, e)
 	}
-	return best, wait
+	for name, e := range news {
+		if !e.retryAt.After(now) {
+			pick(name, e)
+			continue
+		}
+		wait = min(wait, e.retryAt.Sub(now))
+	}
+	for name, e := range edits {
+		pick(name, e) // a lane that just took its news is busy: the edit waits
+	}
+	return ready, max(wait, time.Millisecond)
+}
+
+// isNew reports whether e's next call posts a new message.
+func isNew(e *entry) bool { return e.ts == "" && e.url == "" }
+
+// lane returns the pacing of name with its tokens counted up to now; call
+// with o.mu held.
+func (o *Outbox) lane(name string, now time.Time) *lane {
+	l := o.lanes[name]
+	if l == nil {
+		l = &lane{tokens: float64(o.opt.Burst), at: now}
+		o.lanes[name] = l
+	}
+	l.tokens = min(float64(o.opt.Burst), l.tokens+float64(now.Sub(l.at))/float64(o.opt.Pace))
+	l.at = now
+	return l
+}
+
+// forget drops entries sent long ago, and lanes with nothing left; call
+// with o.mu held.
+func (o *Outbox) forget(now time.Time) {
+	for k, e := range o.entries {
+		if e.waiting == 0 && !e.busy && (e.url != "" || now.Sub(e.doneAt) > o.opt.Remember) {
+			delete(o.entries, k)
+		}
+	}
+	if len(o.lanes) > 1000 {
+		for name, l := range o.lanes {
+			if !l.busy && l.tokens >= float64(o.opt.Burst) {
+				delete(o.lanes, name)
+			}
+		}
+	}
 }
 
 // send makes one call for e and records its result.
 func (o *Outbox) send(ctx context.Context, e *entry) {
 	o.mu.Lock()
-	ts, msg, version := e.ts, e.msg, e.version
+	ts, msg, latest := e.ts, e.msg, e.latest
+	channel, thread, url, inChannel := e.channel, e.thread, e.url, e.inChannel
 	o.mu.Unlock()
 	var err error
-	if ts == "" {
-		ts, err = o.slack.Post(ctx, msg)
-	} else {
-		err = o.slack.Update(ctx, ts, msg)
+	method := "chat.update"
+	switch {
+	case url != "":
+		method = "response_url"
+		err = o.slack.Respond(ctx, url, inChannel, msg)
+	case ts == "":
+		method = "chat.postMessage"
+		ts, err = o.slack.Post(ctx, channel, thread, msg)
+	default:
+		err = o.slack.Update(ctx, channel, ts, msg)
 	}
 
 	o.mu.Lock()
-	e.busy = false
 	var done []func(string, error)
+	var rl *slack.RateLimitedError
 	switch {
 	case err == nil:
 		e.ts, e.attempts, e.retryAt = ts, 0, time.Time{}
-		if e.version == version { // nothing newer came meanwhile
-			e.version, done, e.sent = 0, e.sent, nil
+		if e.latest == latest { // nothing newer came meanwhile
+			e.waiting, e.doneAt, done, e.sent = 0, time.Now(), e.sent, nil
 		}
 	case ctx.Err() != nil: // shutting down: Run gives up on everything
-	case permanent(err) || e.attempts+1 >= o.opt.Attempts:
-		o.opt.Log.Error("slack message given up", slog.String("key", e.key), slog.Int("attempts", e.attempts+1), slog.String("error", err.Error()))
-		e.version, e.attempts, done, e.sent = 0, 0, e.sent, nil
+	case permanent(err) || e.attempts+1 >= o.opt.Attempts || e.within > 0 && time.Since(e.putAt) >= e.within && !errors.As(err, &rl):
+		o.opt.Log.Error("slack message given up", slog.String("method", method), slog.String("key", e.key), slog.Int("attempts", e.attempts+1), slog.String("error", err.Error()))
+		e.waiting, e.attempts, e.doneAt, done, e.sent = 0, 0, time.Now(), e.sent, nil
 	default:
 		e.attempts++
 		e.retryAt = time.Now().Add(o.backoff(e.attempts, err))
-		o.opt.Log.Warn("slack message will be retried", slog.String("key", e.key), slog.Int("attempt", e.attempts), slog.Time("at", e.retryAt), slog.String("error", err.Error()))
+		if errors.As(err, &rl) {
+			o.opt.Log.Warn("slack rate limited", slog.String("method", method), slog.Duration("retry_after", rl.RetryAfter), slog.Int("attempt", e.attempts))
+		}
+		o.opt.Log.Warn("slack message will be retried", slog.String("method", method), slog.String("key", e.key), slog.Int("attempt", e.attempts), slog.Time("at", e.retryAt), slog.String("error", err.Error()))
+		if o.opt.Retried != nil {
+			o.opt.Retried(method)
+		}
 	}
 	o.mu.Unlock()
 
-	// The callbacks run before the entry can go: a Put meanwhile still
-	// finds the ts here, and after it the caller knows the ts.
+	// The callbacks run before the entry can be forgotten: a Put meanwhile
+	// still finds the ts here, and after it the caller knows it.
 	for _, f := range done {
 		if err != nil {
 			f("", err)
@@ -252,17 +391,17 @@ func (o *Outbox) send(ctx context.Context, e *entry) {
 		}
 	}
 	o.mu.Lock()
-	if e.version == 0 && !e.busy {
-		delete(o.entries, e.key)
-	}
+	e.busy = false
+	o.lanes[e.lane].busy = false
 	o.signalIdle()
 	o.mu.Unlock()
+	o.poke()
 }
 
 // signalIdle wakes Flush when nothing is pending; call with o.mu held.
 func (o *Outbox) signalIdle() {
 	for _, e := range o.entries {
-		if e.version != 0 {
+		if e.waiting != 0 || e.busy {
 			return
 		}
 	}
@@ -276,7 +415,7 @@ func (o *Outbox) giveUpAll(ctx context.Context) {
 	var done []func(string, error)
 	n := 0
 	for k, e := range o.entries {
-		if e.version != 0 {
+		if e.waiting != 0 {
 			n++
 			done = append(done, e.sent...)
 		}
@@ -297,20 +436,23 @@ func (o *Outbox) giveUpAll(ctx context.Context) {
 }
 
 // backoff is the wait before retry number n: Slack's Retry-After when it
-// gave one, else doubling from Options.Backoff.
+// gave one, else doubling from Options.Backoff up to MaxBackoff, with
+// jitter (between half and all of it) so that many messages failed together
+// do not retry together.
 func (o *Outbox) backoff(n int, err error) time.Duration {
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) && rl.RetryAfter > 0 {
-		return rl.RetryAfter
+		return rl.RetryAfter + rand.N(rl.RetryAfter/10+time.Millisecond)
 	}
 	d := o.opt.Backoff
 	for range n - 1 {
 		d *= 2
 		if d >= o.opt.MaxBackoff {
-			return o.opt.MaxBackoff
+			d = o.opt.MaxBackoff
+			break
 		}
 	}
-	return d
+	return d/2 + rand.N(d/2+1)
 }
 
 // transient are the Slack error codes that say "try again later".
@@ -331,15 +473,4 @@ func permanent(err error) bool {
 		return sc.Code < 500 && sc.Code != 429
 	}
 	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

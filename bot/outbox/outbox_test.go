@@ -23,6 +23,7 @@ type memSlack struct {
 	fail  []error             // answers of the next calls
 	hold  chan struct{}       // when set, calls wait on it
 	calls int
+	log   []string // the text of every call that succeeded, in order
 }
 
 func newMemSlack() *memSlack {
@@ -51,7 +52,7 @@ func (m *memSlack) call(ctx context.Context) error {
 	return nil
 }
 
-func (m *memSlack) Post(ctx context.Context, msg blocks.Message) (string, error) {
+func (m *memSlack) Post(ctx context.Context, _, _ string, msg blocks.Message) (string, error) {
 	if err := m.call(ctx); err != nil {
 		return "", err
 	}
@@ -59,10 +60,11 @@ func (m *memSlack) Post(ctx context.Context, msg blocks.Message) (string, error)
 	defer m.mu.Unlock()
 	ts := fmt.Sprintf("%d.000", len(m.msgs)+1)
 	m.msgs[ts] = []string{msg.Text}
+	m.log = append(m.log, msg.Text)
 	return ts, nil
 }
 
-func (m *memSlack) Update(ctx context.Context, ts string, msg blocks.Message) error {
+func (m *memSlack) Update(ctx context.Context, _, ts string, msg blocks.Message) error {
 	if err := m.call(ctx); err != nil {
 		return err
 	}
@@ -72,7 +74,13 @@ func (m *memSlack) Update(ctx context.Context, ts string, msg blocks.Message) er
 		return slack.SlackErrorResponse{Err: "message_not_found"}
 	}
 	m.msgs[ts] = append(m.msgs[ts], msg.Text)
+	m.log = append(m.log, msg.Text)
 	return nil
+}
+
+func (m *memSlack) Respond(ctx context.Context, _ string, _ bool, msg blocks.Message) error {
+	_, err := m.Post(ctx, "", "", msg)
+	return err
 }
 
 func (m *memSlack) snapshot() (map[string][]string, int) {
@@ -261,17 +269,64 @@ func TestPostsBeforeEdits(t *testing.T) {
 	for i, ts := range tss {
 		o.Put(outbox.Item{Key: fmt.Sprint(i), TS: ts, Msg: msg("v2")})
 	}
-	sent, got := callback()
-	o.Put(outbox.Item{Key: "new", Msg: msg("news"), Sent: sent})
+	o.Put(outbox.Item{Key: "new", Msg: msg("news")})
 	close(s.hold)
-	r := <-got
-	msgs, _ := s.snapshot()
-	edited := 0
-	for _, ts := range tss {
-		edited += len(msgs[ts]) - 1
-	}
-	if r.err != nil || edited != 0 {
-		t.Errorf("the new message went out after %d edits (%v)", edited, r.err)
-	}
 	flush(t, o)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, text := range s.log {
+		if text == "news" && i != 6 {
+			t.Errorf("calls in this order: %q; want the news right after the message holding the sender", s.log)
+		}
+	}
+}
+
+// Messages to one channel are posted in the order they were put: a notice
+// whose post failed once is retried before the one put after it ("prod is
+// up again" never lands before "prod is DOWN").
+func TestOrderKeptPerChannel(t *testing.T) {
+	s := &orderSlack{failFirst: 1}
+	o := outbox.New(s, outbox.Options{Pace: time.Millisecond, Backoff: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go o.Run(ctx)
+	o.Put(outbox.Item{Key: "down", Msg: blocks.Notice("prod is DOWN")})
+	o.Put(outbox.Item{Key: "up", Msg: blocks.Notice("prod is up again")})
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer fcancel()
+	if err := o.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.posted(); len(got) != 2 || got[0] != "prod is DOWN" || got[1] != "prod is up again" {
+		t.Errorf("posted in this order: %q", got)
+	}
+}
+
+// orderSlack fails its first failFirst posts with HTTP 500, then records
+// what it posts.
+type orderSlack struct {
+	mu        sync.Mutex
+	failFirst int
+	texts     []string
+}
+
+func (s *orderSlack) Post(_ context.Context, _, _ string, m blocks.Message) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failFirst > 0 {
+		s.failFirst--
+		return "", slack.StatusCodeError{Code: 500, Status: "500 Internal Server Error"}
+	}
+	s.texts = append(s.texts, m.Text)
+	return fmt.Sprintf("1.%06d", len(s.texts)), nil
+}
+
+func (s *orderSlack) Update(context.Context, string, string, blocks.Message) error { return nil }
+
+func (s *orderSlack) Respond(context.Context, string, bool, blocks.Message) error { return nil }
+
+func (s *orderSlack) posted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.texts...)
 }

@@ -1,17 +1,18 @@
-package bot
+// Package metrics is what operators watch of pgkill, in Prometheus form:
+// every name starts with pgkill_; labels never carry queries, users or
+// anything secret.
+package metrics
 
 import (
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// metrics are what operators watch, in Prometheus form. Every name starts
-// with pgkill_; labels never carry queries, users or anything secret.
-type metrics struct {
-	reg         *prometheus.Registry
+// Metrics are pgkill's series. Its methods are safe for concurrent use.
+type Metrics struct {
+	Reg         *prometheus.Registry
 	commands    *prometheus.CounterVec
 	requests    *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
@@ -29,9 +30,10 @@ type metrics struct {
 	panics      *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
+// New registers every series in a new registry.
+func New() *Metrics {
+	m := &Metrics{
+		Reg: prometheus.NewRegistry(),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_commands_total",
 			Help: "Slash commands received, by kind (list, help, targets, doctor, invalid)."}, []string{"kind"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_requests_total",
@@ -63,7 +65,7 @@ func newMetrics() *metrics {
 		leases: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pgkill_target_lease_held",
 			Help: "1 while this replica polls the target for alerts (holds its lease, with a state store), 0 after it stopped."}, []string{"target"}),
 	}
-	m.reg.MustRegister(m.commands, m.requests, m.decisions, m.signals, m.verify, m.listing, m.poll, m.targetUp,
+	m.Reg.MustRegister(m.commands, m.requests, m.decisions, m.signals, m.verify, m.listing, m.poll, m.targetUp,
 		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, kind := range []string{"slash_commands", "interactive", "view_submission"} { // shown at 0 from the start
@@ -72,31 +74,32 @@ func newMetrics() *metrics {
 	return m
 }
 
-func (m *metrics) slackRetryOn(method string)   { m.slackRetry.WithLabelValues(method).Inc() }
-func (m *metrics) slackErrorOn(method string)   { m.slackErrors.WithLabelValues(method).Inc() }
-func (m *metrics) command(kind string)          { m.commands.WithLabelValues(kind).Inc() }
-func (m *metrics) request(action string)        { m.requests.WithLabelValues(action).Inc() }
-func (m *metrics) decision(outcome string)      { m.decisions.WithLabelValues(outcome).Inc() }
-func (m *metrics) alert(kind string)            { m.alerts.WithLabelValues(kind).Inc() }
-func (m *metrics) socketUp()                    { m.connects.Inc(); m.connected.Set(1) }
-func (m *metrics) socketDown()                  { m.connected.Set(0) }
-func (m *metrics) signal(action, result string) { m.signals.WithLabelValues(action, result).Inc() }
+func (m *Metrics) SlackRetry(method string)     { m.slackRetry.WithLabelValues(method).Inc() }
+func (m *Metrics) SlackError(method string)     { m.slackErrors.WithLabelValues(method).Inc() }
+func (m *Metrics) Command(kind string)          { m.commands.WithLabelValues(kind).Inc() }
+func (m *Metrics) Request(action string)        { m.requests.WithLabelValues(action).Inc() }
+func (m *Metrics) Decision(outcome string)      { m.decisions.WithLabelValues(outcome).Inc() }
+func (m *Metrics) Alert(kind string)            { m.alerts.WithLabelValues(kind).Inc() }
+func (m *Metrics) SocketUp()                    { m.connects.Inc(); m.connected.Set(1) }
+func (m *Metrics) SocketDown()                  { m.connected.Set(0) }
+func (m *Metrics) Signal(action, result string) { m.signals.WithLabelValues(action, result).Inc() }
 
-func (m *metrics) verified(action string, d time.Duration) {
+func (m *Metrics) Verified(action string, d time.Duration) {
 	m.verify.WithLabelValues(action).Observe(d.Seconds())
 }
 
-func (m *metrics) listed(target string, d time.Duration, ok bool) {
+func (m *Metrics) Listed(target string, d time.Duration, ok bool) {
 	m.listing.WithLabelValues(target).Observe(d.Seconds())
-	m.up(target, ok)
+	m.Up(target, ok)
 }
 
-func (m *metrics) polled(target string, d time.Duration, ok bool) {
+func (m *Metrics) Polled(target string, d time.Duration, ok bool) {
 	m.poll.WithLabelValues(target).Observe(d.Seconds())
-	m.up(target, ok)
+	m.Up(target, ok)
 }
 
-func (m *metrics) up(target string, ok bool) {
+// Up records whether target answered its last check.
+func (m *Metrics) Up(target string, ok bool) {
 	v := 0.0
 	if ok {
 		v = 1
@@ -105,7 +108,7 @@ func (m *metrics) up(target string, ok bool) {
 }
 
 // forget drops the per-target series of targets that left the fleet.
-func (m *metrics) forget(targets []string) {
+func (m *Metrics) Forget(targets []string) {
 	for _, t := range targets {
 		m.targetUp.DeleteLabelValues(t)
 		m.listing.DeleteLabelValues(t)
@@ -114,7 +117,7 @@ func (m *metrics) forget(targets []string) {
 	}
 }
 
-func (m *metrics) leaseHeld(target string, held bool) {
+func (m *Metrics) LeaseHeld(target string, held bool) {
 	v := 0.0
 	if held {
 		v = 1
@@ -123,29 +126,21 @@ func (m *metrics) leaseHeld(target string, held bool) {
 }
 
 // replica exports the replica's name and whether its state store answers.
-func (m *metrics) replica(name string, storeUp func() float64) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_replica_info",
+func (m *Metrics) Replica(name string, storeUp func() float64) {
+	m.Reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_replica_info",
 		Help: "Always 1; the replica label names this replica (PGKILL_REPLICA).", ConstLabels: prometheus.Labels{"replica": name}},
 		func() float64 { return 1 }))
 	if storeUp != nil {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_state_store_up",
+		m.Reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_state_store_up",
 			Help: "1 when the last lease round reached the state store, 0 when it failed."}, storeUp))
 	}
 }
 
-func (m *metrics) panicked(kind string) { m.panics.WithLabelValues(kind).Inc() }
+func (m *Metrics) Panicked(kind string) { m.panics.WithLabelValues(kind).Inc() }
 
-// commandKind classifies a command for the metric without its arguments.
-func commandKind(q Query, err error) string {
-	if err != nil {
-		return "invalid"
-	}
-	return strings.ToLower(q.Kind)
-}
-
-// outboxPending exports how many alert messages wait to be sent.
-func (m *metrics) outboxPending(pending func() int) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_alert_outbox_pending",
-		Help: "Alert messages waiting for Slack (paced at one a second, retried with backoff)."},
+// OutboxPending exports how many Slack writes wait to be sent.
+func (m *Metrics) OutboxPending(pending func() int) {
+	m.Reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pgkill_outbox_pending",
+		Help: "Messages, edits and answers waiting for Slack (paced per channel, retried with backoff)."},
 		func() float64 { return float64(pending()) }))
 }

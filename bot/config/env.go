@@ -1,4 +1,4 @@
-package bot
+package config
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// LoadConfig reads every setting from the environment and, unlike a single
+// Load reads every setting from the environment and, unlike a single
 // envconfig.Process (which stops at the first bad value), reports every
 // malformed variable at once, one line each, naming the variable. It only
 // parses: Validate and ValidateSlack check the values.
@@ -18,7 +18,7 @@ import (
 // Each field is processed on its own, as the only field of a struct built
 // with reflect.StructOf that carries the field's tag, so envconfig's parsing
 // (defaults, Decoder types such as IDList) stays the one parser.
-func LoadConfig() (Config, error) {
+func Load() (Config, error) {
 	var c Config
 	v := reflect.ValueOf(&c).Elem()
 	t := v.Type()
@@ -60,11 +60,11 @@ func configError(f reflect.StructField, err error) error {
 	return fmt.Errorf("%s: %s", name, msg)
 }
 
-// ConfigErrors joins the errors of LoadConfig, TargetSpecs and Validate into
+// Errors joins the errors of Load, TargetSpecs and Validate into
 // one error with one line per problem. A variable that could not be parsed
 // is reported once: the check of the zero value it was left with is
 // dropped.
-func ConfigErrors(errs ...error) error {
+func Errors(errs ...error) error {
 	var out []error
 	seen := map[string]bool{}
 	for _, err := range errs {

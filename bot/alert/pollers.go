@@ -1,4 +1,4 @@
-package bot
+package alert
 
 import (
 	"context"
@@ -12,21 +12,21 @@ import (
 // maxSpread bounds how far apart the targets' first polls are spread.
 const maxSpread = 30 * time.Second
 
-// run polls the targets that are this replica's until ctx ends: with a
+// Run polls the targets that are this replica's until ctx ends: with a
 // state store that keeps leases, those whose lease it holds (the keeper
 // says which, every round); else every target of the fleet, followed as it
 // changes. Each target has its own goroutine: a slow target delays only
 // itself.
-func (w *watcher) run(ctx context.Context) error {
+func (w *Watcher) Run(ctx context.Context) error {
 	p := &pollers{w: w, ctx: ctx, running: map[string]*poller{}, first: true}
-	if w.b.leases != nil {
-		w.b.leases.Run(ctx, p)
+	if w.leases != nil {
+		w.leases.Run(ctx, p)
 		return nil
 	}
-	t := time.NewTicker(w.b.cfg.PollInterval)
+	t := time.NewTicker(w.cfg.PollInterval)
 	defer t.Stop()
 	for {
-		p.Hold(w.b.targets())
+		p.Hold(w.db.Names())
 		select {
 		case <-ctx.Done():
 			p.Hold(nil)
@@ -38,7 +38,7 @@ func (w *watcher) run(ctx context.Context) error {
 
 // pollers are the running targets' goroutines.
 type pollers struct {
-	w       *watcher
+	w       *Watcher
 	ctx     context.Context
 	mu      sync.Mutex
 	running map[string]*poller
@@ -62,8 +62,8 @@ func (p *pollers) Hold(targets []string) {
 			r.cancel()
 			stopped = append(stopped, r)
 			delete(p.running, name)
-			p.w.b.metrics.leaseHeld(name, false)
-			p.w.b.log.Info("polling stopped", slog.String("target", name))
+			p.w.metrics.LeaseHeld(name, false)
+			p.w.log.Info("polling stopped", slog.String("target", name))
 		}
 	}
 	for _, r := range stopped {
@@ -74,7 +74,7 @@ func (p *pollers) Hold(targets []string) {
 	// over later is polled at once: its alerts wait.
 	var spread time.Duration
 	if p.first {
-		spread = min(p.w.b.cfg.PollInterval, maxSpread)
+		spread = min(p.w.cfg.PollInterval, maxSpread)
 		p.first = false
 	}
 	for _, name := range targets {
@@ -84,9 +84,9 @@ func (p *pollers) Hold(targets []string) {
 		ctx, cancel := context.WithCancel(p.ctx)
 		r := &poller{cancel: cancel, done: make(chan struct{})}
 		p.running[name] = r
-		p.w.b.metrics.leaseHeld(name, true)
-		if p.w.b.leases != nil {
-			p.w.b.log.Info("polling", slog.String("target", name))
+		p.w.metrics.LeaseHeld(name, true)
+		if p.w.leases != nil {
+			p.w.log.Info("polling", slog.String("target", name))
 		}
 		go func() {
 			defer close(r.done)
@@ -100,8 +100,8 @@ func (p *pollers) Hold(targets []string) {
 
 // target polls one target until ctx ends, starting with the alerts the
 // state store holds for it (posted by an earlier run or another replica).
-func (w *watcher) target(ctx context.Context, name string) {
-	t := time.NewTicker(w.b.cfg.PollInterval)
+func (w *Watcher) target(ctx context.Context, name string) {
+	t := time.NewTicker(w.cfg.PollInterval)
 	defer t.Stop()
 	var st *alertsFor
 	for {
@@ -120,6 +120,17 @@ func (w *watcher) target(ctx context.Context, name string) {
 }
 
 // holds says whether this replica is to poll target now.
-func (w *watcher) holds(target string) bool {
-	return w.b.leases == nil || w.b.leases.Holds(target)
+func (w *Watcher) holds(target string) bool {
+	return w.leases == nil || w.leases.Holds(target)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -1,4 +1,4 @@
-package bot
+package alert
 
 import (
 	"context"
@@ -11,49 +11,44 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slack-go/slack"
-
+	"github.com/pgkill/pgkill/bot/metrics"
+	"github.com/pgkill/pgkill/bot/outbox"
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/match"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
-// nopSlack accepts every call: the benchmarks measure polling, not Slack.
-type nopSlack struct{ posts atomic.Int64 }
+// nopOut drops what is put: the benchmarks measure polling, not Slack.
+type nopOut struct{}
 
-func (n *nopSlack) OpenViewContext(context.Context, string, slack.ModalViewRequest) (*slack.ViewResponse, error) {
-	return &slack.ViewResponse{}, nil
-}
+func (nopOut) Put(outbox.Item) {}
 
-func (n *nopSlack) AuthTestContext(context.Context) (*slack.AuthTestResponse, error) {
-	return &slack.AuthTestResponse{TeamID: "T1"}, nil
-}
+// nopRequests knows no request.
+type nopRequests struct{}
 
-func (n *nopSlack) PostMessageContext(context.Context, string, ...slack.MsgOption) (string, string, error) {
-	return "C", strconv.FormatInt(n.posts.Add(1), 10), nil
+func (nopRequests) EndedBy(context.Context, pg.Identity) (request.Request, bool) {
+	return request.Request{}, false
 }
-func (n *nopSlack) UpdateMessageContext(context.Context, string, string, ...slack.MsgOption) (string, string, string, error) {
-	return "", "", "", nil
-}
-func (n *nopSlack) SendMessageContext(context.Context, string, ...slack.MsgOption) (string, string, string, error) {
-	return "", "", "", nil
-}
-func (n *nopSlack) GetUserGroupMembersContext(context.Context, string, ...slack.GetUserGroupMembersOption) ([]string, error) {
-	return nil, nil
-}
+func (nopRequests) InFlight(context.Context, pg.Identity) bool { return false }
+
+type nopSets struct{}
+
+func (nopSets) KeepSet(context.Context, request.Set) (string, int) { return "", 0 }
 
 // countingDB counts the statements the watcher sends: pg's List is one
 // statement per target.
 type countingDB struct {
-	Postgres
+	*pg.Fleet
 	lists atomic.Int64
 }
 
 func (c *countingDB) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
 	c.lists.Add(int64(max(len(targets), 1)))
-	return c.Postgres.List(ctx, targets, f)
+	return c.Fleet.List(ctx, targets, f)
 }
 
-func benchBot(b *testing.B, targets int) (*Bot, *countingDB) {
+func benchWatcher(b *testing.B, targets int) (*Watcher, *countingDB) {
 	dsn := pgtest.DSN(b)
 	var specs []pg.TargetSpec
 	for i := range targets {
@@ -64,10 +59,15 @@ func benchBot(b *testing.B, targets int) (*Bot, *countingDB) {
 		b.Fatal(err)
 	}
 	b.Cleanup(fleet.Close)
-	db := &countingDB{Postgres: fleet}
-	cfg := Config{AlertChannel: "C0ALERTS", AlertAfter: time.Millisecond, PollInterval: time.Hour, AlertEditEvery: time.Hour,
-		AlertMaxPerPoll: 1000, ConnectTimeout: 5 * time.Second, AlertIgnoreApps: "bench_idle"}
-	return New(context.Background(), cfg, db, &nopSlack{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), db
+	db := &countingDB{Fleet: fleet}
+	ignore, err := match.Parse("bench_idle", match.App)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Channel: "C0ALERTS", After: time.Millisecond, PollInterval: time.Hour, EditEvery: time.Hour,
+		MaxPerPoll: 1000, QueryTimeout: 20 * time.Second, Ignore: ignore}
+	return New(context.Background(), cfg, Deps{DB: db, Out: nopOut{}, Requests: nopRequests{}, Sets: nopSets{}, Metrics: metrics.New(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}), db
 }
 
 // BenchmarkPoll200 is one steady-state poll of a target with 200 client
@@ -79,8 +79,7 @@ func BenchmarkPoll200(b *testing.B) {
 		s := pgtest.NewSession(b, dsn, "bench_poll")
 		s.Run("SELECT pg_sleep(600)")
 	}
-	bot, db := benchBot(b, 1)
-	w := newWatcher(bot, newAlertOutbox(bot)) // its outbox never runs: no Slack here
+	w, db := benchWatcher(b, 1)
 	st := &alertsFor{target: "t0", alerts: map[string]*alert{}}
 	ctx := context.Background()
 	for len(st.alerts) < 200 { // the first polls post the alerts
@@ -96,10 +95,9 @@ func BenchmarkPoll200(b *testing.B) {
 // BenchmarkRSS20Targets polls 20 targets (each with its 2-connection pool)
 // and reports the process's resident memory.
 func BenchmarkRSS20Targets(b *testing.B) {
-	bot, _ := benchBot(b, 20)
-	w := newWatcher(bot, newAlertOutbox(bot)) // its outbox never runs: no Slack here
+	w, db := benchWatcher(b, 20)
 	var sts []*alertsFor
-	for _, n := range bot.targets() {
+	for _, n := range db.Names() {
 		sts = append(sts, &alertsFor{target: n, alerts: map[string]*alert{}})
 	}
 	ctx := context.Background()

@@ -1,4 +1,4 @@
-package bot_test
+package config_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/pgkill/pgkill/bot"
+	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
@@ -16,7 +16,7 @@ import (
 // matched nobody: the session was offered and could be terminated.
 func TestProtectedUsersWithSpacesProtect(t *testing.T) {
 	t.Setenv("PGKILL_PROTECTED_USERS", "rdsadmin, prot_space_user")
-	var cfg bot.Config
+	var cfg config.Config
 	if err := envconfig.Process("", &cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package bot
+package alert
 
 import (
 	"context"
@@ -36,15 +36,15 @@ type alertDoc struct {
 // load starts a target's alert state, with the alerts an earlier run (or
 // another replica) posted and that are still open. It returns nil when the
 // state store cannot say: polling without them would alert again.
-func (w *watcher) load(ctx context.Context, target string) *alertsFor {
+func (w *Watcher) load(ctx context.Context, target string) *alertsFor {
 	st := &alertsFor{target: target, alerts: map[string]*alert{}}
-	if w.b.store == nil {
+	if w.store == nil {
 		return st
 	}
-	docs, err := w.b.store.Alerts(ctx, target)
+	docs, err := w.store.Alerts(ctx, target)
 	if err != nil {
 		if ctx.Err() == nil {
-			w.b.log.Error("could not load alerts from the state store; polling waits for them", slog.String("target", target), slog.String("error", err.Error()))
+			w.log.Error("could not load alerts from the state store; polling waits for them", slog.String("target", target), slog.String("error", err.Error()))
 		}
 		return nil
 	}
@@ -66,7 +66,7 @@ func (w *watcher) load(ctx context.Context, target string) *alertsFor {
 		st.alerts[k] = a
 	}
 	if len(docs) > 0 {
-		w.b.log.Info("open alerts taken back", slog.String("target", target), slog.Int("alerts", len(docs)))
+		w.log.Info("open alerts taken back", slog.String("target", target), slog.Int("alerts", len(docs)))
 	}
 	return st
 }
@@ -75,8 +75,8 @@ func (w *watcher) load(ctx context.Context, target string) *alertsFor {
 // post Slack had not confirmed when they were read: the replica that posted
 // them (one that handed the target over, or died) records the ts when Slack
 // has it, and this replica needs it to edit and resolve them in place.
-func (w *watcher) adopt(ctx context.Context, st *alertsFor) {
-	if w.b.store == nil {
+func (w *Watcher) adopt(ctx context.Context, st *alertsFor) {
+	if w.store == nil {
 		return
 	}
 	var waiting bool
@@ -88,7 +88,7 @@ func (w *watcher) adopt(ctx context.Context, st *alertsFor) {
 	if !waiting {
 		return
 	}
-	docs, err := w.b.store.Alerts(ctx, st.target)
+	docs, err := w.store.Alerts(ctx, st.target)
 	if err != nil {
 		return
 	}
@@ -107,7 +107,7 @@ func (w *watcher) adopt(ctx context.Context, st *alertsFor) {
 // unconfirmed says whether a's post, made by another replica, has not been
 // confirmed yet and may still be: its resolution waits for the ts, up to
 // orphanAfter.
-func (w *watcher) unconfirmed(a *alert, now time.Time) bool {
+func (w *Watcher) unconfirmed(a *alert, now time.Time) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return a.summary == nil && !a.queued && a.ts == "" && now.Sub(a.since) <= w.orphanAfter()
@@ -151,16 +151,16 @@ func withTS(raw []byte, ts, summaryTS string) []byte {
 // claim keeps the fresh queries this process is to alert about: with a
 // state store, a query another process (or an earlier run) already claimed
 // is taken over as it was posted instead of being posted again.
-func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) []pg.Backend {
-	if w.b.store == nil {
+func (w *Watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) []pg.Backend {
+	if w.store == nil {
 		return fresh
 	}
 	var mine []pg.Backend
 	for _, b := range fresh {
 		k := alertKey(b)
-		claimed, stored, err := w.b.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}, ""))
+		claimed, stored, err := w.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}, ""))
 		if err != nil { // better an alert twice than none
-			w.b.log.Error("could not claim an alert in the state store", slog.String("target", st.target), slog.String("error", err.Error()))
+			w.log.Error("could not claim an alert in the state store", slog.String("target", st.target), slog.String("error", err.Error()))
 			mine = append(mine, b)
 			continue
 		}
@@ -184,23 +184,23 @@ func (w *watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 
 // saveDoc records a posted alert (its ts) in the state store; it is called
 // from the outbox's goroutine, so it bounds its own time.
-func (w *watcher) saveDoc(target, key string, doc []byte) {
-	if w.b.store == nil {
+func (w *Watcher) saveDoc(target, key string, doc []byte) {
+	if w.store == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(w.b.work, w.b.queryTimeout())
+	ctx, cancel := context.WithTimeout(w.work, w.cfg.QueryTimeout)
 	defer cancel()
-	if err := w.b.store.PutAlert(ctx, target, key, doc); err != nil {
-		w.b.log.Error("could not save an alert in the state store", slog.String("target", target), slog.String("error", err.Error()))
+	if err := w.store.PutAlert(ctx, target, key, doc); err != nil {
+		w.log.Error("could not save an alert in the state store", slog.String("target", target), slog.String("error", err.Error()))
 	}
 }
 
 // forget drops a resolved alert from the state store.
-func (w *watcher) forget(ctx context.Context, key string) {
-	if w.b.store == nil {
+func (w *Watcher) forget(ctx context.Context, key string) {
+	if w.store == nil {
 		return
 	}
-	if err := w.b.store.DeleteAlert(ctx, key); err != nil {
-		w.b.log.Error("could not delete an alert from the state store", slog.String("error", err.Error()))
+	if err := w.store.DeleteAlert(ctx, key); err != nil {
+		w.log.Error("could not delete an alert from the state store", slog.String("error", err.Error()))
 	}
 }

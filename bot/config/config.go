@@ -1,4 +1,6 @@
-package bot
+// Package config reads every setting of pgkill from the environment and
+// checks it; the command line and the Slack bot read the same settings.
+package config
 
 import (
 	"errors"
@@ -16,8 +18,8 @@ import (
 	"github.com/pgkill/pgkill/pg/match"
 )
 
-// Config is every setting, read from the environment (see README.md for
-// each variable and its default).
+// Config is every setting, read from the environment (docs/configuration.md
+// lists each variable and its default).
 type Config struct {
 	Targets       string        `envconfig:"PGKILL_TARGETS"`
 	DatabaseURL   string        `envconfig:"DATABASE_URL"`
@@ -193,7 +195,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := redact.ParseMode(c.Redact); err != nil {
-		return fmt.Errorf("PGKILL_REDACT %w", err)
+		errs = append(errs, fmt.Errorf("PGKILL_REDACT %w", err))
 	}
 	if c.AlertMaxPerPoll < 1 {
 		errs = append(errs, fmt.Errorf("PGKILL_ALERT_MAX_PER_POLL must be at least 1, not %d", c.AlertMaxPerPoll))
@@ -273,4 +275,30 @@ func (c Config) ReplicaName() string {
 		return h
 	}
 	return "pgkill"
+}
+
+// Timing derived from the settings, one place for each.
+
+// QueryTimeout bounds a listing: the per-target timeouts come first.
+func (c Config) QueryTimeout() time.Duration { return c.ConnectTimeout + 15*time.Second }
+
+// ShutdownGrace bounds how long in-flight actions may run after SIGTERM:
+// long enough for a signal plus its verification.
+func (c Config) ShutdownGrace() time.Duration {
+	return c.VerifyTimeout + c.ConnectTimeout + 10*time.Second
+}
+
+// SignalBudget bounds a signal and its verification, counted from the
+// approval: an approval later than that signals nothing.
+func (c Config) SignalBudget() time.Duration { return c.ShutdownGrace() }
+
+// SignalMargin is how long after its budget an approved request is closed
+// by the sweep as abandoned: the time a signal sent at the end of its budget
+// needs to reach its server, and the outcome to be recorded.
+func (c Config) SignalMargin() time.Duration { return c.SignalBudget() + 15*time.Second }
+
+// SweepInterval is how often the housekeeping sweep runs: a small part of
+// the approval TTL, so an expiry is at most that late.
+func (c Config) SweepInterval() time.Duration {
+	return min(max(c.ApprovalTTL/20, 200*time.Millisecond), 5*time.Second)
 }

@@ -1,0 +1,412 @@
+// Package alert watches the targets for runaway queries and keeps the alert
+// channel up to date: one alert per query, edited in place, resolved with
+// how it ended; a summary for a flood; a notice when a target goes down and
+// when it comes back.
+package alert
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/lease"
+	"github.com/pgkill/pgkill/bot/metrics"
+	"github.com/pgkill/pgkill/bot/outbox"
+	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/match"
+)
+
+type alert struct {
+	backend   pg.Backend
+	summary   *summary
+	since     time.Time
+	lastEdit  time.Time
+	lastShown string // what the last edit showed that matters (blocking)
+	queued    bool   // this process queued its post (else another did, or an earlier run)
+
+	// Set by the outbox's callbacks; guarded by watcher.mu.
+	ts       string // the alert message once Slack has it ("" before)
+	failed   bool   // the outbox gave up on its post
+	resolved bool   // the target's goroutine is done with it
+}
+
+type summary struct {
+	key   string // the summary's outbox key
+	total int
+	open  int // queries of the summary still running
+	since time.Time
+
+	// Guarded by watcher.mu: set once Slack has it, or the outbox gave up.
+	ts     string
+	failed bool
+}
+
+// Config is what the watcher is told of pgkill's settings.
+type Config struct {
+	Channel      string        // PGKILL_ALERT_CHANNEL
+	After        time.Duration // PGKILL_ALERT_AFTER
+	IdleTxAfter  time.Duration // PGKILL_IDLE_TX_ALERT_AFTER; 0: off
+	PollInterval time.Duration // PGKILL_POLL_INTERVAL
+	MaxPerPoll   int           // PGKILL_ALERT_MAX_PER_POLL
+	EditEvery    time.Duration // PGKILL_ALERT_EDIT_INTERVAL
+	QueryTimeout time.Duration // bounds one poll's listing
+	Protect      match.Rules   // never alerted: protected sessions
+	Ignore       match.Rules   // never alerted: PGKILL_ALERT_IGNORE
+}
+
+// Lister is what the watcher needs of the databases.
+type Lister interface {
+	Names() []string
+	Specs() []pg.TargetSpec
+	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing
+}
+
+// Store keeps posted alerts across restarts and replicas (pg.Store); nil
+// keeps them in this process only.
+type Store interface {
+	ClaimAlert(ctx context.Context, target, key string, doc []byte) (bool, []byte, error)
+	PutAlert(ctx context.Context, target, key string, doc []byte) error
+	DeleteAlert(ctx context.Context, key string) error
+	Alerts(ctx context.Context, target string) (map[string][]byte, error)
+}
+
+// Requests names the request that ended a query (the approval workflow's store).
+type Requests interface {
+	EndedBy(ctx context.Context, id pg.Identity) (request.Request, bool)
+	// InFlight reports whether an approved request is being carried out on
+	// id: its alert waits for it to be recorded, so that it is credited.
+	InFlight(ctx context.Context, id pg.Identity) bool
+}
+
+// Sets keeps the set of a flood summary for its Cancel all / Terminate all.
+type Sets interface {
+	KeepSet(ctx context.Context, set request.Set) (id string, n int)
+}
+
+// Leases says which targets are this replica's to poll (bot/lease); nil:
+// every target is.
+type Leases interface {
+	Run(ctx context.Context, f lease.Follower)
+	Holds(target string) bool
+}
+
+// Outbox is where the alert messages go.
+type Outbox interface {
+	Put(outbox.Item)
+}
+
+// Deps are the watcher's parts.
+type Deps struct {
+	DB       Lister
+	Out      Outbox
+	Store    Store // nil: alerts in memory
+	Requests Requests
+	Sets     Sets
+	Leases   Leases // nil: no leases
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	// Checked is told of every poll's result, for /readyz.
+	Checked func(target string, err error)
+}
+
+// Watcher polls each target on its own schedule and keeps the alert
+// channel up to date. Each target's state is touched only by its own
+// goroutine, except what the outbox reports back (ts, failed), under mu.
+// No poll ever waits on Slack.
+type Watcher struct {
+	cfg      Config
+	db       Lister
+	out      Outbox
+	store    Store
+	requests Requests
+	sets     Sets
+	leases   Leases
+	metrics  *metrics.Metrics
+	log      *slog.Logger
+	checked  func(string, error)
+	// work outlives a shutdown's start: a poll finishes what it queued.
+	work context.Context
+
+	mu sync.Mutex
+}
+
+// New makes the watcher; work bounds what a poll finishes after Run's ctx
+// ends.
+func New(work context.Context, cfg Config, d Deps) *Watcher {
+	w := &Watcher{cfg: cfg, db: d.DB, out: d.Out, store: d.Store, requests: d.Requests, sets: d.Sets, leases: d.Leases,
+		metrics: d.Metrics, log: d.Log, checked: d.Checked, work: work}
+	if w.checked == nil {
+		w.checked = func(string, error) {}
+	}
+	return w
+}
+
+// message renders an alert with its target's role as the fleet has it now,
+// so that an alert edited after a failover shows the new role.
+func (w *Watcher) message(a blocks.Alert) blocks.Message {
+	for _, s := range w.db.Specs() {
+		if s.Name == a.Backend.Target {
+			a.Role = s.Role
+		}
+	}
+	return blocks.AlertMessage(a)
+}
+
+// alertsFor is one target's alert state.
+type alertsFor struct {
+	target    string
+	alerts    map[string]*alert // by alertKey
+	down      bool
+	downSince time.Time
+}
+
+// threshold is the shortest duration any alert needs: the poll asks for
+// that, one query, and sorts by state afterwards.
+func (w *Watcher) threshold() time.Duration {
+	d := w.cfg.After
+	if w.cfg.IdleTxAfter > 0 {
+		d = min(d, w.cfg.IdleTxAfter)
+	}
+	return d
+}
+
+// runaway says whether b deserves an alert.
+func (w *Watcher) runaway(b pg.Backend) bool {
+	switch {
+	case b.BackendType != "client backend":
+		return false
+	case w.skip(b):
+		return false
+	case b.State == pg.StateActive || b.State == pg.StateFastpath:
+		return b.Duration >= w.cfg.After
+	case b.State.Idle():
+		return w.cfg.IdleTxAfter > 0 && b.Duration >= w.cfg.IdleTxAfter
+	}
+	return false
+}
+
+// skip says whether a session is protected or ignored: the same parsed
+// rules and matcher the listing uses.
+func (w *Watcher) skip(b pg.Backend) bool {
+	if _, ok := w.cfg.Protect.Match(b.User, b.Application); ok {
+		return true
+	}
+	_, ok := w.cfg.Ignore.Match(b.User, b.Application)
+	return ok
+}
+
+// poll is one round for one target: one query.
+func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
+	qctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
+	start := time.Now()
+	ls := w.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold(), QueryMax: pg.DefaultQueryMax})
+	cancel()
+	if ctx.Err() != nil || !w.holds(st.target) { // shutting down or handed over: that answer is not ours to act on
+		return
+	}
+	// From here on the poll finishes what it starts — its state and what it
+	// queues for Slack — even when shutdown begins.
+	ctx = w.work
+	w.metrics.Polled(st.target, time.Since(start), ls[0].Err == nil)
+	w.checked(st.target, ls[0].Err)
+	now := time.Now()
+	if err := ls[0].Err; err != nil {
+		if !st.down {
+			st.down, st.downSince = true, now
+			w.log.Warn("target down", slog.String("target", st.target), slog.String("error", err.Error()))
+			w.notice("down", st.target, now, blocks.TargetDown(st.target, err, now))
+			w.metrics.Alert("target-down")
+		}
+		return // the alerts of a target we cannot see stay as they are
+	}
+	if st.down {
+		st.down = false
+		w.log.Info("target up", slog.String("target", st.target))
+		w.notice("up", st.target, now, blocks.TargetUp(st.target, now.Sub(st.downSince), now))
+		w.metrics.Alert("target-up")
+	}
+
+	w.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
+	w.adopt(ctx, st)
+	seen := map[string]bool{}
+	var fresh []pg.Backend
+	for _, b := range ls[0].Backends {
+		if !w.runaway(b) {
+			continue
+		}
+		k := alertKey(b)
+		seen[k] = true
+		if a, ok := st.alerts[k]; ok {
+			w.refresh(st, a, b, now)
+		} else {
+			fresh = append(fresh, b)
+		}
+	}
+	for k, a := range st.alerts {
+		if !seen[k] && !w.unconfirmed(a, now) && !w.requests.InFlight(ctx, a.backend.Identity) {
+			w.resolve(ctx, a, now)
+			delete(st.alerts, k)
+			w.forget(ctx, k)
+		}
+	}
+	fresh = w.claim(ctx, st, fresh, now)
+	if len(fresh) > w.cfg.MaxPerPoll {
+		w.flood(ctx, st, fresh, now)
+		return
+	}
+	for _, b := range fresh {
+		a := &alert{backend: b, since: now, lastEdit: now, lastShown: blockingState(b)}
+		st.alerts[alertKey(b)] = a
+		w.postAlert(st.target, a, w.message(blocks.Alert{Backend: b, Since: now, Now: now}))
+	}
+}
+
+// notice posts a one-off message (target down, target up).
+func (w *Watcher) notice(kind, target string, now time.Time, m blocks.Message) {
+	w.out.Put(outbox.Item{Key: kind + "|" + target + "|" + now.Format(time.RFC3339Nano), Channel: w.cfg.Channel, Msg: m})
+}
+
+// postAlert queues a new alert; once Slack has it, its ts is recorded, in
+// the state store too. Until then it has none: a failed post is retried by
+// the outbox, never recorded as posted.
+func (w *Watcher) postAlert(target string, a *alert, m blocks.Message) {
+	a.queued = true
+	key := alertKey(a.backend)
+	doc := encodeAlert(a, "")
+	w.out.Put(outbox.Item{Key: key, Channel: w.cfg.Channel, Msg: m, Sent: func(ts string, err error) {
+		w.mu.Lock()
+		a.ts, a.failed = ts, err != nil
+		resolved := a.resolved
+		w.mu.Unlock()
+		if err != nil {
+			return
+		}
+		w.metrics.Alert("posted")
+		if !resolved {
+			w.saveDoc(target, key, withTS(doc, ts, ""))
+		}
+	}})
+}
+
+// edit queues a new version of a posted (or queued) alert.
+func (w *Watcher) edit(a *alert, m blocks.Message) {
+	w.mu.Lock()
+	ts, failed := a.ts, a.failed
+	w.mu.Unlock()
+	if failed || ts == "" && !a.queued { // never posted, or another process posts it
+		return
+	}
+	w.out.Put(outbox.Item{Key: alertKey(a.backend), Channel: w.cfg.Channel, TS: ts, Msg: m})
+}
+
+// flood posts one summary instead of many alerts; its queries are known from
+// then on and never alerted one by one.
+func (w *Watcher) flood(ctx context.Context, st *alertsFor, fresh []pg.Backend, now time.Time) {
+	s := &summary{key: "summary|" + st.target + "|" + now.Format(time.RFC3339Nano), total: len(fresh), open: len(fresh), since: now}
+	members := map[string]*alert{}
+	docs := map[string][]byte{}
+	for _, b := range fresh {
+		a := &alert{backend: b, summary: s, since: now, lastEdit: now, queued: true}
+		st.alerts[alertKey(b)] = a
+		members[alertKey(b)], docs[alertKey(b)] = a, encodeAlert(a, "")
+	}
+	setID, n := w.sets.KeepSet(ctx, request.Freeze([]pg.Listing{{Target: st.target, Backends: fresh}}, floodScope(st.target, len(fresh), now), now))
+	msg := blocks.AlertSummary(blocks.Summary{Backends: fresh, Show: 3, BulkSet: setID, BulkCount: n, Now: now})
+	w.out.Put(outbox.Item{Key: s.key, Channel: w.cfg.Channel, Msg: msg, Sent: func(ts string, err error) {
+		w.mu.Lock()
+		s.ts, s.failed = ts, err != nil
+		if err != nil {
+			w.mu.Unlock()
+			return
+		}
+		var open []string
+		for k, a := range members {
+			if !a.resolved {
+				open = append(open, k)
+			}
+		}
+		w.mu.Unlock()
+		w.metrics.Alert("summary")
+		for _, k := range open {
+			w.saveDoc(st.target, k, withTS(docs[k], ts, ts))
+		}
+	}})
+}
+
+// orphanAfter is how long an alert may stay claimed but unposted before
+// another process (or a restarted one) posts it: four polls (a minute by
+// default).
+func (w *Watcher) orphanAfter() time.Duration { return 4 * w.cfg.PollInterval }
+
+// refresh edits a live alert in place, at most every PGKILL_ALERT_EDIT_INTERVAL,
+// or at once when it starts or stops blocking others.
+func (w *Watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) {
+	a.backend = b
+	if a.summary != nil {
+		return
+	}
+	if !a.queued && a.ts == "" && now.Sub(a.since) > w.orphanAfter() {
+		// Claimed (by an earlier run or another process) and still not
+		// posted: that one died, or Slack kept refusing it. Better twice
+		// than never.
+		w.postAlert(st.target, a, w.message(blocks.Alert{Backend: b, Since: a.since, Now: now}))
+		return
+	}
+	shown := blockingState(b)
+	if now.Sub(a.lastEdit) < w.cfg.EditEvery && shown == a.lastShown {
+		return
+	}
+	a.lastEdit, a.lastShown = now, shown
+	w.edit(a, w.message(blocks.Alert{Backend: b, Since: a.since, Now: now}))
+}
+
+// resolve edits an alert whose query is gone: how long it ran and how it
+// ended, no buttons. An alert whose post has not gone out yet is posted
+// resolved (the outbox's latest version wins).
+func (w *Watcher) resolve(_ context.Context, a *alert, now time.Time) {
+	w.metrics.Alert("resolved")
+	w.mu.Lock()
+	a.resolved = true
+	var summaryTS string
+	var summaryFailed bool
+	if a.summary != nil {
+		summaryTS, summaryFailed = a.summary.ts, a.summary.failed
+	}
+	w.mu.Unlock()
+	if s := a.summary; s != nil {
+		s.open--
+		if s.open == 0 && !summaryFailed && (summaryTS != "" || a.queued) {
+			w.out.Put(outbox.Item{Key: s.key, Channel: w.cfg.Channel, TS: summaryTS, Msg: blocks.AlertSummaryResolved(s.total, s.since, now)})
+		}
+		return
+	}
+	// It ran at least as long as it had when last seen, one poll ago.
+	w.edit(a, w.message(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)}))
+}
+
+// endedBy says which approved request ended the query, if one did.
+func (w *Watcher) endedBy(id pg.Identity) string {
+	a, ok := w.requests.EndedBy(context.Background(), id)
+	if !ok {
+		return ""
+	}
+	verb := "cancelled"
+	if a.Action == pg.Terminate {
+		verb = "terminated"
+	}
+	approvers := a.Approvers()
+	return fmt.Sprintf("%s through request %s, asked by %s and approved by %s", verb, a.ID, blocks.Mentions([]string{a.Requester}), blocks.Mentions(approvers))
+}
+
+func blockingState(b pg.Backend) string {
+	return fmt.Sprintf("%d/%d/%v", b.Blocking, b.BlockingTotal, b.BlockedBy)
+}
+
+// floodScope names the set of an alert summary, as its bulk card shows it.
+func floodScope(target string, n int, at time.Time) string {
+	return fmt.Sprintf("the %d runaway queries of the alert summary on %s at %s UTC", n, target, at.UTC().Format("15:04:05"))
+}

@@ -1,0 +1,163 @@
+// Package approval runs the request workflow: requests are made, approved,
+// denied, withdrawn, expired and carried out here, and each request's card
+// is kept showing what happened. It speaks to Slack only through the outbox.
+package approval
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/metrics"
+	"github.com/pgkill/pgkill/bot/outbox"
+	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Fleet is what the workflow needs of the databases.
+type Fleet interface {
+	// Names lists the targets now in the fleet.
+	Names() []string
+	// Backend reads one pid's current state; pg.ErrNotFound when there is none.
+	Backend(ctx context.Context, target string, pid int32) (pg.Backend, error)
+	// SignalVerify signals each backend that still has its identity, in
+	// the statement that checks it, and watches those signalled.
+	SignalVerify(ctx context.Context, action pg.Action, ids []pg.Identity, timeout time.Duration) []pg.Attempt
+}
+
+// Outbox is where every Slack write goes.
+type Outbox interface {
+	Put(outbox.Item)
+}
+
+// Config is what the workflow is told of pgkill's settings.
+type Config struct {
+	TTL           time.Duration // PGKILL_APPROVAL_TTL
+	VerifyTimeout time.Duration // PGKILL_VERIFY_TIMEOUT
+	// Budget bounds a signal and its verification: an approved request
+	// whose signaller has not recorded what it did by then (and Margin
+	// after) is closed by the sweep.
+	Budget       time.Duration
+	Margin       time.Duration
+	SelfApproval bool   // PGKILL_SELF_APPROVAL
+	BulkMax      int    // PGKILL_BULK_MAX
+	Command      string // PGKILL_COMMAND, for the answers that quote it
+	AuditChannel string // PGKILL_AUDIT_CHANNEL; "" for the log only
+	Sweep        time.Duration
+}
+
+// Workflow is the request workflow. Its methods are safe for concurrent
+// use; each answers its user itself, privately, through the outbox.
+type Workflow struct {
+	cfg     Config
+	store   *request.Store
+	sets    request.Sets
+	db      Fleet
+	out     Outbox
+	policy  *policy.Checker
+	reasons policy.Reasons
+	metrics *metrics.Metrics
+	log     *slog.Logger
+
+	// work runs what outlives a handler (a card's recording); Wait waits.
+	work     context.Context
+	inflight sync.WaitGroup
+}
+
+// Deps are the workflow's parts.
+type Deps struct {
+	Store   *request.Store
+	Sets    request.Sets
+	Fleet   Fleet
+	Out     Outbox
+	Policy  *policy.Checker
+	Reasons policy.Reasons
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+}
+
+// New makes the workflow; work bounds what it runs in the background.
+func New(work context.Context, cfg Config, d Deps) *Workflow {
+	if cfg.BulkMax <= 0 {
+		cfg.BulkMax = 1000
+	}
+	return &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
+		metrics: d.Metrics, log: d.Log, work: work}
+}
+
+// Store is the request store (the alert watcher names the request that
+// ended a query).
+func (w *Workflow) Store() *request.Store { return w.store }
+
+// Wait waits, at most d, for what the workflow runs in the background.
+func (w *Workflow) Wait(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { w.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (w *Workflow) goWork(fn func(ctx context.Context)) {
+	w.inflight.Add(1)
+	go func() {
+		defer w.inflight.Done()
+		fn(w.work)
+	}()
+}
+
+// Click is a button press (or the form it opened) as the workflow needs
+// it: who, where, on which message, and how to answer them privately.
+type Click struct {
+	User        string `json:"u"`
+	Channel     string `json:"c"`
+	Thread      string `json:"t"` // the listing or alert a request threads under
+	MessageTS   string `json:"m"` // the message the button was on
+	ResponseURL string `json:"r"`
+	Value       string `json:"v"` // the button's value
+	TriggerID   string `json:"-"` // opens a form; Slack's expire in 3 s, so never kept
+}
+
+// Tell answers url's user privately.
+func (w *Workflow) Tell(url, text string) {
+	tell(w.out, url, text)
+}
+
+var tells struct {
+	sync.Mutex
+	n uint64
+}
+
+// tell answers url's user privately, through out.
+func tell(out Outbox, url, text string) {
+	if url == "" {
+		return
+	}
+	tells.Lock()
+	tells.n++
+	key := fmt.Sprintf("tell|%d", tells.n)
+	tells.Unlock()
+	out.Put(outbox.Item{Key: key, URL: url, Msg: blocks.Notice(text)})
+}
+
+// Refuse tells user privately why they may not do what they asked, and
+// records the refusal in the log (never the audit channel: a stranger
+// pressing buttons must not be able to flood it).
+func (w *Workflow) Refuse(url, user, channel, what string, targets []string, why string) {
+	w.log.Info("audit", slog.String("event", AuditRefuse), slog.String("actor", user), slog.String("channel", channel),
+		slog.String("asked", what), slog.Any("targets", targets), slog.String("why", why))
+	w.metrics.Command("refused")
+	w.Tell(url, ":no_entry: "+why)
+}
+
+func (w *Workflow) storeFailed(url, what string, err error) {
+	w.log.Error("state store failed", slog.String("doing", what), slog.String("error", err.Error()))
+	w.Tell(url, ":x: pgkill could not "+what+" (state store: "+blocks.Escape(err.Error())+"). Nothing was signalled; try again.")
+}

@@ -1,0 +1,238 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/policy"
+	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
+)
+
+const unknownRequest = ":information_source: pgkill does not know this request (it may have restarted since, without a state store): nothing was signalled. List again and make a new request."
+
+// Approve handles Approve on a request's card: approvers only, not one's
+// own request unless PGKILL_SELF_APPROVAL, never after it expired by the
+// store's clock; with several approvals needed each approver's is a step of
+// its own, and only the last one approves it — so of concurrent final
+// clicks exactly one carries it out. That one signals with the identity
+// check, verifies and records the outcome before anything waits on Slack.
+func (w *Workflow) Approve(ctx context.Context, c Click, id string) {
+	if _, ok := w.decidable(ctx, c, id); !ok {
+		return
+	}
+	// The signal's time is counted from before the approval is written: the
+	// store's deadline for it is later than this process's, whatever the
+	// clocks say.
+	start := time.Now()
+	r, err := w.store.Apply(ctx, id, request.Event{Kind: request.Approve, User: c.User, SelfApproval: w.cfg.SelfApproval, Budget: w.cfg.Budget + w.cfg.Margin})
+	switch {
+	case errors.Is(err, request.ErrSelf):
+		w.Tell(c.ResponseURL, ":no_entry: you asked for this, so another approver must approve it (PGKILL_SELF_APPROVAL is off).")
+		return
+	case errors.Is(err, request.ErrExpired):
+		w.expire(ctx, id)
+		w.Tell(c.ResponseURL, fmt.Sprintf(":hourglass: request %s expired before your approval: nothing was signalled. List again and make a new request if it is still needed.", id))
+		return
+	case errors.Is(err, request.ErrVoted):
+		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: you have approved request %s already; it needs %d of %d approvals from different approvers.", id, r.NeedsVotes()-len(r.Votes), r.NeedsVotes()))
+		return
+	case errors.Is(err, request.ErrDecided):
+		w.tellDecided(c.ResponseURL, r)
+		return
+	case err != nil:
+		w.storeFailed(c.ResponseURL, "record the approval", err)
+		return
+	}
+	w.audit(AuditApprove, c.User, r)
+	w.refresh(r) // "1 of 2 approvals", or "approved, signalling…"
+	if r.State != request.Approved {
+		return
+	}
+	w.metrics.Decision("approved")
+	done := w.execute(ctx, r, start)
+	w.audit(AuditOutcome, c.User, done)
+	w.metrics.Signal(string(done.Action), done.Word())
+	if done.Outcome.Result == pg.Sent && done.VerifyErr == "" {
+		w.metrics.Verified(string(done.Action), done.Verified.After)
+	}
+	w.refresh(done)
+}
+
+// Deny handles Deny: approvers only.
+func (w *Workflow) Deny(ctx context.Context, c Click, id string) {
+	if _, ok := w.decidable(ctx, c, id); !ok {
+		return
+	}
+	w.decide(ctx, c, id, request.Event{Kind: request.Deny, User: c.User}, AuditDeny)
+}
+
+// Withdraw handles Withdraw: its requester only.
+func (w *Workflow) Withdraw(ctx context.Context, c Click, id string) {
+	r, err := w.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, request.ErrUnknown):
+		w.Tell(c.ResponseURL, unknownRequest)
+		return
+	case err != nil:
+		w.storeFailed(c.ResponseURL, "read the request", err)
+		return
+	case !w.onCard(ctx, c, r):
+		return
+	}
+	w.decide(ctx, c, id, request.Event{Kind: request.Withdraw, User: c.User}, AuditWithdraw)
+}
+
+// decide ends a pending request without a signal (deny, withdraw).
+func (w *Workflow) decide(ctx context.Context, c Click, id string, e request.Event, event string) {
+	r, err := w.store.Apply(ctx, id, e)
+	switch {
+	case errors.Is(err, request.ErrNotYours):
+		w.Tell(c.ResponseURL, fmt.Sprintf(":no_entry: only %s, who asked, may withdraw request %s.", blocks.Mentions([]string{r.Requester}), r.ID))
+		return
+	case errors.Is(err, request.ErrDecided):
+		w.tellDecided(c.ResponseURL, r)
+		return
+	case err != nil:
+		w.storeFailed(c.ResponseURL, "record the decision", err)
+		return
+	}
+	w.audit(event, c.User, r)
+	w.metrics.Decision(string(r.State))
+	w.refresh(r)
+}
+
+// expire ends a request nobody decided in time (by the store's clock). Any
+// process may call it, as often as it likes: only one expiry wins.
+func (w *Workflow) expire(ctx context.Context, id string) {
+	r, err := w.store.Apply(ctx, id, request.Event{Kind: request.Expire})
+	if err != nil {
+		if !errors.Is(err, request.ErrDecided) && !errors.Is(err, request.ErrNotDue) {
+			w.log.Error("could not expire a request; the next sweep retries", slog.String("request_id", id), slog.String("error", err.Error()))
+		}
+		return
+	}
+	w.audit(AuditExpire, "", r)
+	w.metrics.Decision("expired")
+	w.refresh(r)
+}
+
+// decidable checks that request id exists, that the click comes from its
+// card and that the clicker may approve on every target it touches.
+func (w *Workflow) decidable(ctx context.Context, c Click, id string) (request.Request, bool) {
+	r, err := w.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, request.ErrUnknown):
+		w.Tell(c.ResponseURL, unknownRequest)
+		return r, false
+	case err != nil:
+		w.storeFailed(c.ResponseURL, "read the request", err)
+		return r, false
+	case !w.onCard(ctx, c, r):
+		return r, false
+	}
+	for _, t := range r.Targets() {
+		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, "decide "+r.ID, r.Targets(), d.Why)
+			return r, false
+		}
+	}
+	return r, true
+}
+
+// cardRecordWait bounds how long a click waits for its card's ts to be
+// recorded (onCard).
+const cardRecordWait = 5 * time.Second
+
+// onCard checks that a click on a request's button comes from the message
+// recorded as that request's card: a button value names a request, and the
+// same value pressed anywhere else (a forged message, a copy) is no
+// authority. It tells the user when not.
+func (w *Workflow) onCard(ctx context.Context, c Click, r request.Request) bool {
+	// A click can come while the card's ts is being recorded by the process
+	// that posted it (the card is on screen before that): wait for it, briefly.
+	for wait := time.Duration(0); r.CardTS == "" && wait < cardRecordWait; wait += 100 * time.Millisecond {
+		if sleep(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+		if got, err := w.store.Get(ctx, r.ID); err == nil {
+			r = got
+		}
+	}
+	switch {
+	case r.CardTS == "":
+		w.Tell(c.ResponseURL, fmt.Sprintf(":hourglass: request %s's card is still being posted: press the button again on the card in a moment. Nothing was decided.", r.ID))
+		return false
+	case c.Channel != r.Channel || c.MessageTS != r.CardTS:
+		w.log.Warn("a click on a request's button from another message was refused", slog.String("request_id", r.ID),
+			slog.String("user", c.User), slog.String("channel", c.Channel))
+		w.Tell(c.ResponseURL, fmt.Sprintf(":no_entry: this button is not on request %s's card: only the card pgkill posted for it decides it. Use the card in the thread where it was requested. Nothing was decided.", r.ID))
+		return false
+	}
+	return true
+}
+
+func (w *Workflow) tellDecided(url string, r request.Request) {
+	who := ""
+	if r.Decider != "" {
+		who = " by " + blocks.Mentions([]string{r.Decider})
+	}
+	w.Tell(url, fmt.Sprintf(":information_source: request %s is already %s%s; nothing more happens.", r.ID, r.State, who))
+}
+
+// Next handles "Terminate the N still running" on a bulk cancel's outcome:
+// a new bulk request, with its own approval, for exactly those. It returns
+// the click as a Terminate all of that set, for the caller to carry on as
+// any (it asks for a reason where one is asked for).
+func (w *Workflow) Next(ctx context.Context, c Click, id string) (Click, bool) {
+	r, err := w.store.Get(ctx, id)
+	if err != nil {
+		w.Tell(c.ResponseURL, unknownRequest)
+		return c, false
+	}
+	if !w.onCard(ctx, c, r) {
+		return c, false
+	}
+	still := r.StillRunning()
+	set := request.Set{Scope: fmt.Sprintf("the %d still running after %s", len(still), r.ID), Members: still, At: r.Decided}
+	setID, err := w.sets.Put(ctx, set)
+	if err != nil {
+		w.storeFailed(c.ResponseURL, "keep the sessions still running", err)
+		return c, false
+	}
+	c.Thread = r.ThreadTS
+	if c.Thread == "" {
+		c.Thread = r.CardTS
+	}
+	c.Value = blocks.EncodeBulk(blocks.Bulk{Action: pg.Terminate, SetID: setID})
+	return c, true
+}
+
+// KeepSet keeps set for Cancel all / Terminate all buttons: its ID and
+// size, or "" (no buttons) when it has no member or could not be kept.
+func (w *Workflow) KeepSet(ctx context.Context, set request.Set) (string, int) {
+	if len(set.Members) == 0 {
+		return "", 0
+	}
+	id, err := w.sets.Put(ctx, set)
+	if err != nil {
+		w.log.Error("could not keep a set of sessions: no Cancel all", slog.String("error", err.Error()))
+		return "", 0
+	}
+	return id, len(set.Members)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,76 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
+)
+
+// recordBudget bounds the recording of an outcome: the signal happened,
+// whatever time it took.
+const recordBudget = 15 * time.Second
+
+// execute carries out an approved request — signals its backend (or set)
+// with the identity check, verifies, and records what PostgreSQL did — and
+// never talks to Slack. It signals only within its budget, counted from
+// start (just before the approval was written): past it, the sweep of any
+// replica may close the request, and a signal then would be one nobody
+// sees, so none is sent.
+func (w *Workflow) execute(ctx context.Context, r request.Request, start time.Time) request.Request {
+	deadline := start.Add(w.cfg.Budget)
+	if late := time.Since(start); !time.Now().Before(deadline) {
+		w.log.Error("an approval came too late to be carried out: nothing was signalled", slog.String("request_id", r.ID), slog.Duration("late", late))
+		return w.finish(ctx, r, func(x *request.Request) {
+			x.NotSent = fmt.Sprintf("pgkill was held up for %s after the approval, past the time in which it may signal (so that a signal never follows a request another replica has closed): nothing was signalled. Request it again if it is still needed", blocks.Duration(late))
+		})
+	}
+	sctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	atts := w.db.SignalVerify(sctx, r.Action, identities(r), w.cfg.VerifyTimeout)
+	return w.finish(ctx, r, func(x *request.Request) {
+		if x.Bulk() {
+			x.Results = atts
+			return
+		}
+		a := atts[0]
+		x.Outcome, x.Verified, x.Err, x.VerifyErr, x.NotSent = a.Outcome, a.Verified, a.Err, a.VerifyErr, a.NotSent
+	})
+}
+
+func identities(r request.Request) []pg.Identity {
+	if !r.Bulk() {
+		return []pg.Identity{r.Backend.Identity}
+	}
+	ids := make([]pg.Identity, len(r.Members))
+	for i, m := range r.Members {
+		ids[i] = m.Identity
+	}
+	return ids
+}
+
+// finish records an approved request's outcome. The signal happened (or
+// surely did not): the outcome is reported even if the store cannot record
+// it.
+func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*request.Request)) request.Request {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
+	defer cancel()
+	done, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Finish, Record: record})
+	if err != nil {
+		if errors.Is(err, request.ErrDecided) {
+			w.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", r.ID), slog.String("state", string(done.State)))
+		} else {
+			w.log.Error("could not record the outcome of a request", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+		}
+		done = r
+		done.State, done.Deadline = request.Done, time.Time{}
+		done.Version++ // shown over the approved card, which is all Slack has
+		record(&done)
+	}
+	return done
+}

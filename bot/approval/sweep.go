@@ -1,0 +1,97 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/request"
+)
+
+// Sweep runs the housekeeping until ctx ends. It is what expires requests
+// and closes abandoned ones, by the store's clock — not a timer of the
+// process that made them, which may be gone.
+func (w *Workflow) Sweep(ctx context.Context) {
+	t := time.NewTicker(w.cfg.Sweep)
+	defer t.Stop()
+	for {
+		w.SweepOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SweepOnce acts on every request due by the store's clock: a pending one
+// past its expiry expires; one whose card was never recorded is withdrawn;
+// an approved one whose signaller did not record what it did in time is
+// closed saying the signal may or may not have been sent. A pending request
+// whose target left the fleet is closed: nothing can be signalled there.
+func (w *Workflow) SweepOnce(ctx context.Context) {
+	due, now, err := w.store.Due(ctx)
+	if err != nil {
+		w.log.Error("could not read the requests due; the next sweep retries", slog.String("error", err.Error()))
+	}
+	for _, r := range due {
+		switch {
+		case r.State == request.Pending && !now.Before(r.Expires):
+			w.expire(ctx, r.ID)
+		case r.State == request.Pending:
+			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
+		case r.State == request.Approved:
+			w.abandon(ctx, r, now)
+		}
+	}
+	open, err := w.store.Open(ctx)
+	if err != nil {
+		w.log.Error("could not read pending requests; the next sweep retries", slog.String("error", err.Error()))
+	}
+	for _, r := range open {
+		for _, t := range r.Targets() {
+			if !w.inFleet(t) {
+				w.close(ctx, r, request.Expired, fmt.Sprintf("%s: nothing was signalled", leftFleet(t)))
+				break
+			}
+		}
+	}
+}
+
+// close ends a pending request that can no longer be decided, saying why
+// nothing was signalled.
+func (w *Workflow) close(ctx context.Context, r request.Request, to request.State, why string) {
+	got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Close, To: to, Why: why})
+	if err != nil {
+		if !errors.Is(err, request.ErrDecided) {
+			w.log.Error("could not close a request; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+		}
+		return
+	}
+	event := AuditExpire
+	if to == request.Withdrawn {
+		event = AuditWithdraw
+	}
+	w.audit(event, "", got)
+	w.metrics.Decision(string(to))
+	w.refresh(got)
+}
+
+// abandon closes an approval whose signaller stopped (or stalled) between
+// the approval and the record of its outcome: whether the signal was sent
+// is unknown, and the card says exactly that. A signaller that comes back
+// records what it did over it.
+func (w *Workflow) abandon(ctx context.Context, r request.Request, now time.Time) {
+	got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Abandon,
+		Why: fmt.Sprintf("pgkill stopped while it was signalling this request (approved %s before): the signal may or may not have been sent. List again to see whether the query still runs.", blocks.Duration(now.Sub(r.Decided).Round(time.Second)))})
+	if err != nil {
+		return
+	}
+	w.log.Warn("finished an abandoned approval", slog.String("request_id", r.ID))
+	w.audit(AuditOutcome, "", got)
+	w.metrics.Signal(string(got.Action), got.Word())
+	w.refresh(got)
+}

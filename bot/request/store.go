@@ -1,0 +1,252 @@
+package request
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgkill/pgkill/pg"
+)
+
+// Records is where a Store keeps its records: in this process (Memory) or
+// in the state store's PostgreSQL (*pg.Store). Times are the records'
+// own clock's. Every method fails only when the database does.
+type Records interface {
+	// AddRecord stores r as open, created now, expiring ttl later and due
+	// deadline after (0: never), unless an open record has r.Key: then it
+	// returns that one and false.
+	AddRecord(ctx context.Context, r pg.Record, ttl, deadline time.Duration) (pg.Record, bool, error)
+	// OpenRecord returns the open record with key (false: none).
+	OpenRecord(ctx context.Context, key string) (pg.Record, bool, error)
+	// Record returns record id and the clock's time now; pg.ErrNotFound.
+	Record(ctx context.Context, id int64) (pg.Record, time.Time, error)
+	// UpdateRecord writes r if the stored one is still at r.Version.
+	UpdateRecord(ctx context.Context, r pg.Record) (bool, error)
+	// DueRecords returns the open records past Expires and those past
+	// Deadline, with the clock's time now.
+	DueRecords(ctx context.Context) ([]pg.Record, time.Time, error)
+	// OpenRecords returns every open record.
+	OpenRecords(ctx context.Context) ([]pg.Record, error)
+	// RecordsWith returns the closed records with member among Members.
+	RecordsWith(ctx context.Context, member string) ([]pg.Record, error)
+	// PruneRecords forgets records closed longer than age ago.
+	PruneRecords(ctx context.Context, age time.Duration) error
+}
+
+// Store keeps requests. Its methods are safe for concurrent use, in one
+// process or across processes sharing the records.
+type Store struct {
+	recs Records
+}
+
+// NewStore keeps requests in recs.
+func NewStore(recs Records) *Store { return &Store{recs: recs} }
+
+// ErrUnknown is the error for a request the store does not have: never
+// made, pruned, or made by a process that kept it in its own memory.
+var ErrUnknown = errors.New("unknown request")
+
+// keepDecided is how long a decided request is remembered: clicks on its
+// card answer "already decided", and alerts name it as what ended a query.
+const keepDecided = 24 * time.Hour
+
+// doc is a request as stored: the columns hold its ID, state and times.
+type doc struct {
+	Request
+	BackendDuration time.Duration // pg.Backend does not serialise its duration
+}
+
+func encode(r Request) (pg.Record, error) {
+	raw, err := json.Marshal(doc{Request: r, BackendDuration: r.Backend.Duration})
+	if err != nil {
+		return pg.Record{}, err
+	}
+	id, _ := parseID(r.ID)
+	return pg.Record{ID: id, Key: r.Key(), State: string(r.State), Open: r.State.Open(), Version: r.Version,
+		Expires: r.Expires, Deadline: r.Deadline, Decided: r.Decided, Members: r.memberKeys(), Doc: raw}, nil
+}
+
+func decode(rec pg.Record) (Request, error) {
+	var d doc
+	if err := json.Unmarshal(rec.Doc, &d); err != nil {
+		return Request{}, fmt.Errorf("stored request %d: %w", rec.ID, err)
+	}
+	r := d.Request
+	r.Backend.Duration = d.BackendDuration
+	r.ID, r.Version, r.State = "R"+strconv.FormatInt(rec.ID, 10), rec.Version, State(rec.State)
+	r.Requested, r.Expires, r.Deadline, r.Decided = rec.Created, rec.Expires, rec.Deadline, rec.Decided
+	return r, nil
+}
+
+func parseID(id string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(id, "R"), 10, 64)
+	return n, err == nil && strings.HasPrefix(id, "R") && n > 0
+}
+
+// Add stores r as a new pending request that expires ttl from now and
+// whose card is due cardDue from now (the store's clock), and returns it
+// with its ID. When an open request has the same Key, it returns that one
+// and false. An add whose reply was lost is recognised by reading its key
+// back: it is reported as made.
+func (s *Store) Add(ctx context.Context, r Request, ttl, cardDue time.Duration) (Request, bool, error) {
+	_ = s.recs.PruneRecords(ctx, keepDecided) // best effort
+	r.State, r.ID, r.Version = Pending, "", 0
+	r.Nonce = nonce()
+	rec, err := encode(r)
+	if err != nil {
+		return r, false, err
+	}
+	got, created, err := s.recs.AddRecord(ctx, rec, ttl, cardDue)
+	if err != nil {
+		back, ok, rerr := s.recs.OpenRecord(ctx, rec.Key)
+		if rerr != nil || !ok {
+			return r, false, err
+		}
+		got, created = back, false
+	}
+	out, err := decode(got)
+	if err != nil {
+		return out, false, err
+	}
+	return out, created || out.Nonce == r.Nonce, nil
+}
+
+func nonce() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Get returns request id; ErrUnknown when there is none.
+func (s *Store) Get(ctx context.Context, id string) (Request, error) {
+	r, _, err := s.read(ctx, id)
+	return r, err
+}
+
+func (s *Store) read(ctx context.Context, id string) (Request, time.Time, error) {
+	n, ok := parseID(id)
+	if !ok {
+		return Request{}, time.Time{}, fmt.Errorf("%w %q", ErrUnknown, id)
+	}
+	rec, now, err := s.recs.Record(ctx, n)
+	if errors.Is(err, pg.ErrNotFound) {
+		return Request{}, now, fmt.Errorf("%w %s", ErrUnknown, id)
+	}
+	if err != nil {
+		return Request{}, now, err
+	}
+	r, err := decode(rec)
+	return r, now, err
+}
+
+// maxConflicts bounds how often one step is retried on a newer version:
+// each retry means another step landed first.
+const maxConflicts = 20
+
+// Apply applies e to request id as one atomic step on its latest version
+// and the store's clock now (Apply). It returns the request as it is after
+// the step; when e does not apply, the request as it is and the reason
+// (ErrDecided, ErrExpired, …). A write whose reply was lost is recognised
+// by reading the record back.
+func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) {
+	for range maxConflicts {
+		r, now, err := s.read(ctx, id)
+		if err != nil {
+			return r, err
+		}
+		cur := r
+		if err := Apply(&r, e, now); err != nil {
+			return cur, err
+		}
+		rec, err := encode(r)
+		if err != nil {
+			return cur, err
+		}
+		won, err := s.recs.UpdateRecord(ctx, rec)
+		if err != nil && s.landed(ctx, rec) {
+			won, err = true, nil // the write committed; only its reply was lost
+		}
+		if err != nil {
+			return cur, err
+		}
+		if won {
+			r.Version++
+			return r, nil
+		}
+	}
+	return Request{}, fmt.Errorf("request %s: too many concurrent changes", id)
+}
+
+// landed reports whether a write whose reply was lost committed after
+// all: the record is at the next version and holds exactly what was
+// written.
+func (s *Store) landed(ctx context.Context, rec pg.Record) bool {
+	got, _, err := s.recs.Record(ctx, rec.ID)
+	if err != nil || got.Version != rec.Version+1 || got.State != rec.State {
+		return false
+	}
+	var want, have any
+	return json.Unmarshal(rec.Doc, &want) == nil && json.Unmarshal(got.Doc, &have) == nil && reflect.DeepEqual(want, have)
+}
+
+// Due returns the requests the sweep must act on now by the store's clock
+// (pending past expiry or with an overdue card, approved past their
+// deadline), and that time.
+func (s *Store) Due(ctx context.Context) ([]Request, time.Time, error) {
+	recs, now, err := s.recs.DueRecords(ctx)
+	return decodeAll(recs), now, err
+}
+
+// Open returns every pending request.
+func (s *Store) Open(ctx context.Context) ([]Request, error) {
+	recs, err := s.recs.OpenRecords(ctx)
+	return decodeAll(recs), err
+}
+
+// EndedBy finds the decided request whose signal ended execution id.
+func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool) {
+	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
+	if err != nil {
+		return Request{}, false
+	}
+	for _, r := range decodeAll(recs) {
+		if r.Signalled(id) {
+			return r, true
+		}
+	}
+	return Request{}, false
+}
+
+// InFlight reports whether an approved request is being carried out on
+// execution id (its outcome not recorded yet).
+func (s *Store) InFlight(ctx context.Context, id pg.Identity) bool {
+	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
+	if err != nil {
+		return false
+	}
+	for _, r := range decodeAll(recs) {
+		if r.State == Approved {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeAll decodes records, skipping any it cannot read (of an older
+// layout).
+func decodeAll(recs []pg.Record) []Request {
+	var out []Request
+	for _, rec := range recs {
+		if r, err := decode(rec); err == nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}

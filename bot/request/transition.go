@@ -1,0 +1,140 @@
+package request
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Kind is what happens to a request.
+type Kind int
+
+const (
+	Approve  Kind = iota + 1 // an approver approves; the last approval needed moves it to approved
+	Deny                     // an approver denies it
+	Withdraw                 // its requester withdraws it
+	Expire                   // nobody decided it in time
+	Close                    // it ends unsignalled for a reason known for certain (Event.To, Event.Why)
+	Posted                   // its card was posted (Event.CardTS)
+	Repost                   // a new attempt to post its card, when the last one is overdue (Event.Due)
+	Abandon                  // its signaller stopped before recording what it did
+	Finish                   // its signal's outcome is recorded (Event.Record)
+)
+
+// Event is one thing that happens to a request, with what the step needs.
+type Event struct {
+	Kind Kind
+	User string // Approve, Deny, Withdraw: who
+
+	// Approve: whether the requester may approve their own request, and how
+	// long the signal may take once approved (the request's Deadline).
+	SelfApproval bool
+	Budget       time.Duration
+
+	To     State          // Close: Expired or Withdrawn
+	Why    string         // Close: why nothing was signalled; Abandon: what is known
+	CardTS string         // Posted
+	Due    time.Duration  // Repost: when the new attempt is overdue in turn
+	Record func(*Request) // Finish: writes the outcome
+}
+
+// The reasons a step does not apply. The request is left as it was.
+var (
+	ErrDecided  = errors.New("already decided")
+	ErrExpired  = errors.New("expired")
+	ErrVoted    = errors.New("approved already by this approver")
+	ErrSelf     = errors.New("one's own request")
+	ErrNotYours = errors.New("not the requester")
+	ErrNotDue   = errors.New("not due")
+)
+
+// Apply is the state machine: it applies e to r at now — the store's
+// clock, read in the same step — or returns why e does not apply, changing
+// nothing. Every store runs every step through it.
+func Apply(r *Request, e Event, now time.Time) error {
+	next := *r
+	next.Votes = append([]Vote(nil), r.Votes...)
+	if err := step(&next, e, now); err != nil {
+		return err
+	}
+	*r = next
+	return nil
+}
+
+func step(r *Request, e Event, now time.Time) error {
+	switch e.Kind {
+	case Approve:
+		switch {
+		case r.State != Pending:
+			return ErrDecided
+		case !now.Before(r.Expires):
+			return ErrExpired
+		case r.Requester == e.User && !e.SelfApproval:
+			return ErrSelf
+		case r.Voted(e.User):
+			return ErrVoted
+		}
+		r.Votes = append(r.Votes, Vote{User: e.User, At: now})
+		if len(r.Votes) >= r.NeedsVotes() {
+			r.State, r.Decider, r.Decided, r.Deadline = Approved, e.User, now, now.Add(e.Budget)
+		}
+	case Deny, Withdraw:
+		switch {
+		case r.State != Pending:
+			return ErrDecided
+		case e.Kind == Withdraw && r.Requester != e.User:
+			return ErrNotYours
+		}
+		r.State, r.Decided, r.Deadline = Denied, now, time.Time{}
+		if e.Kind == Withdraw {
+			r.State = Withdrawn
+		} else {
+			r.Decider = e.User
+		}
+	case Expire:
+		switch {
+		case r.State != Pending:
+			return ErrDecided
+		case now.Before(r.Expires):
+			return ErrNotDue
+		}
+		r.State, r.Decided, r.Deadline = Expired, now, time.Time{}
+	case Close:
+		if r.State != Pending {
+			return ErrDecided
+		}
+		if e.To != Expired && e.To != Withdrawn {
+			return fmt.Errorf("request: close to %s", e.To)
+		}
+		r.State, r.Decided, r.Deadline, r.NotSent = e.To, now, time.Time{}, e.Why
+	case Posted:
+		if r.CardTS == e.CardTS {
+			return ErrDecided
+		}
+		r.CardTS = e.CardTS
+		if r.State == Pending {
+			r.Deadline = time.Time{}
+		}
+	case Repost:
+		if r.State != Pending || r.CardTS != "" || now.Before(r.Deadline) {
+			return ErrNotDue
+		}
+		r.Deadline = now.Add(e.Due)
+	case Abandon:
+		if r.State != Approved || now.Before(r.Deadline) {
+			return ErrNotDue
+		}
+		r.State, r.Err, r.Abandoned, r.Deadline = Done, e.Why, true, time.Time{}
+	case Finish:
+		// The signaller records what it did; it may come after the sweep
+		// closed the request as abandoned, and then replaces that guess.
+		if r.State != Approved && !(r.State == Done && r.Abandoned) {
+			return ErrDecided
+		}
+		r.State, r.Err, r.Abandoned, r.Deadline = Done, "", false, time.Time{}
+		e.Record(r)
+	default:
+		return fmt.Errorf("request: unknown event %d", e.Kind)
+	}
+	return nil
+}
