@@ -47,11 +47,49 @@ type Backend struct {
 	QueryTruncated bool          `json:"query_truncated"`       // cut by track_activity_query_size or by Filter.QueryMax
 	Fingerprint    string        `json:"fingerprint,omitempty"` // of the query text as read, for audit records (set by the bot)
 	Duration       time.Duration `json:"-"`                     // of the query when active, of the transaction when idle in one
-	BlockedBy      []int32       `json:"blocked_by"`            // pg_blocking_pids(); 0 is a prepared transaction
-	Blocking       int           `json:"blocking"`              // sessions waiting directly on this one
-	BlockingTotal  int           `json:"blocking_total"`        // sessions waiting on it directly or through others
-	Superuser      bool          `json:"superuser"`             // the session's role is a superuser
-	Protected      string        `json:"protected,omitempty"`   // why we must not or cannot signal it; "" when we may
+	XactAge        time.Duration `json:"-"`                     // how long its transaction has been open; 0 outside one
+	// BlockedBy lists the sessions it waits for directly: those
+	// pg_blocking_pids() names, less those it waits for only through
+	// another of them (in a queue on one row, the session ahead; not every
+	// session ahead). 0 is a prepared transaction.
+	BlockedBy     []int32 `json:"blocked_by"`
+	Blocking      int     `json:"blocking"`       // sessions whose BlockedBy names this one
+	BlockingTotal int     `json:"blocking_total"` // sessions waiting on it directly or through others
+	// WaitsFor is the lock it waits for, when it waits for one held or
+	// queued for by another session.
+	WaitsFor *Lock `json:"waits_for,omitempty"`
+	// Queue is what the sessions waiting directly on this one wait for,
+	// one entry per lock, most sessions first.
+	Queue []LockQueue `json:"queue,omitempty"`
+	// LikelyRoot: in a listing without the tree (Listing.Degraded or
+	// NoTree) while sessions wait on locks, this is the session a rule
+	// that needs no lock table takes for the root blocker (likelyRoot). A
+	// guess, never a proof.
+	LikelyRoot bool   `json:"likely_root,omitempty"`
+	Superuser  bool   `json:"superuser"`           // the session's role is a superuser
+	Protected  string `json:"protected,omitempty"` // why we must not or cannot signal it; "" when we may
+}
+
+// Lock is a lock a session waits for, as pg_locks shows it.
+type Lock struct {
+	Type string `json:"type"` // pg_locks.locktype: relation, tuple, transactionid, advisory…
+	Mode string `json:"mode"` // AccessExclusiveLock, ShareLock…
+	// Relation names the relation, schema-qualified unless on the search
+	// path ("" when the lock is on none). For a wait on a transaction ID
+	// (a row another transaction changed or locked) it is the relation of
+	// that row.
+	Relation string `json:"relation,omitempty"`
+	// RelationOID and Database are set instead of Relation for a relation
+	// of another database than the one pgkill connects to: there its OID
+	// cannot be named.
+	RelationOID uint32 `json:"relation_oid,omitempty"`
+	Database    string `json:"database,omitempty"`
+}
+
+// LockQueue is a number of sessions waiting for one lock.
+type LockQueue struct {
+	Lock
+	Sessions int `json:"sessions"`
 }
 
 // Signallable reports whether pgkill may offer Cancel or Terminate.

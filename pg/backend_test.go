@@ -71,11 +71,7 @@ func TestListLockChain(t *testing.T) {
 	c.Run("SELECT count(*) FROM lockchain")
 	waitBackend(t, tg, pg.Filter{Application: "chain_c"}, c.PID, func(x pg.Backend) bool { return x.WaitEventType == "Lock" })
 
-	l, err := tg.List(ctx(t), pg.Filter{})
-	bs := l.Backends
-	if err != nil {
-		t.Fatal(err)
-	}
+	bs := withTree(t, tg, pg.Filter{}).Backends
 	byPID := map[int32]pg.Backend{}
 	for _, x := range bs {
 		byPID[x.PID] = x

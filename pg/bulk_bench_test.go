@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
@@ -44,17 +43,11 @@ func (s *statements) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.T
 
 func (s *statements) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
 
-// counted gives tg a pool that counts its statements (the same settings).
-func counted(b *testing.B, tg *Target) *statements {
+// counted makes tg's connections count their statements (tg must not have
+// connected yet).
+func counted(tg *Target) *statements {
 	s := &statements{}
-	cfg := tg.pool.Config()
-	cfg.ConnConfig.Tracer = s
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tg.pool.Close()
-	tg.pool = pool
+	tg.connCfg.Tracer = s
 	return s
 }
 
@@ -67,7 +60,7 @@ func BenchmarkBulkCancel(b *testing.B) {
 	const n = 500
 	dsn := pgtest.DSN(b)
 	tg, _ := benchTarget(b, dsn)
-	count := counted(b, tg)
+	count := counted(tg)
 	sessions := make([]*pgtest.Session, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 20) // connects at once: more only queue on the server

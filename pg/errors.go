@@ -3,10 +3,12 @@ package pg
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"regexp"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/jackc/pgx/v5"
@@ -93,19 +95,84 @@ func translate(err error) error {
 		return err
 	}
 	var netErr net.Error
+	msg := message(err)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		return &Error{Kind: ErrTimeout, Message: redact(err.Error()), err: err}
+		return &Error{Kind: ErrTimeout, Message: msg, err: err}
 	case pgconn.Timeout(err):
-		return &Error{Kind: ErrTimeout, Message: redact(err.Error()), err: err}
+		return &Error{Kind: ErrTimeout, Message: msg, err: err}
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &Error{Kind: ErrUnavailable, Message: redact(err.Error()), err: err}
+		return &Error{Kind: ErrUnavailable, Message: msg, err: err}
 	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {
-		return &Error{Kind: ErrUnavailable, Message: redact(err.Error()), err: err}
+		return &Error{Kind: ErrUnavailable, Message: msg, err: err}
 	}
-	return &Error{Message: redact(err.Error()), err: err}
+	return &Error{Message: msg, err: err}
+}
+
+// message is err's text, passwords masked. A failed connection is said in
+// one line: pgx lists each address it tried, and each twice when it tried
+// with TLS and then without (sslmode=prefer), with the address repeated in
+// each cause; here each address and cause comes once.
+func message(err error) string {
+	var connErr *pgconn.ConnectError
+	if !errors.As(err, &connErr) {
+		return redact(err.Error())
+	}
+	var (
+		parts []string
+		seen  = map[string]bool{}
+	)
+	for _, e := range leaves(errors.Unwrap(connErr)) {
+		part := e.Error()
+		var op *net.OpError
+		var dns *net.DNSError
+		switch {
+		case errors.As(e, &dns):
+			part = "lookup " + dns.Name + ": " + dns.Err
+		case errors.As(e, &op):
+			cause := op.Err.Error()
+			var errno syscall.Errno
+			if errors.As(op.Err, &errno) {
+				cause = errno.Error()
+			}
+			part = cause
+			if op.Addr != nil {
+				part = op.Addr.String() + ": " + cause
+			}
+		}
+		if !seen[part] {
+			seen[part] = true
+			parts = append(parts, part)
+		}
+	}
+	who := "user " + connErr.Config.User
+	if connErr.Config.Database != "" {
+		who += ", database " + connErr.Config.Database
+	}
+	return redact(fmt.Sprintf("could not connect (%s): %s", who, strings.Join(parts, "; ")))
+}
+
+// leaves flattens joined errors (errors.Join), also when wrapped, into
+// their members.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if w, ok := err.(interface{ Unwrap() error }); ok {
+		if inner := leaves(w.Unwrap()); len(inner) > 1 {
+			return inner
+		}
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // retryable says whether an operation may be run again on a fresh

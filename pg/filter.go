@@ -2,6 +2,8 @@ package pg
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/pgkill/pgkill/pg/match"
@@ -32,20 +34,50 @@ type Filter struct {
 // show (Block Kit sections hold 3,000 characters).
 const DefaultQueryMax = 2000
 
-// States accepted by Filter.State.
-var FilterStates = []string{"active", "idle-in-transaction", "all"}
+// FilterState is a value Filter.State takes, with what it includes and
+// the other spellings that mean the same.
+type FilterState struct {
+	Name     string
+	Includes string
+	Aliases  []string
+}
 
-// ParseFilterState checks a user-supplied state filter.
+// FilterStates are the states a listing can be narrowed to. Plain idle
+// sessions (no transaction open) are never listed: there is nothing to end,
+// so "idle" can only mean idle in a transaction.
+var FilterStates = []FilterState{
+	{Name: "active", Includes: "sessions running a statement now"},
+	{Name: "idle-in-transaction", Includes: "sessions waiting for their client inside an open transaction, aborted ones included",
+		Aliases: []string{"idle", "idle_in_transaction", "idle in transaction"}},
+	{Name: "all", Includes: "both of the above (the default; plain idle sessions are never listed)"},
+}
+
+// ParseFilterState reads a state filter as a person typed it (Slack's
+// state=, the command line's -state): "" is all. It is the only parser of
+// it; the error names every state and what it includes.
 func ParseFilterState(s string) (string, error) {
-	switch s {
-	case "", "all":
+	if s == "" {
 		return "all", nil
-	case "active", "idle-in-transaction":
-		return s, nil
-	case "idle", "idle_in_transaction", "idle in transaction":
-		return "idle-in-transaction", nil
 	}
-	return "", fmt.Errorf("state must be active, idle-in-transaction or all, not %q", s)
+	for _, st := range FilterStates {
+		if s == st.Name || slices.Contains(st.Aliases, s) {
+			return st.Name, nil
+		}
+	}
+	return "", fmt.Errorf("state must be one of %s; not %q", FilterStateHelp(), s)
+}
+
+// FilterStateHelp says each state and what it includes, for help texts.
+func FilterStateHelp() string {
+	var parts []string
+	for _, st := range FilterStates {
+		p := st.Name
+		if len(st.Aliases) > 0 {
+			p += " (or " + st.Aliases[0] + ")"
+		}
+		parts = append(parts, p+": "+st.Includes)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Check reports whether f's patterns and state are usable, with an error

@@ -98,11 +98,23 @@ type Listing struct {
 	// duration are hidden too. PostgreSQL also hides the process type, so a
 	// parallel or background worker running as such a role counts as well.
 	Hidden int
-	// NoTree says why the blocking tree could not be computed (the sessions
-	// are listed without blocking counts); "" when it was.
+	// NoTree says why the blocking tree is not in the listing (the
+	// sessions are listed without blocking counts); "" when it is.
 	NoTree string
+	// Degraded: the lock table did not answer within the tree's budget (a
+	// lock pile-up's deadlock checks hold it). Every session is listed
+	// with its state and wait, the likely root blocker is marked
+	// (Backend.LikelyRoot) and NoTree says how many sessions wait on
+	// locks; signalling works as usual. Complete brings the tree.
+	Degraded bool
+	// LockWaits counts the sessions waiting on a heavyweight lock or on
+	// the lock manager itself (where their deadlock checks queue), all of
+	// the target's sessions counted, whatever the filter.
+	LockWaits int
 
-	role, hiddenRole string // for Target.Backend's ErrHidden message
+	role, hiddenRole string            // for Target.Backend's ErrHidden message
+	pending          *future[lockRead] // the lock-table read a Degraded listing gave up on
+	filter           Filter            // what Complete lists again
 }
 
 // List lists the named targets (all when names is empty) concurrently, in
@@ -128,6 +140,24 @@ func (f *Fleet) List(ctx context.Context, names []string, filter Filter) []Listi
 	}
 	_ = g.Wait() // never fails: errors stay per target
 	return out
+}
+
+// Complete brings the blocking tree to a Degraded listing of one of the
+// fleet's targets; see Target.Complete. An error (ctx ended, the target
+// could not be read or left the fleet) is in Listing.Err, with the rest of
+// l as it was.
+func (f *Fleet) Complete(ctx context.Context, l Listing) Listing {
+	if !l.Degraded {
+		return l
+	}
+	t, err := f.Target(l.Target)
+	if err != nil {
+		l.Err = err
+		return l
+	}
+	full, err := t.Complete(ctx, l)
+	full.Err = err
+	return full
 }
 
 // Doctor checks the named targets (all when names is empty) concurrently.

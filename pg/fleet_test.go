@@ -140,8 +140,8 @@ func TestFleetSetConcurrent(t *testing.T) {
 }
 
 // gone says whether err is a target's removal seen by an operation racing
-// with it: unknown by name, or its pool closed under it.
+// with it: unknown by name, or its connections closed under it.
 func gone(err error) bool {
 	s := err.Error()
-	return strings.Contains(s, "unknown target") || strings.Contains(s, "closed pool")
+	return strings.Contains(s, "unknown target") || strings.Contains(s, "it left the fleet")
 }

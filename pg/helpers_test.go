@@ -25,6 +25,20 @@ func newTarget(t testing.TB, dsn string, opts pg.Options) *pg.Target {
 	return tg
 }
 
+// withTree lists with the blocking tree: a loaded machine may take longer
+// than the tree's budget to read the lock table, and Complete waits for it.
+func withTree(t testing.TB, tg *pg.Target, f pg.Filter) pg.Listing {
+	t.Helper()
+	l, err := tg.List(ctx(t), f)
+	for err == nil && l.Degraded {
+		l, err = tg.Complete(ctx(t), l)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // waitBackend polls the listing until pid shows up satisfying ok.
 func waitBackend(t testing.TB, tg *pg.Target, f pg.Filter, pid int32, ok func(pg.Backend) bool) pg.Backend {
 	t.Helper()

@@ -10,11 +10,22 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// treeBudget bounds the blocking tree: reading the lock waits (server side)
-// and computing the counts (here) each get this long. Past it the sessions
-// are listed without blocking counts and Listing.NoTree says so: a pile-up
-// must never make the target unreadable during the incident it causes.
+// treeBudget bounds the blocking tree: a listing waits this long for the
+// lock-table read and gives computing the counts as long again. Past it the
+// sessions are listed without the tree (Listing.Degraded or NoTree says
+// why): a pile-up must never make the target unreadable during the
+// incident it causes.
 const treeBudget = time.Second
+
+// busyBudget replaces treeBudget when at least busyQueue sessions queue on
+// the lock manager (their deadlock checks, or a pile-up joining its queue):
+// the lock table is then busy, and a first answer that comes quickly is
+// worth more than one that waits. A session or two are there for a moment
+// whenever a lock wait passes deadlock_timeout.
+const (
+	busyBudget = 200 * time.Millisecond
+	busyQueue  = 10
+)
 
 // budget is treeBudget, or the test's own.
 func (t *Target) budget() time.Duration {
@@ -24,203 +35,298 @@ func (t *Target) budget() time.Duration {
 	return treeBudget
 }
 
-// meSQL reads, once per listing, who we are and what we may do.
-const meSQL = `
-SELECT current_user::text, r.rolsuper, pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
-       pg_postmaster_start_time()
-FROM pg_roles r WHERE r.rolname = current_user`
-
-// sessionsSQL reads pg_stat_activity once, with no self-join and no
-// correlated subquery, so it costs about what a plain read of the view
-// does. Each row is one of three kinds:
-//
-//	0 a session that may be listed (filtered here by state, duration and
-//	  pid; the name patterns are matched in Go);
-//	1 a session of another role that pgkill's role may not see: its
-//	  timestamps and query are NULL (<insufficient privilege>), only its
-//	  pid, database, user and application are shown, so it is counted,
-//	  never listed;
-//	2 a parallel worker, only to count it under its leader and to map its
-//	  lock waits onto the leader.
-//
-// Only $4 characters of the query leave the server ($4 <= 0: all of it);
-// whether that cut it is told by lengths in bytes, so a 64 kB text is never
-// scanned character by character.
-// Ages are computed with clock_timestamp() on the server: no clock skew.
-// Our own sessions are excluded by pid and by application_name+role, so the
-// other connection of our pool never shows either. leader_pid exists from
-// 13 on; for 12 sessionsSQL12 reads NULL instead.
-const sessionsSQL = `
-SELECT CASE WHEN a.backend_start IS NULL THEN 1 WHEN a.leader_pid IS NOT NULL AND a.leader_pid <> a.pid THEN 2 ELSE 0 END,
-       a.pid, a.leader_pid, a.backend_start, coalesce(a.query_start, a.backend_start),
-       coalesce(a.datname, ''), coalesce(a.usename, ''), coalesce(a.application_name, ''),
-       CASE WHEN a.client_addr IS NULL THEN CASE WHEN a.client_port = -1 THEN 'local' ELSE '' END
-            ELSE host(a.client_addr) END,
-       coalesce(a.backend_type, ''), coalesce(a.state, ''),
-       coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
-       a.xact_start, a.state_change,
-       CASE WHEN $4::int > 0 THEN left(a.query, $4::int) ELSE coalesce(a.query, '') END,
-       coalesce(octet_length(a.query) >= (SELECT pg_size_bytes(current_setting('track_activity_query_size'))) - 1
-                OR ($4::int > 0 AND octet_length(left(a.query, $4::int)) < octet_length(a.query)), false),
-       coalesce(extract(epoch FROM clock_timestamp() - s.since)::float8, 0),
-       coalesce(r.rolsuper, a.usesysid IS NULL),
-       a.usesysid IS NOT NULL AND pg_has_role(current_user, a.usesysid, 'USAGE')
-FROM pg_stat_activity a
-LEFT JOIN pg_roles r ON r.oid = a.usesysid
-CROSS JOIN LATERAL (
-  SELECT CASE WHEN a.state = 'active' THEN a.query_start ELSE coalesce(a.xact_start, a.state_change) END AS since
-) s
-WHERE a.pid <> pg_backend_pid()
-  AND NOT (a.application_name = $3 AND a.usename = current_user)
-  AND (   (a.backend_start IS NULL AND a.usesysid IS NOT NULL AND ($2::int IS NULL OR a.pid = $2))
-       OR (a.leader_pid IS NOT NULL AND a.leader_pid <> a.pid)
-       OR (    a.backend_type IN ('client backend', 'autovacuum worker')
-           AND a.leader_pid IS NULL
-           AND ($2::int IS NULL OR a.pid = $2)
-           AND s.since IS NOT NULL
-           AND (s.since <= clock_timestamp() - make_interval(secs => $1::float8) OR $2::int IS NOT NULL)
-           AND CASE $5::text
-                 WHEN 'active' THEN a.state = 'active'
-                 WHEN 'idle-in-transaction' THEN a.state IN ('idle in transaction', 'idle in transaction (aborted)')
-                 ELSE a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)', 'fastpath function call')
-                      OR $2::int IS NOT NULL
-               END))
-ORDER BY s.since, a.pid`
-
-// sessionsSQL12 is sessionsSQL for PostgreSQL 12, which has no leader_pid
-// (its parallel workers are not client backends, so they are never listed,
-// only not counted).
-var sessionsSQL12 = strings.ReplaceAll(sessionsSQL, "a.leader_pid", "NULL::int")
-
-// me is what meSQL reads.
-type me struct {
-	user          string
-	superuser     bool
-	signalBackend bool
-	serverStart   time.Time
-}
-
 // List returns the sessions matching f, longest first, with the blocking
 // tree and the count of sessions pgkill's role cannot see. Sessions pgkill
-// must not or cannot signal are included with Protected saying why. The
-// reads are one round trip, in one transaction: one pg_stat_activity
-// snapshot. Listing.Err is left for Fleet to fill; an error is returned.
+// must not or cannot signal are included with Protected saying why.
+// Listing.Err is left for Fleet to fill; an error is returned.
+//
+// The sessions are read on the lifeline, without the lock table; the tree
+// comes from a read of pg_locks on the other connection, awaited for the
+// tree budget. Four things can happen:
+//   - the tree arrives in time: a complete listing;
+//   - no session waits on a lock: a complete listing without a read of
+//     pg_locks;
+//   - the lock table does not answer in time (a lock pile-up's deadlock
+//     checks hold it): Degraded is set, NoTree says how many sessions wait
+//     on locks, and the likely root blocker is marked (Backend.LikelyRoot)
+//     by a rule that needs no lock table. Complete waits for the tree;
+//   - the lock-table read fails: NoTree says why, the likely root is marked.
+//
+// An error means the sessions could not be read at all.
 func (t *Target) List(ctx context.Context, f Filter) (Listing, error) {
-	l := Listing{Target: t.Name}
 	state, err := f.check()
 	if err != nil {
-		return l, err
+		return Listing{Target: t.Name}, err
 	}
-	err = t.do(ctx, func(ctx context.Context) error {
-		l = Listing{Target: t.Name}
-		return t.list(ctx, f, state, &l)
-	})
+	l, err := t.list(ctx, f, state)
 	if err != nil {
 		return Listing{Target: t.Name}, fmt.Errorf("list %s: %w", t.Name, err)
 	}
 	return l, nil
 }
 
-func (t *Target) list(ctx context.Context, f Filter, state string, l *Listing) error {
-	conn, err := t.pool.Acquire(ctx)
-	if err != nil {
-		return err
+// Complete returns l with its blocking tree. For a listing that is not
+// Degraded that is l itself. Otherwise it waits (until ctx ends) for the
+// lock-table read that l gave up on, then lists again with l's filter:
+// the answer is complete, or Degraded again when the lock table is busy
+// once more (call Complete again). An error means ctx ended first or the
+// target could not be read; l is then still what the caller has.
+func (t *Target) Complete(ctx context.Context, l Listing) (Listing, error) {
+	if l.pending == nil {
+		return l, nil
 	}
-	defer conn.Release()
-	sessions := sessionsSQL
-	if serverMajor(conn.Conn()) < 13 {
-		sessions = sessionsSQL12
+	if _, err := l.pending.wait(ctx, t.locks); err != nil && !l.pending.ready() {
+		return l, fmt.Errorf("list %s: the blocking tree: %w", t.Name, err)
 	}
-	fromLocks := serverMajor(conn.Conn()) >= 14 && !t.blockingPIDs
-	var batch pgx.Batch
-	batch.Queue(meSQL)
-	batch.Queue(sessions, f.MinDuration.Seconds(), nullablePID(f.PID), AppName, f.QueryMax, state)
-	if fromLocks {
-		batch.Queue(locksSQL)
-	} else {
-		batch.Queue(blockingPIDsSQL, t.budget().Seconds())
-	}
-	var m me
-	br := conn.SendBatch(ctx, &batch)
-	defer br.Close()
-	if err := br.QueryRow().Scan(&m.user, &m.superuser, &m.signalBackend, &m.serverStart); err != nil {
-		return err
-	}
-	l.role = m.user
-	leader, workers, err := t.readSessions(br, m, f, l)
-	if err != nil {
-		return err
-	}
-	var (
-		edges    map[int32][]int32
-		complete = true
-	)
-	if fromLocks {
-		edges, err = readLocks(br, leader)
-	} else {
-		edges, complete, err = readBlockingPIDs(br)
-	}
-	if err != nil {
-		return err
-	}
-	for i := range l.Backends {
-		l.Backends[i].Workers = workers[l.Backends[i].PID]
-	}
-	addTree(l, edges, complete, leader, t.budget())
-	return nil
+	return t.List(ctx, l.filter)
 }
 
-// readSessions reads sessionsSQL's answer into l (listed and hidden
-// sessions, after the name patterns) and returns each parallel worker's
-// leader and each leader's worker count.
-func (t *Target) readSessions(br pgx.BatchResults, m me, f Filter, l *Listing) (map[int32]int32, map[int32]int, error) {
-	leader := map[int32]int32{}
-	workers := map[int32]int{}
+func (t *Target) list(ctx context.Context, f Filter, state string) (Listing, error) {
+	act, err := t.activity(ctx, f, state)
+	if err != nil {
+		return Listing{}, err
+	}
+	l, leader := t.listing(act, f)
+	waits, manager := act.lockWaits()
+	l.LockWaits = waits
+	if waits == 0 {
+		return l, nil // nobody waits: no tree to read
+	}
+	budget := t.budget()
+	if manager >= busyQueue {
+		budget = min(budget, busyBudget)
+	}
+	tr := t.lockTable()
+	if wait := budget - time.Since(tr.started); wait > 0 { // a read under way has used some
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		_, _ = tr.wait(wctx, t.locks)
+		cancel()
+	}
+	switch {
+	case !tr.ready():
+		l.Degraded = true
+		l.NoTree = fmt.Sprintf("the lock table is busy: %d sessions are waiting on locks (PostgreSQL's deadlock checks); the blocking tree follows when it answers", waits)
+		l.pending, l.filter = tr, f
+		markLikelyRoot(&l, act)
+	case tr.err != nil:
+		l.NoTree = "the blocking tree could not be read: " + translate(tr.err).Error()
+		markLikelyRoot(&l, act)
+	default:
+		t.addTree(&l, tr.val, leader, budget)
+		if l.NoTree != "" {
+			markLikelyRoot(&l, act)
+		}
+	}
+	return l, nil
+}
+
+// activity reads every backend on the lifeline. When it finds a role or
+// database the catalog does not know and no session waits on a lock, it
+// reads the catalog again first (refreshCatalog says why that is safe).
+func (t *Target) activity(ctx context.Context, f Filter, state string) (activity, error) {
+	read := func(ctx context.Context, c *pgx.Conn) (activity, error) {
+		return readActivity(ctx, c, f, state, t.catalog().me.oid)
+	}
+	act, err := onLifeline(ctx, t, "the read of pg_stat_get_activity", read)
+	if err != nil {
+		return act, err
+	}
+	if waits, _ := act.lockWaits(); waits == 0 && t.catalog().unknown(act) {
+		if err := t.refreshCatalog(ctx); err != nil {
+			return act, err
+		}
+	}
+	return act, nil
+}
+
+// unknown reports whether a of the backends' roles or databases is not in
+// the catalog.
+func (c *catalog) unknown(a activity) bool {
+	for i := range a.sessions {
+		s := &a.sessions[i]
+		if _, ok := c.roles[s.userID]; s.userID != 0 && !ok {
+			return true
+		}
+		if _, ok := c.dbs[s.dbID]; s.dbID != 0 && !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// lockTable returns the lock-table read under way, or starts one: however
+// many listings ask at once, one read at a time runs, and one that the
+// lock table holds is joined, never repeated.
+func (t *Target) lockTable() *future[lockRead] {
+	t.treeMu.Lock()
+	defer t.treeMu.Unlock()
+	if t.tree != nil && !t.tree.ready() {
+		return t.tree
+	}
+	t.tree = submit(context.Background(), t.locks, "a read of pg_locks", t.readLockTable)
+	return t.tree
+}
+
+// readLockTable reads the lock waits on c: from pg_locks alone on 14 and
+// later, with pg_blocking_pids() before (no waitstart to order a queue).
+func (t *Target) readLockTable(ctx context.Context, c *pgx.Conn) (lockRead, error) {
+	major := serverMajor(c)
+	sql := locksSQL
+	if major < 14 {
+		sql = locksSQL13
+	}
+	if major >= 14 && !t.blockingPIDs {
+		rows, err := c.Query(ctx, sql)
+		if err != nil {
+			return lockRead{}, err
+		}
+		locks, err := readLocks(rows)
+		return lockRead{rows: locks, complete: true}, err
+	}
+	var b pgx.Batch
+	b.Queue(sql)
+	b.Queue(blockingPIDsSQL, t.budget().Seconds())
+	br := c.SendBatch(ctx, &b)
+	defer br.Close()
 	rows, err := br.Query()
 	if err != nil {
-		return nil, nil, err
+		return lockRead{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		b, kind, lead, err := t.scanSession(rows, m)
-		if err != nil {
-			return nil, nil, err
+	lr := lockRead{}
+	if lr.rows, err = readLocks(rows); err != nil {
+		return lr, err
+	}
+	if rows, err = br.Query(); err != nil {
+		return lr, err
+	}
+	lr.pids, lr.complete, err = readBlockingPIDs(rows)
+	return lr, err
+}
+
+// listing turns one activity read into the listing for f (without the
+// tree), and returns each parallel worker's leader.
+func (t *Target) listing(a activity, f Filter) (Listing, map[int32]int32) {
+	l := Listing{Target: t.Name}
+	cat := t.catalog()
+	l.role = cat.me.user
+	leader := map[int32]int32{}
+	workers := map[int32]int{}
+	for i := range a.sessions {
+		s := &a.sessions[i]
+		if s.leader != nil && *s.leader != s.PID {
+			leader[s.PID] = *s.leader
+			workers[*s.leader]++
 		}
+	}
+	for i := range a.sessions {
+		s := &a.sessions[i]
+		b := s.Backend
+		b.User, b.Database = cat.roleName(s.userID), cat.dbName(s.dbID)
 		switch {
-		case kind == 2:
-			if lead != nil {
-				leader[b.PID] = *lead
-				workers[*lead]++
+		case s.noIdentity:
+			if s.userID == 0 || (f.PID != 0 && s.PID != f.PID) || !f.matches(b.Database, b.User, b.Application) {
+				continue
 			}
-		case !f.matches(b.Database, b.User, b.Application):
-		case kind == 1:
 			l.Hidden++
 			l.hiddenRole = b.User
+		case !s.listed || !f.matches(b.Database, b.User, b.Application):
 		default:
+			b.Target = t.Name
+			b.ServerStart = a.serverStart
+			b.Workers = workers[b.PID]
+			r, known := cat.roles[s.userID]
+			b.Superuser = s.userID == 0 || r.super
+			b.Protected = t.protection(b, canSignal(cat.me, b.Superuser, r.privs))
+			if !known && s.userID != 0 {
+				b.Protected = fmt.Sprintf("its role (oid %d) is not known to pgkill yet: it was not there when the lock table was last calm, and reading it now could wait for a lock pile-up to end; it can be signalled once pgkill lists it with its name", s.userID)
+			}
 			l.Backends = append(l.Backends, b)
 		}
 	}
-	return leader, workers, rows.Err()
+	return l, leader
 }
 
-// addTree fills the listed sessions' blocking fields from the lock waits,
-// or says in l.NoTree why it could not within budget.
-func addTree(l *Listing, edges map[int32][]int32, complete bool, leader map[int32]int32, budget time.Duration) {
-	if !complete {
+// roleName is a role's name, or says that it is not known.
+func (c *catalog) roleName(oid uint32) string {
+	if r, ok := c.roles[oid]; ok {
+		return r.name
+	}
+	if oid == 0 {
+		return ""
+	}
+	return "(unknown role, oid " + strconv.FormatUint(uint64(oid), 10) + ")"
+}
+
+// dbName is a database's name, or says that it is not known.
+func (c *catalog) dbName(oid uint32) string {
+	if n, ok := c.dbs[oid]; ok {
+		return n
+	}
+	if oid == 0 {
+		return ""
+	}
+	return "(unknown database, oid " + strconv.FormatUint(uint64(oid), 10) + ")"
+}
+
+// addTree fills the listed sessions' blocking fields and lock details from
+// one lock-table read, or says in l.NoTree why it could not within budget.
+func (t *Target) addTree(l *Listing, lr lockRead, leader map[int32]int32, budget time.Duration) {
+	if !lr.complete {
 		l.NoTree = fmt.Sprintf("the blocking tree was not computed: reading the lock waits took over %s", budget)
 		return
 	}
+	edges := lr.edges(leader)
 	tr, err := buildTree(edges, leader, budget)
 	if err != nil {
 		l.NoTree = fmt.Sprintf("the blocking tree was not computed: %d sessions wait on locks and counting them took over %s", len(edges), budget)
 		return
+	}
+	waits := t.locksWanted(lr.rows, leader)
+	queues := map[int32]map[Lock]int{} // blocker → lock → sessions waiting directly
+	for w, bs := range tr.blockedBy {
+		lk, ok := waits[w]
+		if !ok {
+			continue
+		}
+		for _, b := range bs {
+			if queues[b] == nil {
+				queues[b] = map[Lock]int{}
+			}
+			queues[b][lk]++
+		}
 	}
 	for i := range l.Backends {
 		b := &l.Backends[i]
 		b.BlockedBy = tr.blockedBy[b.PID]
 		b.Blocking = tr.direct[b.PID]
 		b.BlockingTotal = tr.total[b.PID]
+		if lk, ok := waits[b.PID]; ok && len(b.BlockedBy) > 0 {
+			b.WaitsFor = &lk
+		}
+		b.Queue = queueOf(queues[b.PID])
 	}
+}
+
+// locksWanted is the lock each waiting session asks for, named with the
+// catalog; a parallel worker's wait counts as its leader's.
+func (t *Target) locksWanted(rows []lockRow, leader map[int32]int32) map[int32]Lock {
+	cat := t.catalog()
+	out := map[int32]Lock{}
+	for pid, w := range wants(rows) {
+		if l, ok := leader[pid]; ok {
+			if _, own := out[l]; own {
+				continue
+			}
+			pid = l
+		}
+		lk := Lock{Type: w.typ, Mode: w.mode, Relation: w.relName}
+		if w.rel != 0 && w.relName == "" {
+			lk.RelationOID = w.rel
+			lk.Database = cat.dbName(w.db)
+		}
+		out[pid] = lk
+	}
+	return out
 }
 
 // serverMajor is the server's major version from the server_version the
@@ -233,34 +339,6 @@ func serverMajor(conn *pgx.Conn) int {
 	}
 	n, _ := strconv.Atoi(v)
 	return n
-}
-
-func (t *Target) scanSession(rows pgx.Rows, m me) (b Backend, kind int, lead *int32, err error) {
-	var (
-		start, qs, xact, change *time.Time
-		secs                    float64
-		memberOf                bool
-		state                   string
-	)
-	err = rows.Scan(&kind, &b.PID, &lead, &start, &qs, &b.Database, &b.User, &b.Application,
-		&b.Client, &b.BackendType, &state, &b.WaitEventType, &b.WaitEvent, &xact, &change, &b.Query,
-		&b.QueryTruncated, &secs, &b.Superuser, &memberOf)
-	if err != nil || kind != 0 {
-		return b, kind, lead, err
-	}
-	b.Target = t.Name
-	b.ServerStart = m.serverStart
-	b.BackendStart, b.QueryStart = *start, *qs
-	b.State = State(state)
-	if xact != nil {
-		b.XactStart = *xact
-	}
-	if change != nil {
-		b.StateChange = *change
-	}
-	b.Duration = time.Duration(secs * float64(time.Second)).Round(time.Millisecond)
-	b.Protected = t.protection(b, canSignal(m, b.Superuser, memberOf))
-	return b, kind, lead, nil
 }
 
 // canSignal is PostgreSQL's own rule (signalfuncs.c): a superuser's (or
@@ -276,10 +354,13 @@ func canSignal(m me, targetSuper, memberOf bool) bool {
 // Backend returns the current state of pid, whatever its duration, with its
 // whole query text. A session pgkill's role may not see is an error
 // wrapping ErrHidden that names the GRANT; no session at all, ErrNotFound.
+// In a lock pile-up it answers without the tree, as List does.
 func (t *Target) Backend(ctx context.Context, pid int32) (Backend, error) {
-	l, err := t.List(ctx, Filter{PID: pid})
+	f := Filter{PID: pid}
+	state, _ := f.check()
+	l, err := t.list(ctx, f, state)
 	if err != nil {
-		return Backend{}, err
+		return Backend{}, fmt.Errorf("read pid %d on %s: %w", pid, t.Name, err)
 	}
 	if len(l.Backends) > 0 {
 		return l.Backends[0], nil

@@ -60,9 +60,9 @@ func TestListHotRowPileUp(t *testing.T) {
 	}
 	waitLockWaiters(t, "pileup_waiter", n)
 	tg := newTarget(t, dsn, pg.Options{})
-	l, err := tg.List(ctx(t), pg.Filter{Application: "pileup_*"})
-	if err != nil || l.NoTree != "" {
-		t.Fatalf("list: %v, no tree: %q", err, l.NoTree)
+	l := withTree(t, tg, pg.Filter{Application: "pileup_*"})
+	if l.NoTree != "" {
+		t.Fatalf("list: no tree: %q", l.NoTree)
 	}
 	var roots []pg.Backend
 	var h pg.Backend

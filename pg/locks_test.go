@@ -45,13 +45,10 @@ func TestLockEdgesAgreeWithPgBlockingPIDs(t *testing.T) {
 
 	fromLocks := target(t, dsn, false)
 	fromPIDs := target(t, dsn, true)
-	a, err := fromLocks.List(context.Background(), Filter{Application: "edges_*"})
-	if err != nil || a.NoTree != "" {
-		t.Fatal(err, a.NoTree)
-	}
-	b, err := fromPIDs.List(context.Background(), Filter{Application: "edges_*"})
-	if err != nil || b.NoTree != "" {
-		t.Fatal(err, b.NoTree)
+	a := withTree(t, fromLocks, Filter{Application: "edges_*"})
+	b := withTree(t, fromPIDs, Filter{Application: "edges_*"})
+	if a.NoTree != "" || b.NoTree != "" {
+		t.Fatal(a.NoTree, b.NoTree)
 	}
 	byPID := map[int32]Backend{}
 	for _, x := range b.Backends {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Action is what a signal does to a backend.
@@ -41,7 +43,9 @@ const (
 	// ServerChanged: the server restarted or failed over since the listing;
 	// pids no longer mean what they meant. Nothing was signalled.
 	ServerChanged Result = "server-changed"
-	// Denied: PostgreSQL refused the signal (SQLSTATE 42501).
+	// Denied: PostgreSQL refused the signal (SQLSTATE 42501), or would
+	// have, or pgkill could not check that it would not. Nothing was
+	// signalled.
 	Denied Result = "denied"
 )
 
@@ -60,7 +64,9 @@ type Outcome struct {
 }
 
 // signalSetSQL signals each member of a set only if it still has its
-// approved identity, in one autocommit statement for the whole set.
+// approved identity, in one autocommit statement for the whole set. It runs
+// on the lifeline and, like everything there, reads neither the lock table
+// nor a shared catalog, so it answers in a lock pile-up too.
 //
 //   - pg_stat_get_activity(pid) reads only that one backend's entry (from the
 //     status snapshot this statement takes), not the whole view and its
@@ -76,28 +82,27 @@ type Outcome struct {
 //   - Permission is computed here with PostgreSQL's own rule
 //     (signalfuncs.c), so a member we may not signal comes back as not
 //     permitted instead of pg_cancel_backend raising 42501 and aborting the
-//     statement for every member after it.
+//     statement for every member after it. Which roles are superusers ($7)
+//     and pgkill's own role ($8, superuser $9, member of pg_signal_backend
+//     $10) come from the catalog read when the lock table was calm; a role
+//     not in it ($6, the known roles) is not signalled, as the signal
+//     itself would look it up. pg_has_role() and the signal functions find
+//     the roles in this session's caches, which that catalog read filled.
 //   - clock_timestamp() follows the signal in the select list: it is read
 //     after kill(), so any statement that started later cannot have been
 //     hit.
 const signalSetSQL = `
-WITH me AS (
-  SELECT current_user::text AS name, r.rolsuper,
-         pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend
-  FROM pg_roles r WHERE r.rolname = current_user
-)
 SELECT a.pid IS NOT NULL,
-       coalesce(ar.rolsuper, a.usesysid IS NULL),
+       a.usesysid IS NULL OR a.usesysid = ANY ($7::oid[]),
+       a.pid IS NOT NULL AND (a.usesysid IS NULL OR a.usesysid = ANY ($6::oid[])),
        p.permitted,
        CASE WHEN p.permitted THEN
               CASE WHEN $5::text = 'cancel' THEN pg_cancel_backend(a.pid) ELSE pg_terminate_backend(a.pid) END
        END,
        clock_timestamp(),
-       pg_postmaster_start_time(),
-       me.name
+       pg_postmaster_start_time()
 FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])
        WITH ORDINALITY AS m(pid, backend_start, query_start, server_start, i)
-CROSS JOIN me
 LEFT JOIN LATERAL (
   SELECT s.pid, s.usesysid
   FROM pg_stat_get_activity(m.pid) s
@@ -109,22 +114,23 @@ LEFT JOIN LATERAL (
     AND ($5::text <> 'cancel' OR s.state = 'active')
     AND s.state <> 'idle'
 ) a ON true
-LEFT JOIN pg_roles ar ON ar.oid = a.usesysid
 CROSS JOIN LATERAL (
-  SELECT CASE WHEN a.pid IS NULL THEN NULL
-              WHEN a.usesysid IS NULL OR ar.rolsuper THEN me.rolsuper
-              ELSE me.rolsuper OR me.signal_backend OR pg_has_role(current_user, a.usesysid, 'USAGE')
+  SELECT CASE WHEN a.pid IS NULL OR NOT (a.usesysid IS NULL OR a.usesysid = ANY ($6::oid[])) THEN NULL
+              WHEN a.usesysid IS NULL OR a.usesysid = ANY ($7::oid[]) THEN $9::bool
+              ELSE $9::bool OR $10::bool OR pg_has_role($8::oid, a.usesysid, 'USAGE')
          END AS permitted
 ) p
 ORDER BY m.i`
 
 // SignalSet sends action to each backend of ids (all on this target), each
-// if and only if it still has its identity, in one statement. It returns
-// one Outcome per identity, in order; for each:
+// if and only if it still has its identity, in one statement on the
+// lifeline. It returns one Outcome per identity, in order; for each:
 //   - Sent: the signal went to exactly that backend (At says when);
 //   - Gone or ServerChanged: nothing was signalled to it;
 //   - Denied: PostgreSQL's rule forbids it (Message in PostgreSQL's words,
-//     Fix how to allow it); nothing was signalled to it.
+//     Fix how to allow it), or its role appeared while the lock table was
+//     busy and could not be checked (Message says so); nothing was
+//     signalled to it.
 //
 // An error (unreachable, timeout) means the signals may or may not have
 // been sent; the outcomes are then empty.
@@ -140,32 +146,43 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 		}
 		pids[i], starts[i], queries[i], servers[i] = id.PID, id.BackendStart, id.QueryStart, id.ServerStart
 	}
-	outs := make([]Outcome, 0, n)
-	err := t.do(ctx, func(ctx context.Context) error {
-		outs = outs[:0]
-		rows, err := t.pool.Query(ctx, signalSetSQL, pids, starts, queries, servers, string(action))
+	outs, err := onLifeline(ctx, t, "the signal", func(ctx context.Context, c *pgx.Conn) ([]Outcome, error) {
+		cat := t.catalog()
+		known, supers := make([]uint32, 0, len(cat.roles)), []uint32{}
+		for oid, r := range cat.roles {
+			known = append(known, oid)
+			if r.super {
+				supers = append(supers, oid)
+			}
+		}
+		rows, err := c.Query(ctx, signalSetSQL, pids, starts, queries, servers, string(action), known, supers,
+			cat.me.oid, cat.me.superuser, cat.me.signalBackend)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer rows.Close()
+		outs := make([]Outcome, 0, n)
 		for rows.Next() {
 			var (
-				matched, super  bool
-				permitted, sent *bool
-				at, started     time.Time
-				role            string
+				matched, super, roleKnown bool
+				permitted, sent           *bool
+				at, started               time.Time
 			)
-			if err := rows.Scan(&matched, &super, &permitted, &sent, &at, &started, &role); err != nil {
-				return err
+			if err := rows.Scan(&matched, &super, &roleKnown, &permitted, &sent, &at, &started); err != nil {
+				return nil, err
 			}
 			id := ids[len(outs)]
 			out := Outcome{Action: action, ID: id}
 			switch {
 			case sent != nil && *sent:
 				out.Result, out.At = Sent, at
+			case matched && !roleKnown:
+				out.Result = Denied
+				out.Message = "pgkill could not check whether it may signal this session: its role was created after pgkill last read the roles, and reading them now could wait for a lock pile-up to end"
+				out.Fix = "try again once the lock table answers (pgkill lists the session with its role's name)"
 			case permitted != nil && !*permitted:
 				out.Result = Denied
-				out.Message, out.Fix = denial(action, super, role)
+				out.Message, out.Fix = denial(action, super, cat.me.user)
 			case !matched && !id.ServerStart.IsZero() && !started.Equal(id.ServerStart):
 				out.Result = ServerChanged
 			default: // no match, or false: the backend left between the check and kill()
@@ -173,7 +190,7 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 			}
 			outs = append(outs, out)
 		}
-		return rows.Err()
+		return outs, rows.Err()
 	})
 	var pgErr *Error
 	switch {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -175,66 +177,121 @@ func CheckDSN(dsn string) error {
 
 // Options are the settings every target shares.
 type Options struct {
-	Protect          match.Rules   // sessions never offered or signalled
-	ConnectTimeout   time.Duration // default 5s
-	StatementTimeout time.Duration // our own sessions' statement_timeout; default 5s
+	Protect match.Rules // sessions never offered or signalled
+	// ConnectTimeout bounds the TCP connection to a server (default 5s):
+	// a host that does not accept it is unreachable.
+	ConnectTimeout time.Duration
+	// ConnectWait is how long a connection attempt may wait for a server
+	// that accepted the connection to start the session, unless the
+	// caller that started it says otherwise (WithConnectWait); default
+	// ConnectTimeout. In a lock pile-up new sessions wait until it ends.
+	ConnectWait time.Duration
+	// StatementTimeout is the statement_timeout of pgkill's lifeline
+	// (default 5s); lock-table reads run without one (see lockLate).
+	StatementTimeout time.Duration
+	// Keepalive is how often an open lifeline is checked and its cache of
+	// role and database names refreshed when the lock table is calm
+	// (default 30s; negative: never).
+	Keepalive time.Duration
+	// Waiting, when set, is told about a connection attempt that takes
+	// long (a progress line), from another goroutine.
+	Waiting func(Wait)
 }
 
 func (o Options) withDefaults() Options {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 5 * time.Second
 	}
+	if o.ConnectWait <= 0 {
+		o.ConnectWait = o.ConnectTimeout
+	}
 	if o.StatementTimeout <= 0 {
 		o.StatementTimeout = 5 * time.Second
+	}
+	if o.Keepalive == 0 {
+		o.Keepalive = 30 * time.Second
 	}
 	return o
 }
 
-// Target is one server with its own small pool. It connects lazily: creating
-// one never fails because the server is down. Safe for concurrent use.
+// lockLate bounds a lock-table read: a read stalled by a lock pile-up
+// answers when the pile-up ends (measured: 10 minutes for 2,000 waiters),
+// and only then is its connection free again. Its statement_timeout is as
+// long: the timeout fires only once the read holds the lock table, by
+// which time the read is about done.
+const lockLate = 15 * time.Minute
+
+// Target is one server, reached through two dedicated connections, each
+// opened on first use and kept:
+//
+//   - the lifeline runs only statements that need neither the lock table
+//     nor a shared catalog (pg_stat_get_activity, the signal, names and
+//     permissions from caches warmed when the lock table was calm): in a
+//     lock pile-up, whose deadlock checks hold the lock table for seconds
+//     to minutes, it still answers in milliseconds;
+//   - the lock-table connection reads pg_locks (the blocking tree) and the
+//     shared catalogs (doctor): a pile-up may stall it until the pile-up
+//     ends, and nothing waits for it longer than its budget.
+//
+// Creating a Target never connects, so it never fails because the server
+// is down. Safe for concurrent use.
 type Target struct {
 	Name    string
-	pool    *pgxpool.Pool
-	connCfg *pgx.ConnConfig // for Doctor's one plain connection
+	connCfg *pgx.ConnConfig // the DSN's, with pgkill's settings; copied for each connection
 	opts    Options
 	auth    Auth // nil: the DSN's password
+	dial    time.Duration
+
+	life  *lane
+	locks *lane
+
+	catMu sync.Mutex
+	cat   *catalog // nil until the lifeline's first connection
+
+	treeMu sync.Mutex
+	tree   *future[lockRead] // the latest lock-table read for a listing
+
+	keepOnce sync.Once
+	stop     chan struct{}
+	kept     chan struct{} // closed when the keeper has ended
+
 	// blockingPIDs makes List read the lock waits with pg_blocking_pids()
 	// as it does before PostgreSQL 14, so tests can compare both ways.
 	blockingPIDs bool
 	treeBudget   time.Duration // 0: the package's treeBudget
 }
 
-// NewTarget makes the pool for spec. It does not connect.
+// NewTarget prepares the connections for spec. It does not connect.
 func NewTarget(spec TargetSpec, opts Options) (*Target, error) {
 	opts = opts.withDefaults()
-	cfg, err := pgxpool.ParseConfig(spec.DSN)
+	pcfg, err := pgxpool.ParseConfig(spec.DSN) // takes out pool_* parameters, which a DSN may carry
 	if err != nil {
 		return nil, fmt.Errorf("target %q: invalid DSN: %s", spec.Name, redact(err.Error()))
 	}
-	if err := unresolvedParams(spec.Name, cfg.ConnConfig.RuntimeParams); err != nil {
+	cfg := pcfg.ConnConfig
+	if err := unresolvedParams(spec.Name, cfg.RuntimeParams); err != nil {
 		return nil, err
 	}
-	if spec.Auth != nil {
-		cfg.BeforeConnect = beforeConnect(spec.Auth)
+	dial := opts.ConnectTimeout
+	if cfg.ConnectTimeout > 0 && cfg.ConnectTimeout < dial { // connect_timeout in the DSN
+		dial = cfg.ConnectTimeout
 	}
-	cfg.MaxConns = 2
-	cfg.MinConns = 0
-	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.ConnectTimeout {
-		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
-	}
-	// Sent in the startup packet, so no SET statements and no extra round trip.
-	// statement_timeout is what really bounds our queries: pgx closes the socket
-	// on context cancellation but the server statement would go on.
-	rp := cfg.ConnConfig.RuntimeParams
+	// Sent in the startup packet, so no SET statements and no extra round
+	// trip. statement_timeout is what really bounds our statements: pgx
+	// closes the socket on context cancellation but the server statement
+	// would go on.
+	rp := cfg.RuntimeParams
 	rp["application_name"] = AppName
-	rp["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	rp["lock_timeout"] = "2000"
 	rp["idle_in_transaction_session_timeout"] = "30000"
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("target %q: %s", spec.Name, redact(err.Error()))
-	}
-	return &Target{Name: spec.Name, pool: pool, connCfg: cfg.ConnConfig.Copy(), opts: opts, auth: spec.Auth}, nil
+	t := &Target{Name: spec.Name, connCfg: cfg, opts: opts, auth: spec.Auth, dial: dial,
+		stop: make(chan struct{}), kept: make(chan struct{})}
+	t.life = newLane("lifeline", spec.Name, opts, opts.StatementTimeout+time.Second)
+	t.life.open = t.opener(opts.StatementTimeout)
+	t.life.warm = t.warmLifeline
+	t.locks = newLane("lock-table connection", spec.Name, opts, lockLate+time.Minute)
+	t.locks.open = t.opener(lockLate)
+	return t, nil
 }
 
 // unresolvedParams refuses pgkill's own DSN parameters (pgkill_auth,
@@ -249,6 +306,31 @@ func unresolvedParams(name string, params map[string]string) error {
 	return nil
 }
 
+// opener makes one connection attempt with statement_timeout st: the TCP
+// connection within the dial timeout, the rest within ctx. A login the
+// server refused is tried once more when the target's Auth may have other
+// credentials (a rotated secret).
+func (t *Target) opener(st time.Duration) func(ctx context.Context, accepted func()) (*pgx.Conn, error) {
+	return func(ctx context.Context, accepted func()) (*pgx.Conn, error) {
+		cfg := t.connCfg.Copy()
+		cfg.RuntimeParams["statement_timeout"] = strconv.FormatInt(st.Milliseconds(), 10)
+		dialer := &net.Dialer{Timeout: t.dial, KeepAlive: 5 * time.Minute}
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err == nil {
+				accepted()
+			}
+			return c, err
+		}
+		cfg.ConnectTimeout = 0 // ctx bounds the attempt
+		conn, err := t.connect(ctx, cfg.Copy())
+		if err != nil && ctx.Err() == nil && t.authRetry(err) {
+			conn, err = t.connect(ctx, cfg.Copy())
+		}
+		return conn, t.adviseAuth(translate(err))
+	}
+}
+
 // connect opens one plain connection with cfg, with the target's login.
 func (t *Target) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	if t.auth != nil {
@@ -259,38 +341,51 @@ func (t *Target) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, e
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
-// Close releases the pool.
-func (t *Target) Close() { t.pool.Close() }
-
-// deadline bounds one operation: connecting plus one statement, so a hanging
-// server cannot hold a caller longer than that.
-func (t *Target) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, t.opts.ConnectTimeout+t.opts.StatementTimeout+time.Second)
+// Close stops the keeper and closes both connections, each once the
+// statement running on it has ended: on the lifeline it ends within its
+// statement timeout (a signal in flight is never cut), while a lock-table
+// read stalled by a pile-up is cut after a second.
+func (t *Target) Close() {
+	t.keepOnce.Do(func() { close(t.kept) }) // no keeper will start
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.kept
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); t.life.close(t.life.late) }()
+	go func() { defer wg.Done(); t.locks.close(time.Second) }()
+	wg.Wait()
 }
 
-// do runs fn on a pooled connection and retries once when the server had
-// closed that session (restart, failover, pg_terminate_backend), or refused
-// a login that the target's Auth can renew (a rotated secret): the user sees
-// the second attempt, on a fresh connection, succeed.
-func (t *Target) do(ctx context.Context, fn func(context.Context) error) error {
+// deadline bounds an operation whose caller gave no deadline: one
+// connection attempt and one statement.
+func (t *Target) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	wait := t.opts.ConnectWait
+	if d, ok := ctx.Value(connectWaitKey{}).(time.Duration); ok {
+		wait = d
+	}
+	return context.WithTimeout(ctx, max(wait, t.opts.ConnectTimeout)+t.opts.StatementTimeout+time.Second)
+}
+
+// onLifeline runs fn on the lifeline and translates its error.
+func onLifeline[T any](ctx context.Context, t *Target, what string, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
 	ctx, cancel := t.deadline(ctx)
 	defer cancel()
-	err := fn(ctx)
-	if retryable(err) && ctx.Err() == nil {
-		t.pool.Reset() // every idle connection may be dead: don't hand out another one
-		err = fn(ctx)
-	}
-	if ctx.Err() == nil && t.authRetry(err) { // also after a reconnection
-		err = fn(ctx)
-	}
-	return t.adviseAuth(translate(err))
+	v, err := call(ctx, t.life, what, fn)
+	return v, t.adviseAuth(translate(err))
 }
 
-// Ping checks that the server answers, on a pooled connection.
+// Ping checks that the server answers, on the lifeline.
 func (t *Target) Ping(ctx context.Context) error {
-	err := t.do(ctx, func(ctx context.Context) error {
-		_, err := t.pool.Exec(ctx, "SELECT 1")
-		return err
+	_, err := onLifeline(ctx, t, "a ping", func(ctx context.Context, c *pgx.Conn) (struct{}, error) {
+		_, err := c.Exec(ctx, "SELECT 1")
+		return struct{}{}, err
 	})
 	if err != nil {
 		return fmt.Errorf("ping %s: %w", t.Name, err)

@@ -10,19 +10,23 @@ import (
 // errTreeBudget: the blocking tree took longer than its budget to compute.
 var errTreeBudget = errors.New("over budget")
 
-// tree is who blocks whom, computed in Go from pg_blocking_pids() of each
-// waiting session (read once): the work is linear in the edges, where the
-// same closure in SQL grew with the cube of a lock queue's length.
+// tree is who blocks whom, computed in Go from the lock waits (read once):
+// the work is about linear in the edges, where the same closure in SQL grew
+// with the cube of a lock queue's length.
 type tree struct {
-	blockedBy map[int32][]int32 // waiter → its blockers, sorted, without duplicates
-	direct    map[int32]int     // blocker → sessions waiting on it directly
-	total     map[int32]int     // blocker → sessions waiting on it directly or through others
+	// blockedBy: waiter → the sessions it waits for directly, sorted: its
+	// blockers (pg_blocking_pids) without those it waits for only through
+	// another of them. In a queue of N sessions on one row each waits for
+	// the one ahead, not for all N-1: listings stay linear in sessions.
+	blockedBy map[int32][]int32
+	direct    map[int32]int // blocker → sessions whose blockedBy names it
+	total     map[int32]int // blocker → sessions waiting on it directly or through others
 }
 
-// buildTree computes the counts from waiter → blockers edges (pid 0 is a
-// prepared transaction). leader maps parallel workers to their leader, so a
-// waiting worker counts as its leader. It gives up with errTreeBudget once
-// budget has passed.
+// buildTree computes the tree from waiter → blockers edges as
+// pg_blocking_pids() gives them (pid 0 is a prepared transaction). leader
+// maps parallel workers to their leader, so a waiting worker counts as its
+// leader. It gives up with errTreeBudget once budget has passed.
 //
 // BlockingTotal is a reachability count: with a queue of N sessions on one
 // row each waiter names all those ahead of it, so there are N²/2 edges and
@@ -31,23 +35,26 @@ type tree struct {
 // order and each blocker's set of (transitive) waiters is a bitset over
 // waiter indexes, the union of its children's sets. A child already in the
 // set brought its own set with it, so it is skipped at the cost of one bit
-// test: the queue costs O(N²) bit tests, not O(N³).
+// test: the queue costs O(N²) bit tests, not O(N³). The direct blockers
+// are found the other way round, from each component's set of
+// (transitive) blockers.
 func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Duration) (*tree, error) {
 	start := time.Now()
-	t := &tree{blockedBy: make(map[int32][]int32, len(edges)), direct: map[int32]int{}, total: map[int32]int{}}
+	full := make(map[int32][]int32, len(edges))
 	for w, bs := range edges {
 		if l, ok := leader[w]; ok {
 			w = l
 		}
-		list := append(t.blockedBy[w], bs...) // a leader may have several waiting workers
+		list := append(full[w], bs...) // a leader may have several waiting workers
 		list = slices.DeleteFunc(list, func(b int32) bool { return b == w })
 		slices.Sort(list)
-		t.blockedBy[w] = slices.Compact(list)
+		full[w] = slices.Compact(list)
 	}
+	t := &tree{blockedBy: make(map[int32][]int32, len(full)), direct: map[int32]int{}, total: map[int32]int{}}
 	// Dense node numbers: the waiters first, so a waiter's number is its
 	// bit in the sets, then the blockers that wait on nothing.
-	pids := make([]int32, 0, len(t.blockedBy))
-	for w := range t.blockedBy {
+	pids := make([]int32, 0, len(full))
+	for w := range full {
 		pids = append(pids, w)
 	}
 	slices.Sort(pids)
@@ -56,10 +63,10 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 	for i, w := range pids {
 		id[w] = i
 	}
-	var children [][]int // blocker → waiters, by node number
-	children = make([][]int, waiters)
+	children := make([][]int, waiters) // blocker → waiters, by node number
+	parents := make([][]int, waiters)  // waiter → blockers, by node number
 	for i, w := range pids[:waiters] {
-		for _, b := range t.blockedBy[w] {
+		for _, b := range full[w] {
 			n, ok := id[b]
 			if !ok {
 				n = len(pids)
@@ -68,23 +75,23 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 				children = append(children, nil)
 			}
 			children[n] = append(children[n], i)
-		}
-	}
-	for n, ws := range children {
-		if len(ws) > 0 {
-			t.direct[pids[n]] = len(ws)
+			parents[i] = append(parents[i], n)
 		}
 	}
 	s := newSCC(children)
 	words := (waiters + 63) / 64
-	var reach []bitset // by component, in the order Tarjan closes them
-	s.done = func(members []int) error {
+	var (
+		reach   []bitset // by component, in the order Tarjan closes them
+		members [][]int  // by component
+	)
+	s.done = func(ms []int) error {
 		if time.Since(start) > budget {
 			return errTreeBudget
 		}
 		c := len(reach)
+		members = append(members, ms)
 		var set bitset
-		for _, m := range members {
+		for _, m := range ms {
 			for _, k := range children[m] {
 				if set == nil {
 					set = make(bitset, words)
@@ -100,7 +107,7 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 		}
 		reach = append(reach, set)
 		n := set.count()
-		for _, m := range members {
+		for _, m := range ms {
 			total := n
 			if m < waiters && set != nil && set.has(m) {
 				total-- // in a cycle: a session does not block itself
@@ -118,7 +125,72 @@ func buildTree(edges map[int32][]int32, leader map[int32]int32, budget time.Dura
 			}
 		}
 	}
+	if err := t.reduce(pids, parents, s.comp, members, waiters, start, budget); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// reduce keeps, of each waiter's blockers, those it does not wait for only
+// through another: the direct ones. A component's blockers are closer to
+// it the lower their component number (Tarjan closes a component after
+// every component it blocks), so each waiter takes its nearest uncovered
+// blocker, then marks that blocker's own (transitive) blockers as covered,
+// until none is left. Blockers in the waiter's own component (a deadlock
+// cycle) are all kept.
+func (t *tree) reduce(pids []int32, parents [][]int, comp []int, members [][]int, waiters int, start time.Time, budget time.Duration) error {
+	nodeWords := (len(pids) + 63) / 64
+	anc := make([]bitset, len(members)) // component → nodes blocking it, directly or not
+	covered := make(bitset, nodeWords)
+	var keep []int
+	for c := len(members) - 1; c >= 0; c-- { // blockers before their waiters
+		if time.Since(start) > budget {
+			return errTreeBudget
+		}
+		set := make(bitset, nodeWords)
+		for _, m := range members[c] {
+			if m >= waiters {
+				continue // waits on nothing
+			}
+			keep = keep[:0]
+			clear(covered)
+			for {
+				next := -1
+				for _, p := range parents[m] {
+					if comp[p] == c {
+						continue
+					}
+					if !covered.has(p) && (next < 0 || comp[p] < comp[next]) {
+						next = p
+					}
+				}
+				if next < 0 {
+					break
+				}
+				keep = append(keep, next)
+				covered.set(next)
+				covered.or(anc[comp[next]])
+			}
+			list := make([]int32, 0, len(keep))
+			for _, p := range parents[m] {
+				if comp[p] == c || slices.Contains(keep, p) {
+					list = append(list, pids[p])
+					t.direct[pids[p]]++
+				}
+			}
+			// The kept blockers' own blockers cover the dropped ones.
+			for _, p := range keep {
+				if !set.has(p) {
+					set.set(p)
+					set.or(anc[comp[p]])
+				}
+			}
+			slices.Sort(list)
+			t.blockedBy[pids[m]] = list
+		}
+		anc[c] = set
+	}
+	return nil
 }
 
 // scc is Tarjan's algorithm over nodes 0..n-1: it calls done for each

@@ -2,6 +2,7 @@ package pg
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -41,7 +42,9 @@ func TestBuildTree(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.name == "queue on one row" {
-				if tr.direct[1] != 100 || tr.total[1] != 100 || tr.total[2] != 99 || tr.total[101] != 0 || tr.direct[100] != 1 {
+				// Each waits directly for the one ahead: linear, not N²/2.
+				if tr.direct[1] != 1 || tr.total[1] != 100 || tr.total[2] != 99 || tr.total[101] != 0 || tr.direct[100] != 1 ||
+					!slices.Equal(tr.blockedBy[101], []int32{100}) {
 					t.Errorf("direct[1]=%d total[1]=%d total[2]=%d total[101]=%d direct[100]=%d",
 						tr.direct[1], tr.total[1], tr.total[2], tr.total[101], tr.direct[100])
 				}
@@ -96,13 +99,14 @@ func BenchmarkBuildTree(b *testing.B) {
 // Lock waits that could not all be read within the budget: the sessions
 // are still listed, without blocking counts, and NoTree says why.
 func TestAddTreeIncomplete(t *testing.T) {
+	tg := &Target{cat: &catalog{}}
 	l := &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
-	addTree(l, map[int32][]int32{2: {1}}, false, nil, time.Second)
+	tg.addTree(l, lockRead{pids: map[int32][]int32{2: {1}}}, nil, time.Second)
 	if l.NoTree == "" || len(l.Backends) != 2 || l.Backends[0].Blocking != 0 || l.Backends[1].BlockedBy != nil {
 		t.Errorf("listing = %+v", l)
 	}
 	l = &Listing{Backends: []Backend{{Identity: Identity{PID: 1}}, {Identity: Identity{PID: 2}}}}
-	addTree(l, map[int32][]int32{2: {1}}, true, nil, time.Second)
+	tg.addTree(l, lockRead{pids: map[int32][]int32{2: {1}}, complete: true}, nil, time.Second)
 	if l.NoTree != "" || l.Backends[0].Blocking != 1 || l.Backends[0].BlockingTotal != 1 || !l.Backends[0].RootBlocker() {
 		t.Errorf("listing = %+v", l)
 	}

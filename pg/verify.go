@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Verification says whether a signalled backend has let go.
@@ -18,15 +20,16 @@ type Verification struct {
 	WaitEventType string
 	WaitEvent     string
 	// AbortedTxOpen: a cancel inside a transaction left it open and aborted
-	// ("idle in transaction (aborted)") and it still held locks (Locks > 0)
-	// at the last observation: they are held until the client rolls back,
-	// so Terminate may still be needed. An aborted transaction holding no
-	// lock is not flagged.
+	// ("idle in transaction (aborted)") and it still held locks (Locks > 0,
+	// or -1: they could not be counted) at the last observation: they are
+	// held until the client rolls back, so Terminate may still be needed.
+	// An aborted transaction seen holding no lock is not flagged.
 	AbortedTxOpen bool
 	// Locks is the number of locks the session held at the last
 	// observation (granted rows of pg_locks, its own virtual transaction ID
-	// excluded); 0 once the session has ended; -1 when never read (not
-	// signalled, or the database could not be asked).
+	// excluded); 0 once the session has ended; -1 when not known (not
+	// signalled, the database could not be asked, or the lock table did
+	// not answer in time: a lock pile-up).
 	Locks int
 	// MaybeNext: by the first observation after the signal the session was
 	// already running a statement that started before the signal. The
@@ -36,24 +39,24 @@ type Verification struct {
 }
 
 // verifySetSQL looks at every member still being verified, in one
-// autocommit statement (a fresh pg_stat_activity snapshot each poll), each
-// through pg_stat_get_activity(pid): one entry, not the whole view. Locks
-// are the granted rows of one pg_locks read, without the session's own
-// virtual transaction ID (every transaction holds that one; nobody waits on
-// it for a lock).
+// autocommit statement on the lifeline (a fresh snapshot each poll), each
+// through pg_stat_get_activity(pid): one entry, not the whole view.
 const verifySetSQL = `
-WITH locks AS (
-  SELECT l.pid, count(*) AS n
-  FROM pg_locks l
-  WHERE l.granted AND l.pid = ANY ($1::int[])
-    AND NOT (l.locktype = 'virtualxid' AND l.virtualxid = l.virtualtransaction)
-  GROUP BY l.pid
-)
 SELECT m.i::int, coalesce(a.state, ''), a.query_start, coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
-       a.xact_start IS NOT NULL, coalesce(k.n, 0)::int
+       a.xact_start IS NOT NULL
 FROM unnest($1::int[], $2::timestamptz[]) WITH ORDINALITY AS m(pid, backend_start, i)
-JOIN LATERAL pg_stat_get_activity(m.pid) a ON a.backend_start = m.backend_start
-LEFT JOIN locks k ON k.pid = m.pid`
+JOIN LATERAL pg_stat_get_activity(m.pid) a ON a.backend_start = m.backend_start`
+
+// heldLocksSQL counts the locks each session holds: the granted rows of
+// pg_locks, without the session's own virtual transaction ID (every
+// transaction holds that one; nobody waits on it for a lock). It reads the
+// lock table, so it runs on the other connection, within the tree's budget.
+const heldLocksSQL = `
+SELECT l.pid, count(*)::int
+FROM pg_locks l
+WHERE l.granted AND l.pid = ANY ($1::int[])
+  AND NOT (l.locktype = 'virtualxid' AND l.virtualxid = l.virtualtransaction)
+GROUP BY l.pid`
 
 // Verify polls until the signalled backend of out has ended what out.Action
 // was meant to end, or timeout passes: VerifySet of one.
@@ -132,25 +135,72 @@ func (t *Target) observe(ctx context.Context, outs []Outcome, pending []int) (ma
 	for j, i := range pending {
 		pids[j], starts[j] = outs[i].ID.PID, outs[i].ID.BackendStart
 	}
-	var seen map[int]observation
-	err := t.do(ctx, func(ctx context.Context) error {
-		seen = map[int]observation{}
-		rows, err := t.pool.Query(ctx, verifySetSQL, pids, starts)
+	seen, err := onLifeline(ctx, t, "the check of signalled sessions", func(ctx context.Context, c *pgx.Conn) (map[int]observation, error) {
+		seen := map[int]observation{}
+		rows, err := c.Query(ctx, verifySetSQL, pids, starts)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var j int
-			var o observation
-			if err := rows.Scan(&j, &o.state, &o.queryStart, &o.waitType, &o.wait, &o.inXact, &o.locks); err != nil {
-				return err
+			o := observation{locks: -1}
+			if err := rows.Scan(&j, &o.state, &o.queryStart, &o.waitType, &o.wait, &o.inXact); err != nil {
+				return nil, err
 			}
 			seen[pending[j-1]] = o
 		}
-		return rows.Err()
+		return seen, rows.Err()
 	})
-	return seen, err
+	if err != nil || len(seen) == 0 {
+		return seen, err
+	}
+	counts := t.heldLocks(ctx, seen, outs)
+	for i, o := range seen {
+		if n, ok := counts[outs[i].ID.PID]; ok {
+			o.locks = n
+		} else if counts != nil {
+			o.locks = 0
+		}
+		seen[i] = o
+	}
+	return seen, nil
+}
+
+// heldLocks counts the locks of the sessions seen, or returns nil when the
+// lock table does not answer within the tree's budget (it is not waited
+// for at all while an earlier read is stuck on it).
+func (t *Target) heldLocks(ctx context.Context, seen map[int]observation, outs []Outcome) map[int32]int {
+	if t.locks.stuck(t.budget()) {
+		return nil
+	}
+	pids := make([]int32, 0, len(seen))
+	for i := range seen {
+		pids = append(pids, outs[i].ID.PID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.budget())
+	defer cancel()
+	counts, err := call(ctx, t.locks, "a count of held locks", func(ctx context.Context, c *pgx.Conn) (map[int32]int, error) {
+		rows, err := c.Query(ctx, heldLocksSQL, pids)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		counts := map[int32]int{}
+		for rows.Next() {
+			var pid int32
+			var n int
+			if err := rows.Scan(&pid, &n); err != nil {
+				return nil, err
+			}
+			counts[pid] = n
+		}
+		return counts, rows.Err()
+	})
+	if err != nil {
+		return nil
+	}
+	return counts
 }
 
 // judge records observation o of the member signalled with out in v and
@@ -160,7 +210,7 @@ func judge(v *Verification, out Outcome, o observation, first bool) bool {
 	// Aborted with its transaction still open (a savepoint was in use) and
 	// holding locks: others may wait on it until the client rolls back. An
 	// aborted transaction holding none harms nobody and is not flagged.
-	v.AbortedTxOpen = v.State == StateIdleInTxAborted && o.inXact && o.locks > 0
+	v.AbortedTxOpen = v.State == StateIdleInTxAborted && o.inXact && o.locks != 0
 	newStatement := o.queryStart == nil || !o.queryStart.Equal(out.ID.QueryStart)
 	if first && newStatement && o.queryStart != nil && !out.At.IsZero() && !o.queryStart.After(out.At) {
 		// The statement now running began before the signal: the approved
@@ -183,6 +233,8 @@ func WhyStillRunning(action Action, v Verification) string {
 	switch {
 	case v.AbortedTxOpen && v.Locks > 0:
 		return fmt.Sprintf("The statement was cancelled but its transaction is still open (idle in transaction, aborted) and keeps its %d locks until the client rolls back. Terminate ends it.", v.Locks)
+	case v.AbortedTxOpen:
+		return "The statement was cancelled but its transaction is still open (idle in transaction, aborted) and keeps whatever locks it holds until the client rolls back (they could not be counted: the lock table did not answer in time). Terminate ends it."
 	case v.State == StateIdleInTxAborted:
 		return "The statement was cancelled; its transaction is still open but aborted (idle in transaction, aborted) and holds no locks. It ends when the client rolls back; Terminate ends the session."
 	case action == Cancel && v.State.Idle():

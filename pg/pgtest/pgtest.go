@@ -88,18 +88,29 @@ func ExecIn(tb testing.TB, dsn, sql string, args ...any) {
 // conditions such as "n sessions wait on a lock" with it.
 func Int(tb testing.TB, sql string, args ...any) int {
 	tb.Helper()
+	return scalar[int](tb, sql, args...)
+}
+
+// Text runs a query returning one text value, as the superuser.
+func Text(tb testing.TB, sql string, args ...any) string {
+	tb.Helper()
+	return scalar[string](tb, sql, args...)
+}
+
+func scalar[T any](tb testing.TB, sql string, args ...any) T {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var v T
 	conn, err := pgx.Connect(ctx, DSN(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
 		tb.Fatalf("pgtest: %s: %v", sql, err)
 	}
-	return n
+	return v
 }
 
 // Role creates a login role once per run (tests share the server), with the

@@ -1,0 +1,119 @@
+package pg
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pgkill/pgkill/pg/pgtest"
+)
+
+// BenchmarkLockStorm is a lock pile-up of n waiters on one row (one storm
+// per run: use -benchtime 1x; PGKILL_STORM_WAITERS=500 for a short one),
+// with pgkill connected before it. Once the storm is on (waiters in their
+// deadlock checks' lightweight-lock waits) it lists, terminates the likely
+// root at once, and reports:
+//
+//	first-answer-ms    the listing, from the lifeline (Degraded or not)
+//	likely-root-right  1 when the root it names (likely or in the tree) is the holder
+//	degraded           1 when the lock table did not answer within the budget
+//	signal-ms          from asking the terminate to the signal sent
+//	gone-ms            from the signal sent to the holder seen gone
+//	drained-ms         from the signal sent to no waiter waiting any more
+//	tree-ms            from the signal sent to Complete's listing with the tree
+func BenchmarkLockStorm(b *testing.B) {
+	n := 1000
+	if s := os.Getenv("PGKILL_STORM_WAITERS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("waiters="+strconv.Itoa(n), func(b *testing.B) {
+		for range b.N { // stormOnce times only the incident, not the set-up
+			stormOnce(b, n)
+		}
+	})
+}
+
+func stormOnce(b *testing.B, n int) {
+	b.StopTimer()
+	storm := pgtest.NewStorm(b, "stormbench", n)
+	tg, err := NewTarget(TargetSpec{Name: "bench", DSN: storm.DSN}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tg.Close()
+	ctx := context.Background()
+	f := Filter{Application: pgtest.StormApp + "*"}
+	first := pgtest.NewSession(b, storm.DSN, pgtest.StormApp+"_first")
+	first.Run("UPDATE hot SET v = v + 1 WHERE id = 1")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		l, err := tg.List(ctx, f)
+		if err == nil && backendOf(l, storm.Holder.PID).RootBlocker() {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("calm listing: %+v, %v", l, err)
+		}
+	}
+	storm.Start()
+	storm.AwaitStorm(b, 20, 5*time.Minute)
+	b.StartTimer()
+
+	start := time.Now()
+	l, err := tg.List(ctx, f)
+	answer := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var root Backend
+	for _, x := range l.Backends {
+		if x.LikelyRoot || x.RootBlocker() {
+			root = x
+		}
+	}
+	start = time.Now()
+	out, err := tg.Signal(ctx, Terminate, root.Identity)
+	signal := time.Since(start)
+	if err != nil || out.Result != Sent {
+		b.Fatalf("terminate %d: %+v, %v", root.PID, out, err)
+	}
+	sent := time.Now()
+	v, err := tg.Verify(ctx, out, time.Minute)
+	if err != nil || !v.Ended {
+		b.Fatalf("verify: %+v, %v", v, err)
+	}
+	gone := time.Since(sent)
+	full, err := tg.Complete(ctx, l)
+	for err == nil && full.Degraded {
+		full, err = tg.Complete(ctx, full)
+	}
+	tree := time.Since(sent)
+	if err != nil {
+		b.Fatal(err)
+	}
+	storm.AwaitDrained(b, 15*time.Minute)
+	drained := time.Since(sent)
+	b.StopTimer()
+	b.Logf("%d waiters: first answer %s (degraded %v, %q), terminate of pid %d (holder %d) sent %s after asked, gone %s later, tree %s, drained %s after the signal",
+		n, answer, l.Degraded, l.NoTree, root.PID, storm.Holder.PID, signal, gone, tree, drained)
+
+	right := 0.0
+	if root.PID == storm.Holder.PID {
+		right = 1
+	}
+	degraded := 0.0
+	if l.Degraded {
+		degraded = 1
+	}
+	b.ReportMetric(float64(answer.Milliseconds()), "first-answer-ms")
+	b.ReportMetric(right, "likely-root-right")
+	b.ReportMetric(degraded, "degraded")
+	b.ReportMetric(float64(signal.Milliseconds()), "signal-ms")
+	b.ReportMetric(float64(gone.Milliseconds()), "gone-ms")
+	b.ReportMetric(float64(drained.Milliseconds()), "drained-ms")
+	b.ReportMetric(float64(tree.Milliseconds()), "tree-ms")
+}
