@@ -291,6 +291,13 @@ func TestDoctor(t *testing.T) {
 			if st.Name != "statement_timeout" || st.Value != "0" || st.Advice == "" {
 				t.Errorf("statement_timeout setting = %+v", st)
 			}
+			// The throwaway cluster allows 2,200 connections with the
+			// default deadlock_timeout: the pile-up risk is named.
+			dl := r.Settings[len(r.Settings)-1]
+			if dl.Name != "deadlock_timeout" || dl.Value != "1s" || !strings.Contains(dl.Advice, "with max_connections = 2200") ||
+				!strings.Contains(dl.Advice, "gives pgkill that long to end the root blocker") {
+				t.Errorf("deadlock_timeout setting = %+v", dl)
+			}
 		})
 	}
 	dead := newTarget(t, "postgres://u:pw@127.0.0.1:1/db?sslmode=disable", pg.Options{ConnectTimeout: 300 * time.Millisecond})
