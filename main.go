@@ -53,6 +53,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch {
 	case cmd == "-h" || cmd == "-help" || cmd == "--help":
 		cmd = "help"
+	case cmd == "-version" || cmd == "--version":
+		cmd = "version"
 	case !cli.Known(cmd):
 		fmt.Fprintf(stderr, "pgkill: unknown command %q (pgkill help lists them)\n\n", cmd)
 		cli.Usage(stderr)
@@ -96,6 +98,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	if cmd != "serve" {
+		opts.Waiting = cli.ShowWait(stderr) // a progress line while a server is slow to connect
+	}
 	fleet, err := pg.NewFleet(specs, opts)
 	if err != nil {
 		return err
@@ -122,8 +127,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		MinDuration:   cfg.MinDuration,
 		VerifyTimeout: cfg.VerifyTimeout,
 		BulkMax:       cfg.BulkMax,
-		Unconfigured:  cfg.Targets == "" && cfg.DatabaseURL == "" && !libpqEnv(),
+		TargetsFrom:   targetsFrom(cfg),
+		Unconfigured:  targetsFrom(cfg) == "",
 		Terminal:      terminal(stdout),
+		Width:         cli.Width(os.Getenv("COLUMNS"), stdout),
 	}}
 	switch cmd {
 	case "list":
@@ -176,6 +183,20 @@ func help(args []string, stdout, stderr io.Writer) error {
 		return &cli.Exit{Code: cli.ExitUsage}
 	}
 	return nil
+}
+
+// targetsFrom says where the configured targets come from, "" when
+// nothing is configured.
+func targetsFrom(cfg bot.Config) string {
+	switch {
+	case cfg.Targets != "":
+		return "PGKILL_TARGETS"
+	case cfg.DatabaseURL != "":
+		return "DATABASE_URL"
+	case libpqEnv():
+		return "the libpq PG* variables"
+	}
+	return ""
 }
 
 // libpqEnv reports whether any libpq PG* variable is set: then an empty DSN

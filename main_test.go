@@ -156,18 +156,23 @@ func TestCLIListUnreadable(t *testing.T) {
 		{"unknown role with a password", []string{"DATABASE_URL=" + strings.Replace(pgtest.DSN(t), "postgres@", "nosuchrole:WRONGSECRET@", 1)}, `role "nosuchrole" does not exist`},
 		{"refused port", []string{"DATABASE_URL=postgres://u:WRONGSECRET@" + refused + "/db?sslmode=disable"}, "connection refused"},
 		{"unknown host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@pgkill-no-such-host.invalid/db?sslmode=disable"}, "lookup pgkill-no-such-host.invalid"},
-		{"hanging host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@" + hanging + "/db?sslmode=disable", "PGKILL_CONNECT_TIMEOUT=1s"}, "timeout"},
-		{"no configuration", nil, "no target is configured: set PGKILL_TARGETS or DATABASE_URL"},
+		// As a server in a lock pile-up does: -wait bounds it.
+		{"hanging host", []string{"DATABASE_URL=postgres://u:WRONGSECRET@" + hanging + "/db?sslmode=disable", "PGKILL_CONNECT_TIMEOUT=1s"}, "not started the session"},
+		{"no configuration", nil, "COULD NOT BE READ: no target is configured (set PGKILL_TARGETS or DATABASE_URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := pgkill(t, tc.env, "", "list")
+			r := pgkill(t, tc.env, "", "list", "-wait", "2s")
 			if r.code != 3 || !strings.Contains(r.stdout, "default: COULD NOT BE READ: ") || !strings.Contains(r.stdout, tc.why) ||
 				!strings.Contains(r.stdout, "nothing could be listed: no target answered") {
 				t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
 			if strings.Contains(r.stdout, "no queries") || strings.Contains(r.stdout+r.stderr, "WRONGSECRET") {
 				t.Errorf("all-clear or password printed:\n%s%s", r.stdout, r.stderr)
+			}
+			// One attempt, waited out with a line that says why.
+			if tc.name == "hanging host" && !strings.Contains(r.stderr, "pgkill: default: the server accepted the connection 1s ago but has not started the session; waiting up to 2s (-wait): in a lock pile-up") {
+				t.Errorf("no progress line:\n%s", r.stderr)
 			}
 		})
 	}
@@ -477,7 +482,7 @@ func TestCLIHelp(t *testing.T) {
 		args []string
 		say  []string
 	}{
-		{[]string{"help"}, []string{"pgkill list", "pgkill cancel [-target T] [-y] PID...", "Exit codes"}},
+		{[]string{"help"}, []string{"pgkill list", "pgkill cancel [-target T] [-y] [-redact] [-wait 1m] PID...", "Exit codes"}},
 		{[]string{}, []string{"pgkill list"}},
 		{[]string{"--help"}, []string{"pgkill list"}},
 		{[]string{"help", "terminate"}, []string{"usage: pgkill terminate", "rolls back", "-y", "PGKILL_VERIFY_TIMEOUT"}},
@@ -500,6 +505,11 @@ func TestCLIHelp(t *testing.T) {
 	}
 	if r := pgkill(t, nil, "", "help", "frobnicate"); r.code != 2 {
 		t.Errorf("help on an unknown command: %+v", r)
+	}
+	for _, v := range []string{"--version", "-version", "version"} {
+		if r := pgkill(t, nil, "", v); r.code != 0 || !strings.HasPrefix(r.stdout, "pgkill ") || r.stderr != "" {
+			t.Errorf("%s: %+v", v, r)
+		}
 	}
 }
 

@@ -37,7 +37,9 @@ func (c *CLI) bulk(ctx context.Context, action pg.Action, a signalArgs) error {
 	}
 	q := query{targets: names, filter: pg.Filter{MinDuration: min, Database: string(a.db), User: string(a.user),
 		Application: string(a.app), State: state, QueryMax: pg.DefaultQueryMax}}
-	ls := c.DB.List(ctx, names, q.filter)
+	rctx, cancel := waiting(ctx, a.wait.or())
+	ls := c.DB.List(rctx, names, q.filter)
+	cancel()
 	if !c.bulkReadable(action, ls) {
 		return exit(ExitUnreadable)
 	}
@@ -58,7 +60,7 @@ func (c *CLI) bulk(ctx context.Context, action pg.Action, a signalArgs) error {
 		return exit(ExitNothingDone)
 	}
 	order(members)
-	if err := writeTable(c.Out, members, false); err != nil {
+	if err := writeTable(c.Out, members, false, c.Opts.Width); err != nil {
 		fmt.Fprintf(c.Err, "%s: %s\n", cmd, errText(err))
 		return exit(ExitError)
 	}

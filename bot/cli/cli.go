@@ -19,14 +19,18 @@ import (
 // Fleet is what the command line needs of its databases (pg.Fleet). Results
 // are per target: one target failing never fails the others.
 type Fleet interface {
-	// Names lists the targets in configuration order.
-	Names() []string
-	// Specs are the same targets with their replication role and where they
-	// came from (Origin "" for PGKILL_TARGETS); their DSNs are never shown.
+	// Specs are the targets in configuration order, with their replication
+	// role and where they came from (Origin "" for a configured one); their
+	// DSNs are never shown.
 	Specs() []pg.TargetSpec
 	// List lists the named targets (all when empty), each with its own error
-	// and its count of sessions hidden from pgkill's role.
+	// and its count of sessions hidden from pgkill's role. A listing whose
+	// lock table did not answer in time is Degraded (no blocking tree).
 	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing
+	// Complete waits for a Degraded listing's blocking tree and lists again
+	// (Degraded again when the lock table is busy again); the error, if
+	// any, is in Listing.Err.
+	Complete(ctx context.Context, l pg.Listing) pg.Listing
 	// Backend reads one pid's current state: pg.ErrNotFound when there is no
 	// such client backend, pg.ErrHidden when it belongs to a role pgkill's
 	// role may not see, another error when the target could not be read.
@@ -50,12 +54,19 @@ type Options struct {
 	MinDuration   time.Duration // PGKILL_MIN_DURATION: list's default -min
 	VerifyTimeout time.Duration // PGKILL_VERIFY_TIMEOUT: how long to watch a signalled backend
 	BulkMax       int           // PGKILL_BULK_MAX: the most sessions cancel|terminate without pids may signal (0: DefaultBulkMax)
-	// Unconfigured: neither PGKILL_TARGETS, DATABASE_URL nor any PG*
-	// variable is set, so the one target is libpq's default server. A failure
-	// to read it then says how to configure pgkill.
+	// TargetsFrom says where the configured targets come from:
+	// "PGKILL_TARGETS", "DATABASE_URL" or "the libpq PG* variables".
+	TargetsFrom string
+	// Unconfigured: none of them is set, so the one target is libpq's
+	// default server. A failure to read it then says first how to
+	// configure pgkill.
 	Unconfigured bool
 	// Terminal: Out is a terminal, so -watch redraws in place.
 	Terminal bool
+	// Width is the terminal's width in columns (COLUMNS, or the
+	// terminal's size); 0 when unknown or not a terminal: the table is
+	// then never cut to fit.
+	Width int
 }
 
 // CLI runs one command. Every method prints what happened and returns nil or
@@ -143,28 +154,49 @@ func (c *CLI) usageError(cmd, format string, args ...any) error {
 	return exit(ExitUsage)
 }
 
+// names are the targets' names in configuration order.
+func (c *CLI) names() []string {
+	var names []string
+	for _, s := range c.DB.Specs() {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
 // targets turns a -target flag into the target list (empty: all); an
 // unknown name is a usage error.
 func (c *CLI) targets(cmd, target string) ([]string, error) {
 	if target == "" {
 		return nil, nil
 	}
-	for _, n := range c.DB.Names() {
+	names := c.names()
+	for _, n := range names {
 		if n == target {
 			return []string{target}, nil
 		}
 	}
-	return nil, c.usageError(cmd, "unknown target %q; targets: %s", target, strings.Join(c.DB.Names(), ", "))
+	return nil, c.usageError(cmd, "unknown target %q; targets: %s", target, strings.Join(names, ", "))
 }
 
-// unreadable explains why a target could not be read, with how to configure
-// pgkill when nothing is configured at all.
+// unreadable explains why a target could not be read; when nothing is
+// configured at all, how to configure pgkill comes first.
 func (c *CLI) unreadable(err error) string {
-	msg := errText(err)
+	msg := cause(err)
 	if c.Opts.Unconfigured {
-		msg += " (no target is configured: set PGKILL_TARGETS or DATABASE_URL, or the libpq PG* variables)"
+		msg = "no target is configured (set PGKILL_TARGETS or DATABASE_URL, or the libpq PG* variables), and libpq's default server could not be read: " + msg
 	}
 	return msg
+}
+
+// cause is an error as the user sees it after a line that already names
+// the target and pid: PostgreSQL's or pgkill's own words (the innermost
+// *pg.Error) without the operation around them, on one line.
+func cause(err error) string {
+	var e *pg.Error
+	if errors.As(err, &e) {
+		return errText(e)
+	}
+	return errText(err)
 }
 
 // errText is an error as the user sees it, on one line: passwords masked,

@@ -119,7 +119,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{[]string{"list", "-min", "5"}, `"5": add a unit, e.g. 5s`},
 		{[]string{"list", "-min", "-5m"}, `must not be negative`},
-		{[]string{"list", "-state", "idle"}, `idle-in-transaction: sessions waiting for their client inside an open transaction`},
+		{[]string{"list", "-state", "sleeping"}, `idle-in-transaction (or idle): sessions waiting for their client inside an open transaction`},
 		{[]string{"list", "-app", "[x"}, `not a valid pattern`},
 		{[]string{"list", "-limit", "-1"}, `-limit must be 0`},
 		{[]string{"list", "-watch", "5"}, `add a unit`},
@@ -310,11 +310,11 @@ func TestDoctorLoginAndOrigin(t *testing.T) {
 			{Target: "orders-2", Auth: "IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1)", Err: fmt.Errorf("doctor orders-2: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28000", Message: "PAM authentication failed"})},
 			{Target: "gone", Auth: "secret prod/pgkill", Err: errors.New("doctor gone: connection refused")},
 		}}
-	r := run(t, f, "", "doctor")
+	r := runOpts(t, f, Options{TargetsFrom: "PGKILL_TARGETS"}, "", "doctor")
 	for _, want := range []string{
 		"== prod\n  target: configured (PGKILL_TARGETS)\n  login: password in the DSN (works)\n",
 		"== orders-1\n  target: discovered: Aurora cluster orders in eu-west-1, role writer\n  login: IAM token for user pgkill at orders-1.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1) (works)\n",
-		"== orders-2\n  target: discovered: Aurora cluster orders in eu-west-1, role reader\n  login: IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1) (REFUSED)\n  COULD NOT BE READ: doctor orders-2: PAM authentication failed [SQLSTATE 28000]",
+		"== orders-2\n  target: discovered: Aurora cluster orders in eu-west-1, role reader\n  login: IAM token for user pgkill at orders-2.c1abc.eu-west-1.rds.amazonaws.com:5432 (eu-west-1) (REFUSED)\n  COULD NOT BE READ: PAM authentication failed [SQLSTATE 28000]",
 		"== gone\n  target: no longer in the fleet\n  login: secret prod/pgkill (not known to work: the server could not be reached)\n",
 	} {
 		if !strings.Contains(r.out, want) {
@@ -388,5 +388,123 @@ func TestWatchJSON(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d documents, want 2", n)
+	}
+}
+
+// Doctor says where the targets come from: the variable that configured
+// them, or that nothing did.
+func TestDoctorSaysWhereTargetsComeFrom(t *testing.T) {
+	f := &fleet{names: []string{"default"}, reports: []pg.Report{{Target: "default", Version: "16.1", User: "pgkill"}}}
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{TargetsFrom: "PGKILL_TARGETS"}, "target: configured (PGKILL_TARGETS)\n"},
+		{Options{TargetsFrom: "DATABASE_URL"}, "target: configured (DATABASE_URL)\n"},
+		{Options{TargetsFrom: "the libpq PG* variables"}, "target: configured (the libpq PG* variables)\n"},
+		{Options{Unconfigured: true}, "target: not configured: libpq's default server (set PGKILL_TARGETS or DATABASE_URL)\n"},
+	} {
+		if r := runOpts(t, f, tc.opts, "", "doctor"); !strings.Contains(r.out, tc.want) {
+			t.Errorf("%+v: doctor lacks %q:\n%s", tc.opts, tc.want, r.out)
+		}
+	}
+}
+
+// A target that cannot be read exits 3 from every command, whatever the
+// reason (a refused login too), and says why once: without the operation
+// pg wraps it in, which would name the target and pid a second time. With
+// nothing configured, how to configure pgkill comes first.
+func TestUnreadableTargetSaidOnce(t *testing.T) {
+	refused := fmt.Errorf("read pid 5 on default: list default: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28P01", Message: `password authentication failed for user "u"`})
+	down := fmt.Errorf("list default: %w", &pg.Error{Kind: pg.ErrUnavailable, Message: "could not connect (user root): /var/run/postgresql/.s.PGSQL.5432: no such file or directory"})
+	f := &fleet{names: []string{"default"}, errs: map[int32]error{5: refused},
+		listings: []pg.Listing{{Target: "default", Err: refused}}}
+	for _, args := range [][]string{{"cancel", "5"}, {"terminate", "-y", "5"}, {"list"}} {
+		r := run(t, f, "", args...)
+		if r.code != ExitUnreadable || strings.Count(r.out, "password authentication failed") != 1 ||
+			strings.Contains(r.out, "list default") || strings.Contains(r.out, "read pid") {
+			t.Errorf("%v: exit %d, want 3 and the cause once:\n%s", args, r.code, r.out)
+		}
+	}
+	f = &fleet{names: []string{"default"}, listings: []pg.Listing{{Target: "default", Err: down}}}
+	r := runOpts(t, f, Options{Unconfigured: true}, "", "list")
+	if !strings.HasPrefix(r.out, "default: COULD NOT BE READ: no target is configured (set PGKILL_TARGETS or DATABASE_URL") ||
+		!strings.Contains(r.out, "no such file or directory") {
+		t.Errorf("unconfigured: the hint must come first:\n%s", r.out)
+	}
+}
+
+// The command line reads -state with pg's parser, the one Slack's state=
+// uses: the same spellings mean the same, and the listing asks pg for the
+// state by its one name.
+func TestStateParsedAsSlackDoes(t *testing.T) {
+	for _, in := range []string{"", "all", "active", "idle", "idle-in-transaction", "idle_in_transaction", "idle in transaction", "sleeping", "IDLE"} {
+		want, wantErr := pg.ParseFilterState(in)
+		f := &recording{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}}
+		var out, errOut bytes.Buffer
+		c := &CLI{DB: f, Out: &out, Err: &errOut, Opts: Options{MinDuration: time.Minute}}
+		err := c.List(context.Background(), []string{"-state", in})
+		if (wantErr != nil) != (Code(err) == ExitUsage) || (wantErr == nil && f.filter.State != want) {
+			t.Errorf("-state %q: exit %d, state %q; pg.ParseFilterState: %q, %v", in, Code(err), f.filter.State, want, wantErr)
+		}
+	}
+}
+
+// recording is a fleet that keeps the filter it was asked to list with.
+type recording struct {
+	*fleet
+	filter pg.Filter
+}
+
+func (r *recording) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
+	r.filter = f
+	return r.fleet.List(ctx, targets, f)
+}
+
+// In a lock pile-up the listing comes without the tree: it is printed at
+// once with the likely root, and again when the tree comes; with -json, as
+// two documents. When the tree does not come within -wait, the first is
+// all there is, and stderr says so.
+func TestListDegradedThenFull(t *testing.T) {
+	root := backend(10, time.Hour, "BEGIN")
+	root.State, root.LikelyRoot = pg.StateIdleInTransaction, true
+	waiter := backend(11, time.Minute, "UPDATE t SET x = 1")
+	waiter.WaitEventType, waiter.WaitEvent = "Lock", "transactionid"
+	busy := pg.Listing{Target: "prod", Degraded: true, LockWaits: 812, Backends: []pg.Backend{waiter, root},
+		NoTree: "the lock table is busy: 812 sessions are waiting on locks (PostgreSQL's deadlock checks); the blocking tree follows when it answers"}
+	fullRoot := root
+	fullRoot.LikelyRoot, fullRoot.Blocking, fullRoot.BlockingTotal = false, 1, 812
+	fullWaiter := waiter
+	fullWaiter.BlockedBy = []int32{10}
+	full := pg.Listing{Target: "prod", Backends: []pg.Backend{fullWaiter, fullRoot}}
+	f := &fleet{names: []string{"prod"}, listings: []pg.Listing{busy}, full: map[string]pg.Listing{"prod": full}}
+
+	r := run(t, f, "", "list")
+	first, second, _ := strings.Cut(r.out, "-- with the blocking tree")
+	if r.code != ExitOK || !strings.Contains(first, "likely ROOT") || !strings.Contains(first, "the lock table is busy: 812 sessions") ||
+		!strings.Contains(second, "ROOT blocks 812") || strings.Contains(second, "likely") ||
+		!strings.Contains(r.err, "waiting for the blocking tree of prod") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
+	}
+	r = run(t, f, "", "list", "-json")
+	dec := json.NewDecoder(strings.NewReader(r.out))
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("%v\n%s", err, r.out)
+		}
+		docs = append(docs, d)
+	}
+	if len(docs) != 2 || !strings.Contains(fmt.Sprint(docs[0]["targets"]), "lock_table_busy:true") || strings.Contains(fmt.Sprint(docs[1]["targets"]), "lock_table_busy") {
+		t.Errorf("-json: %d documents:\n%s", len(docs), r.out)
+	}
+
+	delete(f.full, "prod") // the tree never comes
+	r = run(t, f, "", "list", "-wait", "100ms")
+	if r.code != ExitOK || strings.Contains(r.out, "-- with the blocking tree") || !strings.Contains(r.err, "prod: the blocking tree did not come within 100ms") {
+		t.Errorf("tree late: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.out, r.err)
 	}
 }

@@ -10,9 +10,10 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-func doctorFlags(target *string) *flag.FlagSet {
+func doctorFlags(target *string, wait *waitFlag) *flag.FlagSet {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.StringVar(target, "target", "", "only the target `name` (default: all)")
+	fs.Var(wait, "wait", waitUsage)
 	return fs
 }
 
@@ -20,8 +21,11 @@ func doctorFlags(target *string) *flag.FlagSet {
 // Exit codes: 0 all well, 1 a grant pgkill needs is missing, 3 a target
 // could not be read.
 func (c *CLI) Doctor(ctx context.Context, args []string) error {
-	var target string
-	fs := doctorFlags(&target)
+	var (
+		target string
+		wait   waitFlag
+	)
+	fs := doctorFlags(&target, &wait)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		return c.usageError("doctor", "%v", err)
@@ -34,7 +38,9 @@ func (c *CLI) Doctor(ctx context.Context, args []string) error {
 		return err
 	}
 	code := ExitOK
-	reports := c.DB.Doctor(ctx, names)
+	rctx, cancel := waiting(ctx, wait.or())
+	reports := c.DB.Doctor(rctx, names)
+	cancel()
 	specs := c.DB.Specs() // after doctor: a target discovered meanwhile has its spec
 	for _, r := range reports {
 		c.writeReport(r, specs)
@@ -51,7 +57,7 @@ func (c *CLI) Doctor(ctx context.Context, args []string) error {
 func (c *CLI) writeReport(r pg.Report, specs []pg.TargetSpec) {
 	w := c.Out
 	fmt.Fprintf(w, "== %s\n", r.Target)
-	fmt.Fprintf(w, "  target: %s\n", whereFrom(specs, r.Target))
+	fmt.Fprintf(w, "  target: %s\n", c.whereFrom(specs, r.Target))
 	if r.Auth != "" {
 		fmt.Fprintf(w, "  login: %s (%s)\n", Visible(r.Auth), loginWorks(r.Err))
 	}
@@ -79,14 +85,19 @@ func (c *CLI) writeReport(r pg.Report, specs []pg.TargetSpec) {
 }
 
 // whereFrom says where a target came from and its replication role.
-func whereFrom(specs []pg.TargetSpec, name string) string {
+func (c *CLI) whereFrom(specs []pg.TargetSpec, name string) string {
 	for _, s := range specs {
 		if s.Name != name {
 			continue
 		}
-		from := "configured (PGKILL_TARGETS)"
-		if s.Origin != "" {
+		from := "configured"
+		switch {
+		case s.Origin != "":
 			from = "discovered: " + Visible(s.Origin)
+		case c.Opts.Unconfigured:
+			from = "not configured: libpq's default server (set PGKILL_TARGETS or DATABASE_URL)"
+		case c.Opts.TargetsFrom != "":
+			from += " (" + c.Opts.TargetsFrom + ")"
 		}
 		if s.Role != "" {
 			from += ", role " + Visible(s.Role)

@@ -24,9 +24,8 @@ type fleet struct {
 	verify   map[int32]pg.Verification
 	reports  []pg.Report
 	signals  []int32
+	full     map[string]pg.Listing // Complete's answer per target; absent: ctx's error
 }
-
-func (f *fleet) Names() []string { return f.names }
 
 func (f *fleet) Specs() []pg.TargetSpec {
 	if f.specs != nil {
@@ -77,6 +76,15 @@ func (f *fleet) VerifySet(_ context.Context, outs []pg.Outcome, timeout time.Dur
 		}
 	}
 	return vs, errs
+}
+
+func (f *fleet) Complete(ctx context.Context, l pg.Listing) pg.Listing {
+	if full, ok := f.full[l.Target]; ok {
+		return full
+	}
+	<-ctx.Done()
+	l.Err = fmt.Errorf("list %s: the blocking tree: %w", l.Target, &pg.Error{Kind: pg.ErrTimeout, Message: "no answer on pgkill's lock-table connection to " + l.Target})
+	return l
 }
 
 func (f *fleet) Doctor(context.Context, []string) []pg.Report { return f.reports }

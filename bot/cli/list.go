@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/pg"
@@ -23,6 +25,7 @@ type listArgs struct {
 	watch         watchFlag
 	json          bool
 	redact        bool
+	wait          waitFlag
 }
 
 func listFlags(a *listArgs) *flag.FlagSet {
@@ -39,12 +42,16 @@ func listFlags(a *listArgs) *flag.FlagSet {
 	fs.Var(&a.watch, "watch", "list again every interval (-watch or -watch 5s; default 2s) until Ctrl-C, in place on a terminal")
 	fs.BoolVar(&a.json, "json", false, "print JSON")
 	fs.BoolVar(&a.redact, "redact", false, "hide query literals and comments, as in Slack (PGKILL_REDACT=literals)")
+	fs.Var(&a.wait, "wait", waitUsage)
 	return fs
 }
 
 // List prints the long-running sessions of the chosen targets. Exit codes:
 // 0 when every target answered (whatever it listed), 2 on a usage error, 3
-// when a target could not be read; with -watch, 0 on Ctrl-C.
+// when a target could not be read; with -watch, 0 on Ctrl-C. When a
+// target's lock table is busy (a lock pile-up) it prints what it could read
+// without the blocking tree, then waits (up to -wait) for the tree and
+// prints the listing again with it; -watch prints each frame as it is.
 func (c *CLI) List(ctx context.Context, args []string) error {
 	a := listArgs{min: minFlag{d: c.Opts.MinDuration}}
 	fs := listFlags(&a)
@@ -79,11 +86,12 @@ func (c *CLI) List(ctx context.Context, args []string) error {
 		targets: names,
 		filter: pg.Filter{MinDuration: a.min.d, Database: string(a.db), User: string(a.user),
 			Application: string(a.app), State: state, QueryMax: queryMax},
-		blocking: a.blocking, limit: a.limit, wide: a.wide, json: a.json,
+		blocking: a.blocking, limit: a.limit, wide: a.wide, json: a.json, wait: a.wait.or(),
 	}
 	if a.watch.every == 0 {
 		return exit(c.listOnce(ctx, q))
 	}
+	q.watching = true
 	return c.watch(ctx, q, a.watch.every)
 }
 
@@ -95,11 +103,76 @@ type query struct {
 	limit    int
 	wide     bool
 	json     bool
+	wait     time.Duration // for a slow server (-wait)
+	watching bool          // -watch: each frame as it is, never waiting for a tree
 }
 
-// listOnce lists and prints once, and returns the exit code.
+// listOnce lists and prints once, and returns the exit code. A listing
+// without its tree (Degraded) is printed as it is, then again with the
+// tree when it comes within q.wait.
 func (c *CLI) listOnce(ctx context.Context, q query) int {
+	ctx, cancel := waiting(ctx, q.wait)
+	defer cancel()
+	start := time.Now()
 	ls := c.DB.List(ctx, q.targets, q.filter)
+	code := c.printListing(ls, q)
+	var busy []string
+	for _, l := range ls {
+		if l.Degraded {
+			busy = append(busy, l.Target)
+		}
+	}
+	if q.watching || len(busy) == 0 || code == ExitError {
+		return code
+	}
+	fmt.Fprintf(c.Err, "pgkill: waiting for the blocking tree of %s: the lock table is busy (a lock pile-up's deadlock checks hold it); up to %s (-wait), Ctrl-C stops\n",
+		strings.Join(busy, ", "), short(q.wait))
+	full, late := c.complete(ctx, ls)
+	for _, l := range late {
+		fmt.Fprintf(c.Err, "pgkill: %s: the blocking tree did not come within %s: %s; the listing above is all pgkill could read\n", l.Target, short(q.wait), cause(l.Err))
+	}
+	if len(late) == len(busy) {
+		return code
+	}
+	if !q.json {
+		fmt.Fprintf(c.Out, "\n-- with the blocking tree, %s later:\n", seconds(time.Since(start)))
+	}
+	return c.printListing(full, q)
+}
+
+// complete brings the blocking tree to each Degraded listing, the targets
+// concurrently, until ctx ends; late are the listings whose tree did not
+// come (with the error), which stay as they were in full.
+func (c *CLI) complete(ctx context.Context, ls []pg.Listing) (full, late []pg.Listing) {
+	full = slices.Clone(ls)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, l := range ls {
+		if !l.Degraded {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got := l
+			for got.Degraded && got.Err == nil {
+				got = c.DB.Complete(ctx, got)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got.Err != nil {
+				late = append(late, got)
+				return
+			}
+			full[i] = got
+		}()
+	}
+	wg.Wait()
+	return full, late
+}
+
+// printListing prints ls as a table or JSON and returns the exit code.
+func (c *CLI) printListing(ls []pg.Listing, q query) int {
 	code := ExitOK
 	for _, l := range ls {
 		if l.Err != nil {
@@ -109,7 +182,7 @@ func (c *CLI) listOnce(ctx context.Context, q query) int {
 	var bs []pg.Backend
 	for _, l := range ls {
 		for _, b := range l.Backends {
-			if !q.blocking || b.Blocking > 0 || len(b.BlockedBy) > 0 {
+			if !q.blocking || b.Blocking > 0 || len(b.BlockedBy) > 0 || b.LikelyRoot || (l.Degraded && b.WaitEventType == "Lock") {
 				bs = append(bs, b)
 			}
 		}
@@ -139,7 +212,7 @@ func (c *CLI) writeListing(ls []pg.Listing, bs []pg.Backend, q query) error {
 		shown = shown[:q.limit]
 	}
 	if len(shown) > 0 {
-		if err := writeTable(c.Out, shown, q.wide); err != nil {
+		if err := writeTable(c.Out, shown, q.wide, c.Opts.Width); err != nil {
 			return err
 		}
 		if n := len(bs) - len(shown); n > 0 {
@@ -162,6 +235,9 @@ func (c *CLI) writeListing(ls []pg.Listing, bs []pg.Backend, q query) error {
 		}
 		if l.NoTree != "" {
 			fmt.Fprintf(c.Out, "%s: listed without blocking counts: %s\n", l.Target, Visible(l.NoTree))
+		}
+		if likely(l) {
+			fmt.Fprintf(c.Out, "%s: \"likely ROOT\" is a guess made without the lock table: the oldest transaction that waits on no lock, idle in it and holding rows if one is\n", l.Target)
 		}
 	}
 	if len(bs) > 0 {
@@ -254,4 +330,14 @@ func (c *CLI) watch(ctx context.Context, q query, every time.Duration) error {
 		case <-time.After(every):
 		}
 	}
+}
+
+// likely reports whether l marks a likely root.
+func likely(l pg.Listing) bool {
+	for _, b := range l.Backends {
+		if b.LikelyRoot {
+			return true
+		}
+	}
+	return false
 }

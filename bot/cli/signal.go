@@ -24,6 +24,7 @@ type signalArgs struct {
 	state         string
 	pids          []int32
 	filters       []string // the selecting flags given, as -name
+	wait          waitFlag
 }
 
 func signalFlags(name string, a *signalArgs) *flag.FlagSet {
@@ -37,6 +38,7 @@ func signalFlags(name string, a *signalArgs) *flag.FlagSet {
 	fs.Var(&a.user, "user", "with no pid: only users matching this shell `pattern`")
 	fs.Var(&a.app, "app", "with no pid: only application_names matching this shell `pattern`")
 	fs.StringVar(&a.state, "state", "", "with no pid: `state`: "+stateHelp())
+	fs.Var(&a.wait, "wait", waitUsage)
 	return fs
 }
 
@@ -61,8 +63,10 @@ func (c *CLI) Signal(ctx context.Context, action pg.Action, args []string) error
 	}
 	code := ExitOK
 	var todo []pg.Backend
+	rctx, cancel := waiting(ctx, a.wait.or())
+	defer cancel()
 	for _, pid := range a.pids {
-		b, cd := c.read(ctx, action, a.target, pid)
+		b, cd := c.read(rctx, action, a.target, pid)
 		code = worse(code, cd)
 		if cd == ExitOK {
 			todo = append(todo, b)
@@ -128,7 +132,7 @@ func (c *CLI) signalArgs(cmd string, args []string) (signalArgs, error) {
 		_, err := c.targets(cmd, a.target)
 		return a, err
 	}
-	names := c.DB.Names()
+	names := c.names()
 	if len(names) != 1 {
 		return a, c.usageError(cmd, "there are %d targets, say which with -target (%s)", len(names), strings.Join(names, ", "))
 	}
@@ -137,7 +141,8 @@ func (c *CLI) signalArgs(cmd string, args []string) (signalArgs, error) {
 }
 
 // read reads one pid, shows it and decides whether it may be signalled:
-// ExitOK when it may, else the code of the refusal, already explained.
+// ExitOK when it may, else the code of the refusal, already explained. A
+// target that could not be read is exit 3, whatever the reason, as in list.
 func (c *CLI) read(ctx context.Context, action pg.Action, target string, pid int32) (pg.Backend, int) {
 	b, err := c.DB.Backend(ctx, target, pid)
 	switch {
@@ -148,12 +153,9 @@ func (c *CLI) read(ctx context.Context, action pg.Action, target string, pid int
 	case errors.Is(err, pg.ErrNotFound):
 		fmt.Fprintf(c.Out, "pid %d on %s: no client backend with that pid (it has ended, or never existed); nothing signalled\n", pid, target)
 		return b, ExitNothingDone
-	case err != nil && (errors.Is(err, pg.ErrUnavailable) || errors.Is(err, pg.ErrTimeout)):
+	case err != nil:
 		fmt.Fprintf(c.Out, "pid %d on %s: COULD NOT BE READ: %s; nothing signalled\n", pid, target, c.unreadable(err))
 		return b, ExitUnreadable
-	case err != nil:
-		fmt.Fprintf(c.Out, "pid %d on %s: %s; nothing signalled\n", pid, target, errText(err))
-		return b, ExitError
 	}
 	c.show(action, b)
 	if why := refusal(action, b); why != "" {
@@ -175,8 +177,14 @@ func (c *CLI) show(action pg.Action, b pg.Backend) {
 		}
 		fmt.Fprintf(c.Out, "  blocks %s (%d directly): ending it frees %s\n", plural(b.BlockingTotal, "session"), b.Blocking, them)
 	}
+	if len(b.Queue) > 0 {
+		fmt.Fprintf(c.Out, "  its waiters want: %s\n", queueText(b.Queue))
+	}
+	if b.LikelyRoot {
+		fmt.Fprintln(c.Out, "  likely the root blocker: the lock table is busy (a lock pile-up), so what it blocks is not known; it is the oldest transaction that waits on no lock")
+	}
 	if len(b.BlockedBy) > 0 {
-		fmt.Fprintf(c.Out, "  waits on pid %s\n", pids(b.BlockedBy))
+		fmt.Fprintf(c.Out, "  waits on pid %s%s\n", pids(b.BlockedBy), wantText(b.WaitsFor))
 	}
 	if b.XactStart.IsZero() || b.State == "idle" || !b.Signallable() {
 		return

@@ -2,10 +2,8 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -16,13 +14,17 @@ import (
 const queryWidth = 60
 
 // order sorts backends as Slack lists them: root blockers first (ending one
-// frees the chain), then longest first; ties in target, then pid order, so
+// frees the chain), then a likely root (when the lock table was busy), then
+// longest first; ties in target, then pid order, so
 // two runs print the same table.
 func order(bs []pg.Backend) {
 	sort.SliceStable(bs, func(i, j int) bool {
 		a, b := bs[i], bs[j]
 		if a.RootBlocker() != b.RootBlocker() {
 			return a.RootBlocker()
+		}
+		if a.LikelyRoot != b.LikelyRoot {
+			return a.LikelyRoot
 		}
 		if a.Duration != b.Duration {
 			return a.Duration > b.Duration
@@ -32,18 +34,6 @@ func order(bs []pg.Backend) {
 		}
 		return a.PID < b.PID
 	})
-}
-
-// writeTable prints an aligned table, one line per backend.
-func writeTable(w io.Writer, bs []pg.Backend, wide bool) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tPID\tDURATION\tSTATE\tUSER\tDATABASE\tAPPLICATION\tWAIT\tBLOCKING\tQUERY")
-	for _, b := range bs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			b.Target, b.PID, blocks.Duration(b.Duration), b.State, cell(b.User), cell(b.Database),
-			cell(b.Application), waitEvent(b.WaitEventType, b.WaitEvent), blocking(b), tableQuery(b, wide))
-	}
-	return tw.Flush()
 }
 
 // cell is a name for a table cell: visible, and "-" when empty. Tabs are
@@ -84,6 +74,8 @@ func blocking(b pg.Backend) string {
 	var parts []string
 	if b.RootBlocker() {
 		parts = append(parts, fmt.Sprintf("ROOT blocks %d", b.BlockingTotal))
+	} else if b.LikelyRoot {
+		parts = append(parts, "likely ROOT")
 	} else if b.Blocking > 0 {
 		parts = append(parts, fmt.Sprintf("blocks %d", b.BlockingTotal))
 	}
@@ -137,4 +129,36 @@ func plural(n int, one string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %ss", n, one)
+}
+
+// lockText names a lock: "AccessExclusiveLock on relation orders", "ShareLock
+// on transactionid (a row of orders)".
+func lockText(l pg.Lock) string {
+	what := l.Mode + " on " + l.Type
+	switch {
+	case l.Relation != "" && (l.Type == "relation" || l.Type == "extend" || l.Type == "page"):
+		what += " " + Visible(l.Relation)
+	case l.Relation != "":
+		what += " (a row of " + Visible(l.Relation) + ")"
+	case l.RelationOID != 0:
+		what += fmt.Sprintf(" (relation oid %d in database %s)", l.RelationOID, cell(l.Database))
+	}
+	return what
+}
+
+// wantText is " for <lock>", or "" when the lock is not known.
+func wantText(l *pg.Lock) string {
+	if l == nil {
+		return ""
+	}
+	return " for " + lockText(*l)
+}
+
+// queueText summarises what a blocker's direct waiters want.
+func queueText(q []pg.LockQueue) string {
+	var parts []string
+	for _, e := range q {
+		parts = append(parts, fmt.Sprintf("%s (%s)", lockText(e.Lock), plural(e.Sessions, "session")))
+	}
+	return strings.Join(parts, "; ")
 }
