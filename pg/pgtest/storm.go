@@ -215,6 +215,26 @@ func (s *Storm) AwaitStall(tb testing.TB, d, limit time.Duration) *Stall {
 	}
 }
 
+// AwaitGone waits (up to limit) until pid has no backend any more, looking
+// every 5 ms, and returns how long that took.
+func (s *Storm) AwaitGone(tb testing.TB, pid int32, limit time.Duration) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	for {
+		var n int
+		if err := s.monitor.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_get_activity($1)", pid).Scan(&n); err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			tb.Fatalf("pgtest: pid %d still there after %s", pid, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // AwaitDrained waits (up to limit) until no waiter waits any more.
 func (s *Storm) AwaitDrained(tb testing.TB, limit time.Duration) {
 	tb.Helper()
