@@ -187,7 +187,7 @@ func help(args []string, stdout, stderr io.Writer) error {
 
 // targetsFrom says where the configured targets come from, "" when
 // nothing is configured.
-func targetsFrom(cfg bot.Config) string {
+func targetsFrom(cfg config.Config) string {
 	switch {
 	case cfg.Targets != "":
 		return "PGKILL_TARGETS"
