@@ -115,9 +115,25 @@ END $$`) // -count=n: start afresh
 // start starts replica name and waits until it is connected to Slack.
 func (h *haEnv) start(t *testing.T, name string) *haReplica {
 	t.Helper()
+	return h.startWith(t, name, "PGKILL_REPLICA="+name)
+}
+
+// startWith starts a replica with env over the set's (no PGKILL_REPLICA
+// unless env has one: name then only names it in the test) and waits until
+// it is connected to Slack.
+func (h *haEnv) startWith(t *testing.T, name string, env ...string) *haReplica {
+	t.Helper()
+	r := h.launch(t, name, env...)
+	h.fake.Eventually(t, 30*time.Second, name+" to connect", func() bool { return len(r.logs.records("connected to Slack", "")) > 0 })
+	return r
+}
+
+// launch starts a replica without waiting for it.
+func (h *haEnv) launch(t *testing.T, name string, env ...string) *haReplica {
+	t.Helper()
 	r := &haReplica{name: name, listen: closedPort(t), logs: &logBuffer{}, exited: make(chan error, 1)}
 	r.cmd = exec.Command(binary, "serve")
-	r.cmd.Env = append(append([]string(nil), h.env...), "PGKILL_REPLICA="+name, "PGKILL_LISTEN="+r.listen)
+	r.cmd.Env = append(append(append([]string(nil), h.env...), "PGKILL_LISTEN="+r.listen), env...)
 	r.cmd.Stderr = r.logs
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -126,7 +142,6 @@ func (h *haEnv) start(t *testing.T, name string) *haReplica {
 	h.mu.Lock()
 	h.all = append(h.all, r)
 	h.mu.Unlock()
-	h.fake.Eventually(t, 30*time.Second, name+" to connect", func() bool { return len(r.logs.records("connected to Slack", "")) > 0 })
 	return r
 }
 

@@ -100,7 +100,7 @@ func leaseRows(t *testing.T, dsn, target string) int {
 	}
 	defer conn.Close(ctx)
 	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgkill_lease WHERE target = $1", target).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgkill_lease WHERE target = $1 AND holder <> ''", target).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

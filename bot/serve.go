@@ -80,7 +80,9 @@ func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, log
 			return fmt.Errorf("PGKILL_LISTEN %s: %w", cfg.Listen, err)
 		}
 	}
-	b.startLeases(store)
+	if err := b.startLeases(ctx, store); err != nil {
+		return err
+	}
 	if len(cfg.Channels) == 0 && cfg.PolicyFile == "" {
 		log.Warn("PGKILL_CHANNELS is empty: /pgkill answers in any channel and direct message of the workspace; set it to the incident channels")
 	}
@@ -106,6 +108,9 @@ func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, log
 	g.Go(func() error { b.flow.Sweep(gctx); return nil }) // expiry, abandoned approvals
 	if b.discovery != nil {
 		g.Go(func() error { b.discovery.Run(gctx); return nil })
+	}
+	if b.leases != nil && cfg.AlertChannel == "" { // a heartbeat: which targets this replica knows
+		g.Go(func() error { b.leases.Run(gctx, nil); return nil })
 	}
 	if cfg.AlertChannel != "" {
 		w := b.watcher(store)
@@ -137,22 +142,33 @@ func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, log
 	return err
 }
 
-// startLeases shares the alert polling among the replicas when the state
-// store keeps leases: each target is polled by the one replica holding its
-// lease.
-func (b *Bot) startLeases(store Store) {
+// startLeases joins the replicas sharing the state store, under a name no
+// other live process uses: each replica says every round that it is alive
+// and which targets it knows, and with alerts on, each target is polled by
+// the one replica holding its lease.
+func (b *Bot) startLeases(ctx context.Context, store Store) error {
 	var storeUp func() float64
-	if store != nil && b.cfg.AlertChannel != "" {
+	if store != nil {
 		b.leases = lease.New(store, b.cfg.ReplicaName(), b.cfg.PollInterval, b.db.Names, b.log)
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := b.leases.Join(jctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("PGKILL_REPLICA: %w; give each replica its own name, or leave PGKILL_REPLICA unset for one of its own", err)
+		}
+		b.flow.KnownBy(b.leases.Known)
 		storeUp = func() float64 {
 			if b.leases.Status().Err != nil {
 				return 0
 			}
 			return 1
 		}
-		b.log.Info("alert polling shared through leases in the state store", slog.Duration("lease_ttl", b.leases.TTL()), slog.Duration("renew_every", b.leases.Every()))
+		if b.cfg.AlertChannel != "" {
+			b.log.Info("alert polling shared through leases in the state store", slog.Duration("lease_ttl", b.leases.TTL()), slog.Duration("renew_every", b.leases.Every()))
+		}
 	}
 	b.metrics.Replica(b.cfg.ReplicaName(), storeUp)
+	return nil
 }
 
 // watcher makes the alert watcher over the bot's parts.

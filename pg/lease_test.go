@@ -1,7 +1,9 @@
 package pg_test
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,30 +77,31 @@ func TestLeaseTakenOnce(t *testing.T) {
 	if ok, err := ss[1].TakeLease(ctx(t), "other", "t1", ttl); !ok || err != nil {
 		t.Fatalf("an expired lease was not taken: %v %v", ok, err)
 	}
-	_, held, err := ss[0].Renew(ctx(t), holder, ttl)
-	if err != nil || slices.Contains(held, "t1") {
-		t.Errorf("the old holder still renews t1: %v %v", held, err)
+	r, err := ss[0].Renew(ctx(t), holder, "i-"+holder, nil, ttl)
+	if err != nil || slices.Contains(r.Held, "t1") {
+		t.Errorf("the old holder still renews t1: %v %v", r.Held, err)
 	}
 }
 
 // Renew counts the live replicas and returns the leases held; FreeTargets
-// lists expired leases first; Leave hands everything back.
+// lists the longest free first and says which are overdue; Leave hands
+// everything back, free at once.
 func TestLeaseRenewFreeLeave(t *testing.T) {
 	t.Parallel()
 	ss := leaseStores(t, "lease_renew", 2)
-	live, held, err := ss[0].Renew(ctx(t), "a", time.Hour)
-	if err != nil || live != 1 || len(held) != 0 {
-		t.Fatalf("first renew = %d %v %v", live, held, err)
+	r, err := ss[0].Renew(ctx(t), "a", "ia", []string{"x"}, time.Hour)
+	if err != nil || r.Live != 1 || len(r.Held) != 0 || r.Lost {
+		t.Fatalf("first renew = %+v %v", r, err)
 	}
-	if live, _, _ = ss[1].Renew(ctx(t), "b", time.Hour); live != 2 {
-		t.Errorf("live = %d, want 2", live)
+	if r, _ = ss[1].Renew(ctx(t), "b", "ib", nil, time.Hour); r.Live != 2 {
+		t.Errorf("live = %d, want 2", r.Live)
 	}
 	// A replica whose heartbeat expired no longer counts.
-	if _, _, err := ss[1].Renew(ctx(t), "dead", -time.Second); err != nil {
+	if _, err := ss[1].Renew(ctx(t), "dead", "id", nil, -time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if live, _, _ = ss[0].Renew(ctx(t), "a", time.Hour); live != 2 {
-		t.Errorf("live with a dead replica = %d, want 2", live)
+	if r, _ = ss[0].Renew(ctx(t), "a", "ia", []string{"x"}, time.Hour); r.Live != 2 {
+		t.Errorf("live with a dead replica = %d, want 2", r.Live)
 	}
 	for _, tc := range []struct {
 		who, target string
@@ -108,28 +111,63 @@ func TestLeaseRenewFreeLeave(t *testing.T) {
 			t.Fatalf("take %s: %v %v", tc.target, ok, err)
 		}
 	}
-	free, err := ss[1].FreeTargets(ctx(t), []string{"z", "x", "y"})
-	if err != nil || !slices.Equal(free, []string{"y", "z"}) {
+	free, err := ss[1].FreeTargets(ctx(t), []string{"z", "x", "y"}, time.Hour)
+	if err != nil || !slices.Equal(free, []pg.Free{{Target: "y"}, {Target: "z"}}) {
 		t.Errorf("free = %v %v, want the expired y first, then z", free, err)
 	}
-	if _, held, _ := ss[0].Renew(ctx(t), "a", time.Hour); !slices.Equal(held, []string{"x"}) {
-		t.Errorf("held = %v", held)
+	if free, _ := ss[1].FreeTargets(ctx(t), []string{"y"}, 0); !slices.Equal(free, []pg.Free{{Target: "y", Overdue: true}}) {
+		t.Errorf("free with no grace = %v, want y overdue", free)
 	}
-	if err := ss[0].Leave(ctx(t), "a"); err != nil {
+	if r, _ := ss[0].Renew(ctx(t), "a", "ia", []string{"x"}, time.Hour); !slices.Equal(r.Held, []string{"x"}) {
+		t.Errorf("held = %v", r.Held)
+	}
+	if known, err := ss[1].KnownTargets(ctx(t)); err != nil || !slices.Equal(known, []string{"x"}) {
+		t.Errorf("known = %v %v", known, err)
+	}
+	if err := ss[0].Leave(ctx(t), "a", "ia"); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := ss[1].Leases(ctx(t))
-	if err != nil || len(ls) != 1 || ls[0].Target != "y" {
-		t.Errorf("leases after a left = %+v %v", ls, err)
+	if r, _ = ss[1].Renew(ctx(t), "b", "ib", nil, time.Hour); r.Live != 1 {
+		t.Errorf("live after a left = %d, want 1", r.Live)
 	}
-	if live, _, _ = ss[1].Renew(ctx(t), "b", time.Hour); live != 1 {
-		t.Errorf("live after a left = %d, want 1", live)
+	if free, _ := ss[1].FreeTargets(ctx(t), []string{"x"}, time.Hour); !slices.Equal(free, []pg.Free{{Target: "x"}}) {
+		t.Errorf("a's lease is not free after it left: %v", free)
 	}
-	if err := ss[1].ReleaseLeases(ctx(t), "dead", []string{"y"}); err != nil {
+	if ok, _ := ss[1].TakeLease(ctx(t), "b", "x", time.Hour); !ok {
+		t.Error("a lease handed back could not be taken")
+	}
+	if known, _ := ss[1].KnownTargets(ctx(t)); len(known) != 0 {
+		t.Errorf("known after a left = %v", known)
+	}
+}
+
+// One name, two live processes: the second cannot join, and a renewal by
+// the one that lost its name renews nothing.
+func TestLeaseNameHeldByOneProcess(t *testing.T) {
+	t.Parallel()
+	ss := leaseStores(t, "lease_name", 2)
+	if err := ss[0].Join(ctx(t), "same", "p1", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	if ls, _ := ss[1].Leases(ctx(t)); len(ls) != 0 {
-		t.Errorf("leases after release = %+v", ls)
+	err := ss[1].Join(ctx(t), "same", "p2", time.Hour)
+	if !errors.Is(err, pg.ErrNameInUse) || !strings.Contains(err.Error(), "p1") {
+		t.Errorf("a second process joined as the same name: %v", err)
+	}
+	if ok, _ := ss[0].TakeLease(ctx(t), "same", "t", time.Hour); !ok {
+		t.Fatal("take")
+	}
+	if r, err := ss[1].Renew(ctx(t), "same", "p2", nil, time.Hour); err != nil || !r.Lost || len(r.Held) != 0 {
+		t.Errorf("the other process's renewal = %+v %v, want lost", r, err)
+	}
+	if r, _ := ss[0].Renew(ctx(t), "same", "p1", nil, time.Hour); r.Lost || !slices.Equal(r.Held, []string{"t"}) {
+		t.Errorf("the holder's renewal = %+v", r)
+	}
+	// Once its row has expired, the name may be taken.
+	if _, err := ss[0].Renew(ctx(t), "same", "p1", nil, -time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss[1].Join(ctx(t), "same", "p2", time.Hour); err != nil {
+		t.Errorf("an expired name could not be joined: %v", err)
 	}
 }
 

@@ -61,12 +61,16 @@ CREATE TABLE IF NOT EXISTS pgkill_alert (
   target text NOT NULL,
   doc    jsonb NOT NULL
 );
--- replicas alive (lease.go): each renews its row every lease round
+-- replicas alive (lease.go): each renews its row every lease round, with
+-- the instance (process) that holds the name and the targets it knows
 CREATE TABLE IF NOT EXISTS pgkill_replica (
   name    text PRIMARY KEY,
   expires timestamptz NOT NULL
 );
--- which replica polls which target, until when (the database's clock)
+ALTER TABLE pgkill_replica ADD COLUMN IF NOT EXISTS instance text NOT NULL DEFAULT '';
+ALTER TABLE pgkill_replica ADD COLUMN IF NOT EXISTS targets text[] NOT NULL DEFAULT '{}';
+-- which replica polls which target, until when (the database's clock); a
+-- free target has holder '' and has been free since expires
 CREATE TABLE IF NOT EXISTS pgkill_lease (
   target  text PRIMARY KEY,
   holder  text NOT NULL,

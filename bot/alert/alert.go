@@ -92,6 +92,8 @@ type Sets interface {
 type Leases interface {
 	Run(ctx context.Context, f lease.Follower)
 	Holds(target string) bool
+	// Until is when this replica's lease of target surely ends.
+	Until(target string) time.Time
 }
 
 // Outbox is where the alert messages go.
@@ -162,6 +164,10 @@ type alertsFor struct {
 	alerts    map[string]*alert // by alertKey
 	down      bool
 	downSince time.Time
+	// downSaid: the outage's notice went out (Slack has it), here or from the
+	// replica that held the target before; guarded by Watcher.mu.
+	downSaid   bool
+	downQueued bool // this process queued the notice
 }
 
 // threshold is the shortest duration any alert needs: the poll asks for
@@ -209,8 +215,11 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 		return
 	}
 	// From here on the poll finishes what it starts — its state and what it
-	// queues for Slack — even when shutdown begins.
-	ctx = w.work
+	// queues for Slack — even when shutdown begins, but its calls to the
+	// state store end with the lease: past it, the target is another
+	// replica's.
+	ctx, cancelStore := w.storeContext(st.target)
+	defer cancelStore()
 	w.metrics.Polled(st.target, time.Since(start), ls[0].Err == nil)
 	w.checked(st.target, ls[0].Err)
 	now := time.Now()
@@ -218,16 +227,22 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 		if !st.down {
 			st.down, st.downSince = true, now
 			w.log.Warn("target down", slog.String("target", st.target), slog.String("error", err.Error()))
-			w.notice("down", st.target, now, blocks.TargetDown(st.target, err, now))
-			w.metrics.Alert("target-down")
 		}
+		w.sayDown(ctx, st, err)
 		return // the alerts of a target we cannot see stay as they are
 	}
 	if st.down {
-		st.down = false
+		st.down, st.downQueued = false, false
+		w.mu.Lock()
+		said := st.downSaid
+		st.downSaid = false
+		w.mu.Unlock()
 		w.log.Info("target up", slog.String("target", st.target))
-		w.notice("up", st.target, now, blocks.TargetUp(st.target, now.Sub(st.downSince), now))
-		w.metrics.Alert("target-up")
+		w.forget(ctx, downKey(st.target))
+		if said { // nothing was said of an outage nobody announced
+			w.notice("up", st.target, now, blocks.TargetUp(st.target, now.Sub(st.downSince), now), nil)
+			w.metrics.Alert("target-up")
+		}
 	}
 
 	w.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
@@ -265,9 +280,55 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 	}
 }
 
-// notice posts a one-off message (target down, target up).
-func (w *Watcher) notice(kind, target string, now time.Time, m blocks.Message) {
-	w.out.Put(outbox.Item{Key: kind + "|" + target + "|" + now.Format(time.RFC3339Nano), Channel: w.cfg.Channel, Msg: m})
+// put queues a message about target in the alert channel, only while this
+// replica polls target — checked now and again right before it is sent —
+// so that a replica whose lease ran out never posts what the new holder
+// posts too.
+func (w *Watcher) put(target string, it outbox.Item) {
+	if !w.holds(target) {
+		if it.Sent != nil {
+			it.Sent("", outbox.ErrNotStill)
+		}
+		return
+	}
+	it.Channel, it.Still = w.cfg.Channel, func() bool { return w.holds(target) }
+	w.out.Put(it)
+}
+
+// notice posts a one-off message (target down, target up); sent, if set,
+// is told when Slack has it.
+func (w *Watcher) notice(kind, target string, now time.Time, m blocks.Message, sent func(string, error)) {
+	w.put(target, outbox.Item{Key: kind + "|" + target + "|" + now.Format(time.RFC3339Nano), Msg: m, Sent: sent})
+}
+
+// sayDown announces a target's outage once, across replicas: the outage is
+// recorded in the state store, and marked said only once Slack has the
+// notice, so a replica taking the target over says it if and only if the
+// one before did not.
+func (w *Watcher) sayDown(ctx context.Context, st *alertsFor, cause error) {
+	w.mu.Lock()
+	said := st.downSaid
+	w.mu.Unlock()
+	if said || st.downQueued || !w.recordDown(ctx, st.target, st.downSince, false) {
+		return
+	}
+	st.downQueued = true
+	target, since := st.target, st.downSince
+	w.notice("down", target, since, blocks.TargetDown(target, cause, since), func(_ string, err error) {
+		if err != nil {
+			w.mu.Lock()
+			st.downQueued = false // the next poll tries again
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		st.downSaid = true
+		w.mu.Unlock()
+		w.metrics.Alert("target-down")
+		sctx, cancel := context.WithTimeout(w.work, w.cfg.QueryTimeout)
+		defer cancel()
+		w.recordDown(sctx, target, since, true)
+	})
 }
 
 // postAlert queues a new alert; once Slack has it, its ts is recorded, in
@@ -277,7 +338,7 @@ func (w *Watcher) postAlert(target string, a *alert, m blocks.Message) {
 	a.queued = true
 	key := alertKey(a.backend)
 	doc := encodeAlert(a, "")
-	w.out.Put(outbox.Item{Key: key, Channel: w.cfg.Channel, Msg: m, Sent: func(ts string, err error) {
+	w.put(target, outbox.Item{Key: key, Msg: m, Sent: func(ts string, err error) {
 		w.mu.Lock()
 		a.ts, a.failed = ts, err != nil
 		resolved := a.resolved
@@ -300,7 +361,7 @@ func (w *Watcher) edit(a *alert, m blocks.Message) {
 	if failed || ts == "" && !a.queued { // never posted, or another process posts it
 		return
 	}
-	w.out.Put(outbox.Item{Key: alertKey(a.backend), Channel: w.cfg.Channel, TS: ts, Msg: m})
+	w.put(a.backend.Target, outbox.Item{Key: alertKey(a.backend), TS: ts, Msg: m})
 }
 
 // flood posts one summary instead of many alerts; its queries are known from
@@ -316,7 +377,7 @@ func (w *Watcher) flood(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 	}
 	setID, n := w.sets.KeepSet(ctx, request.Freeze([]pg.Listing{{Target: st.target, Backends: fresh}}, floodScope(st.target, len(fresh), now), now))
 	msg := blocks.AlertSummary(blocks.Summary{Backends: fresh, Show: 3, BulkSet: setID, BulkCount: n, Now: now})
-	w.out.Put(outbox.Item{Key: s.key, Channel: w.cfg.Channel, Msg: msg, Sent: func(ts string, err error) {
+	w.put(st.target, outbox.Item{Key: s.key, Msg: msg, Sent: func(ts string, err error) {
 		w.mu.Lock()
 		s.ts, s.failed = ts, err != nil
 		if err != nil {
@@ -380,7 +441,7 @@ func (w *Watcher) resolve(_ context.Context, a *alert, now time.Time) {
 	if s := a.summary; s != nil {
 		s.open--
 		if s.open == 0 && !summaryFailed && (summaryTS != "" || a.queued) {
-			w.out.Put(outbox.Item{Key: s.key, Channel: w.cfg.Channel, TS: summaryTS, Msg: blocks.AlertSummaryResolved(s.total, s.since, now)})
+			w.put(a.backend.Target, outbox.Item{Key: s.key, TS: summaryTS, Msg: blocks.AlertSummaryResolved(s.total, s.since, now)})
 		}
 		return
 	}

@@ -124,6 +124,16 @@ func (w *Watcher) holds(target string) bool {
 	return w.leases == nil || w.leases.Holds(target)
 }
 
+// storeContext bounds a poll's calls to the state store: by the end of
+// this replica's lease of target (past it, another replica may have taken
+// the target), else by the query timeout. It outlives shutdown's start.
+func (w *Watcher) storeContext(target string) (context.Context, context.CancelFunc) {
+	if w.leases == nil {
+		return context.WithTimeout(w.work, w.cfg.QueryTimeout)
+	}
+	return context.WithDeadline(w.work, w.leases.Until(target))
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -23,8 +23,15 @@ func alertKey(b pg.Backend) string {
 		b.QueryStart.UTC().Format(time.RFC3339Nano), b.ServerStart.UTC().Format(time.RFC3339Nano), state}, "|")
 }
 
-// alertDoc is an alert as the state store keeps it.
+// downKey names a target's outage in the state store: a replica that takes
+// the target over knows it was reported down, and does not say it again.
+func downKey(target string) string { return "down|" + target }
+
+// alertDoc is an alert as the state store keeps it; with Down, a target's
+// outage instead: since when, and whether its notice went out (Said).
 type alertDoc struct {
+	Down            bool `json:",omitempty"`
+	Said            bool `json:",omitempty"`
 	Backend         pg.Backend
 	BackendDuration time.Duration
 	TS              string
@@ -50,6 +57,13 @@ func (w *Watcher) load(ctx context.Context, target string) *alertsFor {
 	}
 	summaries := map[string]*summary{}
 	for k, raw := range docs {
+		if k == downKey(target) {
+			var d alertDoc
+			if json.Unmarshal(raw, &d) == nil {
+				st.down, st.downSince, st.downSaid = true, d.Since, d.Said
+			}
+			continue
+		}
 		a, ok := decodeAlert(raw)
 		if !ok {
 			continue
@@ -115,7 +129,7 @@ func (w *Watcher) unconfirmed(a *alert, now time.Time) bool {
 
 func decodeAlert(raw []byte) (*alert, bool) {
 	var d alertDoc
-	if json.Unmarshal(raw, &d) != nil {
+	if json.Unmarshal(raw, &d) != nil || d.Down {
 		return nil, false
 	}
 	d.Backend.Duration = d.BackendDuration
@@ -159,9 +173,10 @@ func (w *Watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 	for _, b := range fresh {
 		k := alertKey(b)
 		claimed, stored, err := w.store.ClaimAlert(ctx, st.target, k, encodeAlert(&alert{backend: b, since: now}, ""))
-		if err != nil { // better an alert twice than none
-			w.log.Error("could not claim an alert in the state store", slog.String("target", st.target), slog.String("error", err.Error()))
-			mine = append(mine, b)
+		if err != nil {
+			// Not posted: another replica may hold the target by now and post
+			// it; if not, the next poll claims it again.
+			w.log.Error("could not claim an alert in the state store; the next poll tries again", slog.String("target", st.target), slog.String("error", err.Error()))
 			continue
 		}
 		if claimed {
@@ -180,6 +195,27 @@ func (w *Watcher) claim(ctx context.Context, st *alertsFor, fresh []pg.Backend, 
 		}
 	}
 	return mine
+}
+
+// recordDown records target's outage in the state store (said: its notice
+// went out). It reports whether this replica is to announce it: not when
+// the store says it was announced already (by another replica, or an
+// earlier run). Without a state store, or when it cannot say, yes.
+func (w *Watcher) recordDown(ctx context.Context, target string, since time.Time, said bool) bool {
+	if w.store == nil {
+		return true
+	}
+	raw, _ := json.Marshal(alertDoc{Down: true, Since: since, Said: said})
+	if said {
+		_ = w.store.PutAlert(ctx, target, downKey(target), raw)
+		return true
+	}
+	claimed, stored, err := w.store.ClaimAlert(ctx, target, downKey(target), raw)
+	if err != nil || claimed {
+		return true
+	}
+	var d alertDoc
+	return json.Unmarshal(stored, &d) != nil || !d.Said
 }
 
 // saveDoc records a posted alert (its ts) in the state store; it is called

@@ -63,9 +63,59 @@ type Workflow struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
+	// known, when set, lists every target some live replica knows (the
+	// state store's evidence): a target this replica does not know has
+	// left the fleet only if none knows it.
+	known func(ctx context.Context) ([]string, error)
+
 	// work runs what outlives a handler (a card's recording); Wait waits.
 	work     context.Context
-	inflight sync.WaitGroup
+	inflight inflight
+}
+
+// inflight counts goroutines that may start while another goroutine waits
+// for them to end (a sync.WaitGroup may not be added to from zero then).
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.zero = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.zero)
+		f.zero = nil
+	}
+}
+
+// wait waits until none runs, at most d.
+func (f *inflight) wait(d time.Duration) bool {
+	deadline := time.After(d)
+	for {
+		f.mu.Lock()
+		zero := f.zero
+		f.mu.Unlock()
+		if zero == nil {
+			return true
+		}
+		select {
+		case <-zero:
+		case <-deadline:
+			return false
+		}
+	}
 }
 
 // Deps are the workflow's parts.
@@ -89,26 +139,22 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 		metrics: d.Metrics, log: d.Log, work: work}
 }
 
+// KnownBy makes the sweep ask known, before it closes a request whose
+// target this replica does not know, whether another live replica knows it
+// (one whose discovery is ahead, or a fleet configured otherwise).
+func (w *Workflow) KnownBy(known func(ctx context.Context) ([]string, error)) { w.known = known }
+
 // Store is the request store (the alert watcher names the request that
 // ended a query).
 func (w *Workflow) Store() *request.Store { return w.store }
 
 // Wait waits, at most d, for what the workflow runs in the background.
-func (w *Workflow) Wait(d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { w.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
+func (w *Workflow) Wait(d time.Duration) bool { return w.inflight.wait(d) }
 
 func (w *Workflow) goWork(fn func(ctx context.Context)) {
-	w.inflight.Add(1)
+	w.inflight.add()
 	go func() {
-		defer w.inflight.Done()
+		defer w.inflight.done()
 		fn(w.work)
 	}()
 }

@@ -136,6 +136,10 @@ func (w *Workflow) decidable(ctx context.Context, c Click, id string) (request.R
 		return r, false
 	}
 	for _, t := range r.Targets() {
+		if !w.inFleet(t) {
+			w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: the pgkill replica that got this click does not know target %s (it left the fleet, or this replica has not discovered it yet): nothing was decided. Press again: another replica may take it, and a request on a target that has left every replica's fleet is closed on its own.", blocks.Escape(t)))
+			return r, false
+		}
 		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
 			w.Refuse(c.ResponseURL, c.User, c.Channel, "decide "+r.ID, r.Targets(), d.Why)
 			return r, false

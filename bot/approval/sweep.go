@@ -51,12 +51,26 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 	if err != nil {
 		w.log.Error("could not read pending requests; the next sweep retries", slog.String("error", err.Error()))
 	}
+	defer w.log.Debug("swept", slog.Int("due", len(due)), slog.Int("open", len(open)))
+	var known []string // what other replicas know: asked once, when needed
+	asked := false
 	for _, r := range open {
 		for _, t := range r.Targets() {
-			if !w.inFleet(t) {
-				w.close(ctx, r, request.Expired, fmt.Sprintf("%s: nothing was signalled", leftFleet(t)))
-				break
+			if w.inFleet(t) {
+				continue
 			}
+			if w.known != nil && !asked {
+				asked = true
+				if known, err = w.known(ctx); err != nil {
+					w.log.Warn("could not ask the state store which targets the replicas know: no request is closed for leaving the fleet this round", slog.String("error", err.Error()))
+					return
+				}
+			}
+			if contains(known, t) {
+				continue // another replica knows it: this one lags behind
+			}
+			w.close(ctx, r, request.Expired, fmt.Sprintf("%s: nothing was signalled", leftFleet(t)))
+			break
 		}
 	}
 }

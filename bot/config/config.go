@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -63,7 +65,7 @@ type Config struct {
 	AlertIgnoreUsers string        `envconfig:"PGKILL_ALERT_IGNORE_USERS"`
 	AlertEditEvery   time.Duration `envconfig:"PGKILL_ALERT_EDIT_INTERVAL" default:"1m"`
 
-	Replica   string `envconfig:"PGKILL_REPLICA"` // "" = the hostname
+	Replica   string `envconfig:"PGKILL_REPLICA"` // "" = the hostname and a suffix of this process's own (Load)
 	Listen    string `envconfig:"PGKILL_LISTEN"`
 	LogFormat string `envconfig:"PGKILL_LOG_FORMAT" default:"json"`
 	LogLevel  string `envconfig:"PGKILL_LOG_LEVEL" default:"info"`
@@ -265,16 +267,29 @@ func (c Config) ValidateSlack() error {
 }
 
 // ReplicaName is this replica's name in logs, audit records, /readyz and
-// leases: PGKILL_REPLICA, else the hostname (a Kubernetes pod's name).
-// Replicas sharing a state store must have different names.
+// leases: PGKILL_REPLICA, else (Load sets it) the hostname with a random
+// suffix, so that processes sharing a host — two units on one VM, a
+// blue/green overlap, `docker run --network host` — never share one name;
+// a Config made by hand without one uses the hostname.
 func (c Config) ReplicaName() string {
 	if c.Replica != "" {
 		return c.Replica
 	}
+	return hostname()
+}
+
+func hostname() string {
 	if h, err := os.Hostname(); err == nil && h != "" {
 		return h
 	}
 	return "pgkill"
+}
+
+// defaultReplica is the hostname with a suffix of this process's own.
+func defaultReplica() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hostname() + "-" + hex.EncodeToString(b)
 }
 
 // Timing derived from the settings, one place for each.

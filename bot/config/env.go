@@ -32,6 +32,9 @@ func Load() (Config, error) {
 		}
 		v.Field(i).Set(one.Elem().Field(0))
 	}
+	if c.Replica == "" {
+		c.Replica = defaultReplica()
+	}
 	return c, errors.Join(errs...)
 }
 

@@ -28,11 +28,11 @@ type cuttable struct {
 
 var errCut = errors.New("state store: connection refused")
 
-func (c *cuttable) Renew(ctx context.Context, replica string, ttl time.Duration) (int, []string, error) {
+func (c *cuttable) Renew(ctx context.Context, replica, instance string, targets []string, ttl time.Duration) (pg.Renewal, error) {
 	if c.cut.Load() {
-		return 0, nil, errCut
+		return pg.Renewal{}, errCut
 	}
-	return c.Store.Renew(ctx, replica, ttl)
+	return c.Store.Renew(ctx, replica, instance, targets, ttl)
 }
 
 // follower records what it is told to poll.
@@ -111,7 +111,7 @@ func TestFairShare(t *testing.T) {
 	rounds()
 	check(2)
 	// k0 leaves cleanly: the other two take its targets.
-	if err := s.Leave(context.Background(), "k0"); err != nil {
+	if err := s.Leave(context.Background(), "k0", ks[0].instance); err != nil {
 		t.Fatal(err)
 	}
 	ks, fs = ks[1:], fs[1:]
@@ -122,8 +122,14 @@ func TestFairShare(t *testing.T) {
 	rounds()
 	check(2)
 	ls, _ := s.Leases(context.Background())
-	if len(ls) != 3 {
-		t.Errorf("leases = %+v, want a, b, c only", ls)
+	var held []string
+	for _, l := range ls {
+		if l.Holder != "" {
+			held = append(held, l.Target)
+		}
+	}
+	if !slices.Equal(held, []string{"a", "b", "c"}) {
+		t.Errorf("leases held = %v, want a, b, c only", held)
 	}
 }
 
@@ -160,5 +166,37 @@ func TestStoreLost(t *testing.T) {
 	}
 	if st := k1.Status(); len(st.Held) != 0 || st.Err == nil {
 		t.Errorf("status of the cut replica: %+v", st)
+	}
+}
+
+// Replicas that know different fleets leave no target unpolled: the share
+// is of every target some replica knows, a target only one replica knows
+// is never handed back by it, and each polls what it can.
+func TestDifferentFleetsLeaveNothingUnpolled(t *testing.T) {
+	s := store(t, "lease_fleets")
+	small, big := []string{"t1", "t2"}, []string{"t1", "t2", "t3", "t4"}
+	k1, f1 := New(s, "small", time.Hour, func() []string { return small }, quiet), &follower{}
+	k2, f2 := New(s, "big", time.Hour, func() []string { return big }, quiet), &follower{}
+	// The big one alone first takes all four; the small one joins.
+	for range 3 {
+		k2.round(context.Background(), f2)
+		k1.round(context.Background(), f1)
+	}
+	all := append(f1.get(), f2.get()...)
+	slices.Sort(all)
+	if !slices.Equal(all, big) || len(f1.get()) != 2 {
+		t.Errorf("polled: small %v, big %v; want every target once, two each", f1.get(), f2.get())
+	}
+}
+
+// A second process with the same replica name cannot join.
+func TestJoinRefusesATakenName(t *testing.T) {
+	s := store(t, "lease_join")
+	names := func() []string { return []string{"x"} }
+	if err := New(s, "twin", time.Hour, names, quiet).Join(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := New(s, "twin", time.Hour, names, quiet).Join(context.Background()); !errors.Is(err, pg.ErrNameInUse) {
+		t.Errorf("the second process joined: %v", err)
 	}
 }

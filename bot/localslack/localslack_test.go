@@ -125,6 +125,11 @@ func TestTicketOnce(t *testing.T) {
 	if resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("refused with %v, want 403", err)
 	}
+	// The server counts a connection once its handler has taken it: wait
+	// for that, with a deadline.
+	for deadline := time.Now().Add(10 * time.Second); s.Connections() < 1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := s.Connections(); n != 1 {
 		t.Errorf("%d connections opened, want 1", n)
 	}

@@ -49,7 +49,10 @@ type Item struct {
 	// that long after it was put: for answers worth little when late (a
 	// listing, which then goes another way). 0 retries up to Attempts.
 	Within time.Duration
-	Msg    blocks.Message
+	// Still, when set, is asked right before each attempt: false gives the
+	// item up (an alert whose target this replica no longer polls).
+	Still func() bool
+	Msg   blocks.Message
 	// Sent, if set, is called once Slack has this version or a later one
 	// (ts is the message's; "" for a response), or with the error when the
 	// outbox gives up: a permanent error, too many attempts, or the end of
@@ -110,6 +113,7 @@ type entry struct {
 	doneAt    time.Time // when the last version went out
 	within    time.Duration
 	putAt     time.Time
+	still     func() bool
 }
 
 // lane is one channel's (or response_url's) pacing.
@@ -170,7 +174,7 @@ func (o *Outbox) Put(it Item) {
 	if e.waiting == 0 { // nothing waiting: join the end of the queue
 		e.waiting = o.seq
 	}
-	e.msg, e.version, e.latest, e.within = it.Msg, it.Version, o.seq, it.Within
+	e.msg, e.version, e.latest, e.within, e.still = it.Msg, it.Version, o.seq, it.Within, it.Still
 	if e.waiting == o.seq {
 		e.putAt = time.Now()
 	}
@@ -340,11 +344,13 @@ func (o *Outbox) forget(now time.Time) {
 func (o *Outbox) send(ctx context.Context, e *entry) {
 	o.mu.Lock()
 	ts, msg, latest := e.ts, e.msg, e.latest
-	channel, thread, url, inChannel := e.channel, e.thread, e.url, e.inChannel
+	channel, thread, url, inChannel, still := e.channel, e.thread, e.url, e.inChannel, e.still
 	o.mu.Unlock()
 	var err error
 	method := "chat.update"
 	switch {
+	case still != nil && !still():
+		err = ErrNotStill
 	case url != "":
 		method = "response_url"
 		err = o.slack.Respond(ctx, url, inChannel, msg)
@@ -365,6 +371,8 @@ func (o *Outbox) send(ctx context.Context, e *entry) {
 			e.waiting, e.doneAt, done, e.sent = 0, time.Now(), e.sent, nil
 		}
 	case ctx.Err() != nil: // shutting down: Run gives up on everything
+	case errors.Is(err, ErrNotStill):
+		e.waiting, e.attempts, e.doneAt, done, e.sent = 0, 0, time.Now(), e.sent, nil
 	case permanent(err) || e.attempts+1 >= o.opt.Attempts || e.within > 0 && time.Since(e.putAt) >= e.within && !errors.As(err, &rl):
 		o.opt.Log.Error("slack message given up", slog.String("method", method), slog.String("key", e.key), slog.Int("attempts", e.attempts+1), slog.String("error", err.Error()))
 		e.waiting, e.attempts, e.doneAt, done, e.sent = 0, 0, time.Now(), e.sent, nil
@@ -454,6 +462,9 @@ func (o *Outbox) backoff(n int, err error) time.Duration {
 	}
 	return d/2 + rand.N(d/2+1)
 }
+
+// ErrNotStill is the error of an item given up because its Still said so.
+var ErrNotStill = errors.New("no longer to be sent")
 
 // transient are the Slack error codes that say "try again later".
 var transient = map[string]bool{"ratelimited": true, "internal_error": true, "fatal_error": true,
