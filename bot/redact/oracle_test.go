@@ -1,0 +1,329 @@
+package redact
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	pganalyze "github.com/pganalyze/pg_query_go/v6"
+	pgquery "github.com/wasilibs/go-pgquery"
+	"github.com/wasilibs/go-pgquery/parser"
+)
+
+// The oracle is PostgreSQL's own scanner: libpg_query (PostgreSQL 17's
+// scan.l) compiled to WebAssembly and run by wazero, through
+// github.com/wasilibs/go-pgquery. It differs from the server in one way that
+// matters here: it returns comments as tokens, so a -- comment between the
+// parts of a continued string ('a' -- note\n'b', one constant to the
+// server) splits the constant in two.
+
+// oracleMu keeps oracle calls one at a time: go-pgquery compiles its module
+// (seconds) for every call made while all its instances are busy.
+var oracleMu sync.Mutex
+
+// errUnknownPos is the oracle's error without a position (an escape string
+// whose value is not valid UTF-8).
+const errUnknownPos = -2
+
+// pgScan scans src with the oracle and returns its tokens (comments and
+// the whitespace between tokens included) up to the first error, and the
+// error's position: -1 when there is none, errUnknownPos when the oracle
+// gives none. An error inside a token (a bad escape) is placed at the
+// token's start, as the oracle finds when it scans the text before it.
+func pgScan(tb testing.TB, src string) ([]token, int) {
+	tb.Helper()
+	if i := strings.IndexByte(src, 0); i >= 0 {
+		toks, pos := pgScan(tb, src[:i]) // a C string ends at NUL
+		if pos == -1 {
+			pos = i
+		}
+		return toks, pos
+	}
+	oracleMu.Lock()
+	res, err := pgquery.Scan(src)
+	oracleMu.Unlock()
+	if err != nil {
+		var pe *parser.Error
+		if !errors.As(err, &pe) {
+			tb.Fatalf("oracle: %v", err)
+		}
+		if pe.Cursorpos == 0 {
+			return nil, errUnknownPos
+		}
+		pos := byteOffset(src, pe.Cursorpos-1)
+		if pos >= len(src) { // an error at the end, inside the last token
+			pos = len(src) - 1
+		}
+		toks, prev := pgScan(tb, src[:pos])
+		if prev == -1 {
+			prev = pos
+		}
+		return toks, prev
+	}
+	var toks []token
+	end := 0
+	for _, t := range res.Tokens {
+		start := int(t.Start)
+		if start > end {
+			toks = append(toks, token{kind: space, start: end, end: start})
+		}
+		end = int(t.End)
+		toks = append(toks, token{kind: oracleKind(src, t), start: start, end: end})
+	}
+	if end < len(src) {
+		toks = append(toks, token{kind: space, start: end, end: len(src)})
+	}
+	for i, t := range toks {
+		text := src[t.start:t.end]
+		if t.kind == space && strings.Trim(text, " \t\n\r\f\v") != "" {
+			tb.Fatalf("oracle left %q between tokens of %q", text, src)
+		}
+		if t.kind == str && (text[0] == '$' || (text[0] == '\'' && !strings.Contains(strings.ReplaceAll(text[1:len(text)-1], "''", ""), "'"))) {
+			toks[i].plain = true
+		}
+	}
+	return toks, -1
+}
+
+// byteOffset converts PostgreSQL's cursor position (in characters, as
+// pg_mbstrlen counts them in UTF-8: by each lead byte) to a byte offset.
+func byteOffset(src string, chars int) int {
+	i := 0
+	for ; chars > 0 && i < len(src); chars-- {
+		switch c := src[i]; {
+		case c&0x80 == 0:
+			i++
+		case c&0xe0 == 0xc0:
+			i += 2
+		case c&0xf0 == 0xe0:
+			i += 3
+		case c&0xf8 == 0xf0:
+			i += 4
+		default:
+			i++
+		}
+	}
+	return min(i, len(src))
+}
+
+func oracleKind(src string, t *pganalyze.ScanToken) kind {
+	switch t.Token {
+	case pganalyze.Token_SCONST, pganalyze.Token_USCONST:
+		return str
+	case pganalyze.Token_BCONST, pganalyze.Token_XCONST:
+		return bits
+	case pganalyze.Token_ICONST, pganalyze.Token_FCONST:
+		return number
+	case pganalyze.Token_PARAM:
+		return param
+	case pganalyze.Token_SQL_COMMENT, pganalyze.Token_C_COMMENT:
+		return comment
+	case pganalyze.Token_IDENT, pganalyze.Token_UIDENT:
+		return ident
+	case pganalyze.Token_NCHAR:
+		if t.End-t.Start == 1 {
+			return nchar
+		}
+		return ident
+	}
+	if t.KeywordKind != pganalyze.KeywordKind_NO_KEYWORD {
+		return ident
+	}
+	if t.Token < 256 && strings.IndexByte(",()[].;:+-*/%^<>=", byte(t.Token)) < 0 {
+		return other
+	}
+	return op
+}
+
+// differ compares scan with the oracle on src and returns what differs,
+// or "". Two differences are expected and allowed: where the oracle splits
+// a continued string at a -- comment (see above), and where scan stops on
+// a string the server reads otherwise with standard_conforming_strings off
+// (the oracle reads it with the setting on).
+func differ(tb testing.TB, src string) string {
+	tb.Helper()
+	mine, myErr := scan(src)
+	theirs, theirPos := pgScan(tb, src)
+	if theirPos == errUnknownPos {
+		// The oracle gave no position: it must read the text before ours.
+		if myErr == nil {
+			return "no error, the oracle stopped (no position)"
+		}
+		if theirs, theirPos = pgScan(tb, src[:myErr.pos]); theirPos != -1 {
+			return fmt.Sprintf("stopped at %d (%s), the oracle earlier (at %d)", myErr.pos, myErr.why, theirPos)
+		}
+		theirPos = myErr.pos
+	}
+	mine, theirs = significant(mine), significant(theirs)
+	i, j := 0, 0
+	for i < len(mine) && j < len(theirs) {
+		m, o := mine[i], theirs[j]
+		same := m.start == o.start && m.end == o.end
+		if same && (m.kind == o.kind || (m.kind == nchar && o.kind == ident && i+1 == len(mine) && j+1 == len(theirs))) {
+			// The N of an N'…' cut short is the identifier n to the oracle.
+			i, j = i+1, j+1
+			continue
+		}
+		if k := splitAtComment(tb, src, m, theirs[j:]); k > 0 {
+			i, j = i+1, j+k
+			continue
+		}
+		return fmt.Sprintf("token %s %q, the oracle's %s %q", m.kind, src[m.start:m.end], o.kind, src[o.start:o.end])
+	}
+	switch {
+	case myErr != nil && myErr.ambiguous:
+		return "" // the oracle may read on
+	case i < len(mine):
+		m := mine[i]
+		return fmt.Sprintf("token %s %q where the oracle stopped (at %d)", m.kind, src[m.start:m.end], theirPos)
+	case j < len(theirs):
+		if myErr != nil && splitTail(tb, src, myErr.pos, theirs[j:]) {
+			return "" // a continued string, split by the oracle, that runs into an error
+		}
+		o := theirs[j]
+		return fmt.Sprintf("stopped (%v) before the oracle's %s %q", myErr, o.kind, src[o.start:o.end])
+	case myErr == nil && theirPos != -1:
+		return fmt.Sprintf("no error, the oracle stopped at %d", theirPos)
+	case myErr != nil && theirPos == -1:
+		return fmt.Sprintf("stopped at %d (%s), the oracle read on", myErr.pos, myErr.why)
+	case myErr != nil && myErr.pos != theirPos:
+		return fmt.Sprintf("stopped at %d (%s), the oracle at %d", myErr.pos, myErr.why, theirPos)
+	}
+	return ""
+}
+
+// splitAtComment returns how many of the oracle's tokens ts make up the
+// continued constant m, split at -- comments; 0 if they do not. They do
+// when the oracle, asked again with those comments turned into spaces
+// (which the server reads alike), reads m exactly.
+func splitAtComment(tb testing.TB, src string, m token, ts []token) int {
+	if !m.kind.constant() || len(ts) < 3 || ts[0].start != m.start {
+		return 0
+	}
+	blank := []byte(src[:m.end])
+	n := 0
+	for n < len(ts) && ts[n].end <= m.end {
+		if t := ts[n]; t.kind == comment && src[t.start] == '-' {
+			for p := t.start; p < t.end; p++ {
+				blank[p] = ' '
+			}
+		}
+		n++
+	}
+	if n < 2 || ts[n-1].end != m.end || string(blank) == src[:m.end] {
+		return 0
+	}
+	again, pos := pgScan(tb, string(blank))
+	again = significant(again)
+	if pos != -1 || len(again) == 0 {
+		return 0
+	}
+	if o := again[len(again)-1]; o.kind != m.kind || o.start != m.start || o.end != m.end {
+		return 0
+	}
+	return n
+}
+
+// splitTail reports whether the oracle stops where scan did (at pos) once
+// the -- comments among its tokens ts are turned into spaces: a continued
+// string cut short, which the oracle splits at a comment.
+func splitTail(tb testing.TB, src string, pos int, ts []token) bool {
+	blank := []byte(src)
+	for _, t := range ts {
+		if t.kind == comment && src[t.start] == '-' {
+			for p := t.start; p < t.end; p++ {
+				blank[p] = ' '
+			}
+		}
+	}
+	if string(blank) == src {
+		return false
+	}
+	_, at := pgScan(tb, string(blank))
+	return at == pos
+}
+
+func significant(ts []token) []token {
+	out := ts[:0:0]
+	for _, t := range ts {
+		if t.kind != space {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (k kind) String() string {
+	return [...]string{"space", "comment", "ident", "param", "op", "other", "nchar", "str", "bits", "number"}[k]
+}
+
+// leak returns what the redaction of src shows that the oracle reads as a
+// constant, a comment or text after its error; "" if nothing.
+func leak(tb testing.TB, src string, depth int) string {
+	tb.Helper()
+	toks, err := scan(src)
+	act := mark(src, toks, depth)
+	theirs, theirPos := pgScan(tb, src)
+	if theirPos == errUnknownPos && err != nil { // differ checks the oracle reads the text before err
+		theirs, theirPos = pgScan(tb, src[:err.pos])
+		theirPos = max(theirPos, err.pos)
+	}
+	secret := make([]bool, len(src)+1)
+	for _, t := range theirs {
+		if t.kind.constant() || t.kind == comment {
+			for p := t.start; p < t.end; p++ {
+				secret[p] = true
+			}
+		}
+	}
+	if theirPos >= 0 {
+		for p := theirPos; p < len(src); p++ {
+			secret[p] = true
+		}
+	}
+	for i, t := range toks {
+		if err != nil && t.end > err.pos {
+			break
+		}
+		switch {
+		case act[i].hide || t.kind == comment:
+		default:
+			for p := t.start; p < t.end; p++ {
+				if secret[p] {
+					return fmt.Sprintf("%q at %d", src[t.start:t.end], t.start)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// TestOracle checks the oracle's adapter on texts whose reading is known,
+// so that a differential test that passes means something.
+func TestOracle(t *testing.T) {
+	toks, pos := pgScan(t, "SELECT 'a' -- c\n, $$x$$, 1")
+	var kinds []string
+	for _, tk := range significant(toks) {
+		kinds = append(kinds, tk.kind.String())
+	}
+	if got := strings.Join(kinds, " "); got != "ident str comment op str op number" || pos != -1 {
+		t.Errorf("tokens %s, error at %d", got, pos)
+	}
+	if _, pos := pgScan(t, "SELECT 1, 'open"); pos != 10 {
+		t.Errorf("unterminated string: error at %d, want 10", pos)
+	}
+	if _, pos := pgScan(t, "SELECT 'é', E'\\u12'"); pos != 13 {
+		t.Errorf("bad escape: error at %d, want 13 (the string's start, in bytes)", pos)
+	}
+	if _, pos := pgScan(t, "SELECT E'\\xff'"); pos != errUnknownPos {
+		t.Errorf("invalid UTF-8: error at %d, want none given", pos)
+	}
+	if l := leak(t, "SELECT 'x'", 0); l != "" {
+		t.Errorf("leak on a redacted text: %s", l)
+	}
+	if d := differ(t, "SELECT 'a' -- c\n'b'"); d != "" {
+		t.Errorf("the oracle's split at a comment: %s", d)
+	}
+}
