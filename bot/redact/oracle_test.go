@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -260,7 +261,8 @@ func (k kind) String() string {
 }
 
 // leak returns what the redaction of src shows that the oracle reads as a
-// constant, a comment or text after its error; "" if nothing.
+// constant, a comment or text after its error, or a setting's value; ""
+// if nothing.
 func leak(tb testing.TB, src string, depth int) string {
 	tb.Helper()
 	toks, err := scan(src)
@@ -283,6 +285,9 @@ func leak(tb testing.TB, src string, depth int) string {
 			secret[p] = true
 		}
 	}
+	for _, p := range settingValues(tb, src) {
+		secret[p] = true
+	}
 	for i, t := range toks {
 		if err != nil && t.end > err.pos {
 			break
@@ -298,6 +303,54 @@ func leak(tb testing.TB, src string, depth int) string {
 		}
 	}
 	return ""
+}
+
+// settingValues returns where the values of SET, ALTER … SET and a
+// function's SET clause start, as PostgreSQL's parser reads them (each an
+// A_Const among a VariableSetStmt's args); none unless src parses.
+func settingValues(tb testing.TB, src string) []int {
+	tb.Helper()
+	if !strings.Contains(strings.ToLower(src), "set") {
+		return nil
+	}
+	oracleMu.Lock()
+	tree, err := pgquery.ParseToJSON(src)
+	oracleMu.Unlock()
+	if err != nil {
+		return nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(tree), &v); err != nil {
+		tb.Fatal(err)
+	}
+	var at []int
+	var walk func(any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			// A node (VariableSetStmt), or ALTER ROLE's and ALTER
+			// SYSTEM's field of that type (setstmt).
+			for _, key := range []string{"VariableSetStmt", "setstmt"} {
+				s, _ := v[key].(map[string]any)
+				args, _ := s["args"].([]any)
+				for _, a := range args {
+					if c, ok := a.(map[string]any)["A_Const"].(map[string]any); ok {
+						loc, _ := c["location"].(float64)
+						at = append(at, int(loc))
+					}
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	return at
 }
 
 // TestOracle checks the oracle's adapter on texts whose reading is known,
@@ -319,6 +372,9 @@ func TestOracle(t *testing.T) {
 	}
 	if _, pos := pgScan(t, "SELECT E'\\xff'"); pos != errUnknownPos {
 		t.Errorf("invalid UTF-8: error at %d, want none given", pos)
+	}
+	if got := settingValues(t, "SET a.b TO x, 'y'; ALTER ROLE r SET c = -1"); fmt.Sprint(got) != "[11 14 40]" {
+		t.Errorf("setting values at %v", got)
 	}
 	if l := leak(t, "SELECT 'x'", 0); l != "" {
 		t.Errorf("leak on a redacted text: %s", l)

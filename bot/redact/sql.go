@@ -8,9 +8,11 @@ const hidden = "?"
 // SQL returns query with every literal replaced by ? and every comment
 // dropped, read by PostgreSQL's own lexical rules (see scan): string
 // constants of every kind (with their E, U&, N, B and X prefixes and
-// continuation lines), dollar quotes and numbers. Keywords, identifiers
-// (quoted ones too), operators and $n parameters are kept, so the statement
-// keeps its shape.
+// continuation lines), dollar quotes and numbers. Values that are
+// identifiers by syntax are hidden too: the values of SET, of ALTER ROLE,
+// DATABASE and SYSTEM … SET, and the SET clauses of functions. Keywords,
+// identifiers (quoted ones too), operators and $n parameters are kept, so
+// the statement keeps its shape.
 //
 // Where the scanner stops (PostgreSQL reports an error there, such as an
 // unterminated string cut short by track_activity_query_size, or the text

@@ -117,12 +117,32 @@ var sqlCases = []struct {
 	{"NoContinuationWithoutNewline", "SELECT 'a' 'sk_live_sameline', 1",
 		"SELECT ? ?, ?", []string{"sk_live_sameline"}},
 
-	{"UpdateSetKeepsColumns", `UPDATE t SET a = b, c = 'sk_live_upd' WHERE d = e`,
-		`UPDATE t SET a = b, c = ? WHERE d = e`, []string{"sk_live_upd"}},
-	{"SetConfig", `SELECT set_config('app.key', 'sk_live_cfgvalue', false)`,
-		`SELECT set_config(?, ?, false)`, []string{"sk_live_cfgvalue"}},
 	{"DollarQuotedFunc", `DO $func$ BEGIN PERFORM 'sk_live_fnbody'; END $func$`,
 		`DO ?`, []string{"sk_live_fnbody"}},
+
+	// Values that are words: settings.
+	{"SetValue", `SET app.secret = sk_live_setvalue`,
+		`SET app.secret = ?`, []string{"sk_live_setvalue"}},
+	{"SetValueList", `SET search_path TO sk_live_schema, "Sk_live_quoted", public; SELECT 1`,
+		`SET search_path TO ?, ?, ?; SELECT ?`, []string{"sk_live_schema", "Sk_live_quoted"}},
+	{"SetLocalSession", `SET LOCAL app.key TO sk_live_local; SET SESSION app.k2 = sk_live_session.part`,
+		`SET LOCAL app.key TO ?; SET SESSION app.k2 = ?`, []string{"sk_live_local", "sk_live_session", ".part"}},
+	{"SetSpecial", `SET TIME ZONE sk_live_tz; SET ROLE sk_live_role; SET SESSION AUTHORIZATION sk_live_auth; SET NAMES sk_live_names`,
+		`SET TIME ZONE ?; SET ROLE ?; SET SESSION AUTHORIZATION ?; SET NAMES ?`, []string{"sk_live_tz", "sk_live_role", "sk_live_auth", "sk_live_names"}},
+	{"SetKeepsTransaction", `SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET CONSTRAINTS ALL DEFERRED`,
+		`SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SET CONSTRAINTS ALL DEFERRED`, nil},
+	{"AlterRoleSet", `ALTER ROLE app IN DATABASE db SET app.key = sk_live_role; ALTER USER u SET x TO -5`,
+		`ALTER ROLE app IN DATABASE db SET app.key = ?; ALTER USER u SET x TO ?`, []string{"sk_live_role"}},
+	{"AlterDatabaseSystemSet", `ALTER DATABASE db SET app.key TO sk_live_db; ALTER SYSTEM SET app.k = sk_live_sys`,
+		`ALTER DATABASE db SET app.key TO ?; ALTER SYSTEM SET app.k = ?`, []string{"sk_live_db", "sk_live_sys"}},
+	{"UpdateSetKeepsColumns", `UPDATE t SET a = b, c = 'sk_live_upd' WHERE d = e`,
+		`UPDATE t SET a = b, c = ? WHERE d = e`, []string{"sk_live_upd"}},
+	{"AlterTableSetKept", `ALTER TABLE t ALTER COLUMN c SET DEFAULT 'sk_live_default'; ALTER DATABASE d RENAME TO e`,
+		`ALTER TABLE t ALTER COLUMN c SET DEFAULT ?; ALTER DATABASE d RENAME TO e`, []string{"sk_live_default"}},
+	{"SetConfig", `SELECT set_config('app.key', 'sk_live_cfgvalue', false)`,
+		`SELECT set_config(?, ?, false)`, []string{"sk_live_cfgvalue"}},
+	{"FunctionSetClause", `CREATE FUNCTION f() RETURNS int SET search_path = sk_live_fn, pg_temp LANGUAGE sql AS $$ SELECT 1 $$; ALTER FUNCTION f() SET app.k TO sk_live_alter`,
+		`CREATE FUNCTION f() RETURNS int SET search_path = ?, ? LANGUAGE sql AS ?; ALTER FUNCTION f() SET app.k TO ?`, []string{"sk_live_fn", "sk_live_alter"}},
 }
 
 func TestSQL(t *testing.T) {
