@@ -14,6 +14,10 @@ const hidden = "?"
 // identifiers (quoted ones too), operators and $n parameters are kept, so
 // the statement keeps its shape.
 //
+// The body of a DO block, or of a function in SQL or PL/pgSQL (AS $$…$$),
+// is redacted the same way rather than hidden whole; a body in another
+// language, or one whose language cannot be told, is hidden.
+//
 // Where the scanner stops (PostgreSQL reports an error there, such as an
 // unterminated string cut short by track_activity_query_size, or the text
 // could be read two ways) everything from there on is hidden.
@@ -21,7 +25,10 @@ func SQL(query string) string {
 	return strings.TrimRight(redactText(query, 0), " \t\n\r\f\v")
 }
 
-// redactText redacts src, itself a body at depth (0 for a query).
+// maxDepth bounds the bodies read inside bodies; deeper ones are hidden.
+const maxDepth = 4
+
+// redactText redacts src, itself a body at depth.
 func redactText(src string, depth int) string {
 	toks, err := scan(src)
 	return render(src, toks, mark(src, toks, depth), err)
@@ -30,7 +37,7 @@ func redactText(src string, depth int) string {
 // action is what redaction does with a token.
 type action struct {
 	hide bool
-	body string // shown instead of the token when not empty
+	body string // a body redacted, with its quotes: shown instead of the token
 }
 
 // render writes src with each token as act says: constants and values

@@ -117,9 +117,6 @@ var sqlCases = []struct {
 	{"NoContinuationWithoutNewline", "SELECT 'a' 'sk_live_sameline', 1",
 		"SELECT ? ?, ?", []string{"sk_live_sameline"}},
 
-	{"DollarQuotedFunc", `DO $func$ BEGIN PERFORM 'sk_live_fnbody'; END $func$`,
-		`DO ?`, []string{"sk_live_fnbody"}},
-
 	// Values that are words: settings.
 	{"SetValue", `SET app.secret = sk_live_setvalue`,
 		`SET app.secret = ?`, []string{"sk_live_setvalue"}},
@@ -142,7 +139,29 @@ var sqlCases = []struct {
 	{"SetConfig", `SELECT set_config('app.key', 'sk_live_cfgvalue', false)`,
 		`SELECT set_config(?, ?, false)`, []string{"sk_live_cfgvalue"}},
 	{"FunctionSetClause", `CREATE FUNCTION f() RETURNS int SET search_path = sk_live_fn, pg_temp LANGUAGE sql AS $$ SELECT 1 $$; ALTER FUNCTION f() SET app.k TO sk_live_alter`,
-		`CREATE FUNCTION f() RETURNS int SET search_path = ?, ? LANGUAGE sql AS ?; ALTER FUNCTION f() SET app.k TO ?`, []string{"sk_live_fn", "sk_live_alter"}},
+		`CREATE FUNCTION f() RETURNS int SET search_path = ?, ? LANGUAGE sql AS $$ SELECT ? $$; ALTER FUNCTION f() SET app.k TO ?`, []string{"sk_live_fn", "sk_live_alter"}},
+
+	// Bodies: redacted, not hidden whole.
+	{"DollarQuotedFunc", `DO $func$ BEGIN PERFORM 'sk_live_fnbody'; END $func$`,
+		`DO $func$ BEGIN PERFORM ?; END $func$`, []string{"sk_live_fnbody"}},
+	{"DoBlock", "DO $$\nBEGIN\n  LOOP\n    PERFORM pg_sleep(1);\n    RAISE NOTICE 'sk_live_notice';\n  END LOOP;\nEND $$",
+		"DO $$\nBEGIN\n  LOOP\n    PERFORM pg_sleep(?);\n    RAISE NOTICE ?;\n  END LOOP;\nEND $$", []string{"sk_live_notice"}},
+	{"DoBlockQuoted", `DO 'BEGIN RAISE NOTICE ''sk_live_q''; SET app.k = sk_live_dov; END'; SELECT 1`,
+		`DO 'BEGIN RAISE NOTICE ?; SET app.k = ?; END'; SELECT ?`, []string{"sk_live_q", "sk_live_dov"}},
+	{"DoBlockLanguage", `DO LANGUAGE plpgsql $$BEGIN PERFORM 1; END$$; DO $$x = "sk_live_py"$$ LANGUAGE plpython3u`,
+		`DO LANGUAGE plpgsql $$BEGIN PERFORM ?; END$$; DO ? LANGUAGE plpython3u`, []string{"sk_live_py"}},
+	{"DoBlockLanguageCutOff", `DO $$x = "sk_live_cut"$$`,
+		`DO ?`, []string{"sk_live_cut"}},
+	{"DoBlockBadBody", `DO $$BEGIN RAISE NOTICE 'sk_live_open; END$$; SELECT 'sk_live_after'`,
+		`DO $$BEGIN RAISE NOTICE ?$$; SELECT ?`, []string{"sk_live_open", "sk_live_after"}},
+	{"DoBlockNested", `DO $o$ BEGIN EXECUTE $i$ SELECT 'sk_live_inner' $i$; CREATE FUNCTION g() RETURNS int LANGUAGE sql AS $f$ SELECT 'sk_live_nested' $f$; END $o$`,
+		`DO $o$ BEGIN EXECUTE ?; CREATE FUNCTION g() RETURNS int LANGUAGE sql AS $f$ SELECT ? $f$; END $o$`, []string{"sk_live_inner", "sk_live_nested"}},
+	{"FunctionBody", `CREATE OR REPLACE FUNCTION f(a text DEFAULT 'sk_live_def') RETURNS int AS $body$ BEGIN RETURN length(a || 'sk_live_inproc'); END $body$ LANGUAGE plpgsql`,
+		`CREATE OR REPLACE FUNCTION f(a text DEFAULT ?) RETURNS int AS $body$ BEGIN RETURN length(a || ?); END $body$ LANGUAGE plpgsql`, []string{"sk_live_def", "sk_live_inproc"}},
+	{"FunctionBodyOtherLanguage", `CREATE FUNCTION f() RETURNS int AS $$ return "sk_live_prl" $$ LANGUAGE plperl; CREATE FUNCTION g() RETURNS int AS 'sk_live_obj', 'sym' LANGUAGE c`,
+		`CREATE FUNCTION f() RETURNS int AS ? LANGUAGE plperl; CREATE FUNCTION g() RETURNS int AS ?, ? LANGUAGE c`, []string{"sk_live_prl", "sk_live_obj"}},
+	{"FunctionBodyLanguageCutOff", `CREATE FUNCTION f() RETURNS int AS $$ return "sk_live_cut2" $$`,
+		`CREATE FUNCTION f() RETURNS int AS ?`, []string{"sk_live_cut2"}},
 }
 
 func TestSQL(t *testing.T) {

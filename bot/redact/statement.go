@@ -4,7 +4,8 @@ import "strings"
 
 // mark says what to do with each token: constants are hidden; so are the
 // values of settings, which the grammar takes as words (SET search_path TO
-// app, secret; SET app.key = sk_live_x).
+// app, secret; SET app.key = sk_live_x); DO and function bodies are
+// redacted as text of their own.
 func mark(src string, toks []token, depth int) []action {
 	act := make([]action, len(toks))
 	r := reader{src: src, toks: toks, act: act, depth: depth, sig: make([]int, 0, len(toks))}
@@ -81,6 +82,9 @@ func (r *reader) statement(k, end int) {
 		if p == k || blockWord(r.word(p-1)) {
 			r.start(p, end)
 		}
+		if r.word(p) == "do" {
+			r.doBody(p, end)
+		}
 	}
 }
 
@@ -109,6 +113,7 @@ func (r *reader) start(p, end int) {
 		}
 		if w := r.word(q); w == "function" || w == "procedure" {
 			r.functionSets(q+1, end)
+			r.functionBody(q+1, end)
 		}
 	}
 }
