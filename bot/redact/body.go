@@ -72,11 +72,18 @@ func (r *reader) body(i int) {
 	text := r.src[t.start:t.end]
 	inner := redactText(r.inner(t), r.depth+1)
 	if text[0] == '\'' {
-		r.act[i].body = "'" + strings.ReplaceAll(inner, "'", "''") + "'"
+		r.setBody(i, "'"+strings.ReplaceAll(inner, "'", "''")+"'")
 		return
 	}
 	delim := text[:strings.IndexByte(text[1:], '$')+2]
-	r.act[i].body = delim + inner + delim
+	r.setBody(i, delim+inner+delim)
+}
+
+func (r *reader) setBody(i int, text string) {
+	if r.m.body == nil {
+		r.m.body = map[int]string{}
+	}
+	r.m.body[i] = text
 }
 
 // inner returns the text of the plain string t: a dollar quote's body, or

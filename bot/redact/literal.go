@@ -128,7 +128,7 @@ func backslashes(src string, i, j int) int {
 // pairs), octal \0 to \777 (one byte), \x with 1 or 2 hex digits, and \c
 // for any other byte c. A malformed Unicode escape is an error.
 func escape(src string, start, j int, lit *[]byte, nonASCII *bool) (int, *scanError) {
-	bad := &scanError{pos: start, why: "invalid Unicode escape"}
+	bad := func() *scanError { return &scanError{pos: start, why: "invalid Unicode escape"} }
 	c := at(src, j+1)
 	switch {
 	case j+1 >= len(src):
@@ -136,17 +136,17 @@ func escape(src string, start, j int, lit *[]byte, nonASCII *bool) (int, *scanEr
 	case c == 'u' || c == 'U':
 		r, n, ok := unicodeEscape(src, j)
 		if !ok {
-			return 0, bad
+			return 0, bad()
 		}
 		switch {
 		case 0xD800 <= r && r <= 0xDBFF:
 			r2, n2, ok := unicodeEscape(src, n)
 			if !ok || r2 < 0xDC00 || r2 > 0xDFFF {
-				return 0, bad
+				return 0, bad()
 			}
 			r, n = 0x10000+(r-0xD800)<<10+(r2-0xDC00), n2
 		case 0xDC00 <= r && r <= 0xDFFF, r == 0, r > utf8.MaxRune:
-			return 0, bad
+			return 0, bad()
 		}
 		var buf [utf8.UTFMax]byte
 		appendLit(lit, buf[:utf8.EncodeRune(buf[:], rune(r))]...)

@@ -266,7 +266,7 @@ func (k kind) String() string {
 func leak(tb testing.TB, src string, depth int) string {
 	tb.Helper()
 	toks, err := scan(src)
-	act := mark(src, toks, depth)
+	m := mark(src, toks, depth)
 	theirs, theirPos := pgScan(tb, src)
 	if theirPos == errUnknownPos && err != nil { // differ checks the oracle reads the text before err
 		theirs, theirPos = pgScan(tb, src[:err.pos])
@@ -293,11 +293,11 @@ func leak(tb testing.TB, src string, depth int) string {
 			break
 		}
 		switch {
-		case act[i].body != "":
+		case m.body[i] != "":
 			if l := leak(tb, bodyText(src, t), depth+1); l != "" {
 				return "in a body: " + l
 			}
-		case act[i].hide || t.kind == comment:
+		case m.hide[i] || t.kind == comment:
 		default:
 			for p := t.start; p < t.end; p++ {
 				if secret[p] {

@@ -25,8 +25,8 @@ func (k kind) constant() bool { return k >= nchar }
 
 // token is src[start:end], read as kind.
 type token struct {
-	kind       kind
 	start, end int
+	kind       kind
 	// plain: a str that is a single '…' with no prefix and no
 	// continuation, or a dollar quote: its body can be read back exactly
 	// (a DO or function body).

@@ -34,35 +34,35 @@ func redactText(src string, depth int) string {
 	return render(src, toks, mark(src, toks, depth), err)
 }
 
-// action is what redaction does with a token.
-type action struct {
-	hide bool
-	body string // a body redacted, with its quotes: shown instead of the token
+// marks say what redaction does with each token.
+type marks struct {
+	hide []bool         // shown as ?
+	body map[int]string // a body redacted, with its quotes: shown instead of token i
 }
 
-// render writes src with each token as act says: constants and values
+// render writes src with each token as m says: constants and values
 // hidden (one ? for hidden tokens that touch), comments dropped, bodies
 // replaced, and everything from err on hidden.
-func render(src string, toks []token, act []action, err *scanError) string {
+func render(src string, toks []token, m marks, err *scanError) string {
 	out := make([]byte, 0, len(src))
 	glued := false // out ends with the ? of a hidden token that ends at the next one's start
 	for i, t := range toks {
-		a := act[i]
+		body, isBody := m.body[i]
 		switch {
 		case t.kind == comment:
 			out = separate(out, src, t.end)
 			glued = false
 			continue
-		case a.body != "":
-			out = append(out, a.body...)
-		case a.hide:
+		case isBody:
+			out = append(out, body...)
+		case m.hide[i]:
 			if !glued {
 				out = append(out, hidden...)
 			}
 		default:
 			out = append(out, src[t.start:t.end]...)
 		}
-		glued = a.hide && a.body == "" && (i+1 == len(toks) || toks[i+1].start == t.end)
+		glued = m.hide[i] && !isBody && (i+1 == len(toks) || toks[i+1].start == t.end)
 	}
 	if err != nil && !glued {
 		out = append(out, hidden...)

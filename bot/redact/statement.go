@@ -6,11 +6,11 @@ import "strings"
 // values of settings, which the grammar takes as words (SET search_path TO
 // app, secret; SET app.key = sk_live_x); DO and function bodies are
 // redacted as text of their own.
-func mark(src string, toks []token, depth int) []action {
-	act := make([]action, len(toks))
-	r := reader{src: src, toks: toks, act: act, depth: depth, sig: make([]int, 0, len(toks))}
+func mark(src string, toks []token, depth int) marks {
+	m := marks{hide: make([]bool, len(toks))}
+	r := reader{src: src, toks: toks, m: &m, depth: depth, sig: make([]int, 0, len(toks))}
 	for i, t := range toks {
-		act[i].hide = t.kind.constant()
+		m.hide[i] = t.kind.constant()
 		if t.kind != space && t.kind != comment {
 			r.sig = append(r.sig, i)
 		}
@@ -23,7 +23,7 @@ func mark(src string, toks []token, depth int) []action {
 		r.statement(k, end)
 		k = end + 1
 	}
-	return act
+	return m
 }
 
 // reader walks the significant tokens (neither space nor comment) of a
@@ -32,7 +32,7 @@ type reader struct {
 	src   string
 	toks  []token
 	sig   []int
-	act   []action
+	m     *marks
 	depth int
 }
 
@@ -52,20 +52,30 @@ func (r *reader) text(k int) string {
 // keyword, else "".
 func (r *reader) word(k int) string {
 	t := r.tok(k)
-	if t.kind != ident || r.src[t.start] == '"' || (t.end-t.start > 2 && r.src[t.start+1] == '&') {
+	if !r.plainWord(t) {
 		return ""
 	}
 	return strings.ToLower(r.src[t.start:t.end])
 }
 
-// blockWord: after these a PL/pgSQL statement begins (BEGIN SET …; THEN
-// SET …), as one does after a semicolon.
-func blockWord(w string) bool {
-	switch w {
-	case "begin", "then", "else", "loop", "atomic":
-		return true
+// is reports whether the token at k is one of the words (in lower case),
+// without the allocation of word.
+func (r *reader) is(k int, words ...string) bool {
+	t := r.tok(k)
+	if !r.plainWord(t) {
+		return false
+	}
+	for _, w := range words {
+		if strings.EqualFold(r.src[t.start:t.end], w) {
+			return true
+		}
 	}
 	return false
+}
+
+// plainWord: t is an identifier or keyword neither quoted nor U&"…".
+func (r *reader) plainWord(t token) bool {
+	return t.kind == ident && r.src[t.start] != '"' && !(t.end-t.start > 2 && r.src[t.start+1] == '&')
 }
 
 // statement reads the statement from k to end (its semicolon or the end of
@@ -79,10 +89,12 @@ func (r *reader) statement(k, end int) {
 		case ")":
 			depth--
 		}
-		if p == k || blockWord(r.word(p-1)) {
+		// After these a PL/pgSQL statement begins (BEGIN SET …; THEN SET
+		// …), as one does after a semicolon.
+		if p == k || r.is(p-1, "begin", "then", "else", "loop", "atomic") {
 			r.start(p, end)
 		}
-		if r.word(p) == "do" {
+		if r.is(p, "do") {
 			r.doBody(p, end)
 		}
 	}
@@ -154,10 +166,10 @@ func (r *reader) set(q, end int) {
 func (r *reader) functionSets(q, end int) {
 	for s := r.find(q, end, "set"); s >= 0; s = r.find(s+1, end, "set") {
 		v := s + 1
-		for v < end && (r.tok(v).kind == ident || r.text(v) == ".") && r.word(v) != "to" {
+		for v < end && (r.tok(v).kind == ident || r.text(v) == ".") && !r.is(v, "to") {
 			v++
 		}
-		if r.text(v) != "=" && r.word(v) != "to" {
+		if r.text(v) != "=" && !r.is(v, "to") {
 			continue
 		}
 		for v++; v < end; v++ {
@@ -185,7 +197,7 @@ func (r *reader) find(q, end int, w string) int {
 		case ")":
 			depth--
 		}
-		if depth == 0 && r.word(p) == w {
+		if depth == 0 && r.is(p, w) {
 			return p
 		}
 	}
@@ -196,7 +208,7 @@ func (r *reader) find(q, end int, w string) int {
 // if none.
 func (r *reader) findValue(q, end int) int {
 	for p := q; p < end; p++ {
-		if r.text(p) == "=" || r.word(p) == "to" {
+		if r.text(p) == "=" || r.is(p, "to") {
 			return p + 1
 		}
 	}
@@ -214,6 +226,6 @@ func (r *reader) hideFrom(q, end int) {
 
 func (r *reader) hide(p int) {
 	if p >= 0 && p < len(r.sig) {
-		r.act[r.sig[p]].hide = true
+		r.m.hide[r.sig[p]] = true
 	}
 }
