@@ -44,6 +44,7 @@ var postgresSeeds = []string{
 	"\x00SELECT 1", "SELECT 'a\x00b'",
 	// Found by fuzzing: the oracle splits a continued string at a comment.
 	"B''--\n''", " X'DEADBEEFCAFE'--sk_live_PLANTED00000\n\n'sk_live_PLANTED'",
+	" X'DEADBEEFCAFE'--123-45-6789\n--0sk_live_PLANTED\n\n'000''sk_live_PLANTED'",
 	// Found by fuzzing: junk after a number runs from an _ or letter in it.
 	".0 0. 0.00 0e000$00000000000000000000", "SELECT 1_000$, 1e5$, 1e+5$, 1.5_x, 1_0.5, 1.5e5_",
 }
