@@ -1,10 +1,8 @@
-package redact_test
+package redact
 
 import (
 	"strings"
 	"testing"
-
-	"github.com/pgkill/pgkill/bot/redact"
 )
 
 // fuzzSecrets are planted in every literal and comment the fuzz generator
@@ -17,21 +15,24 @@ var fuzzSecrets = []string{"sk_live_PLANTED", "alice@example.com", "123-45-6789"
 // secret. SQL of the text, and of the text cut at every byte, must show no
 // part of any secret.
 func FuzzSQL(f *testing.F) {
-	for _, seed := range []string{
-		"", "\x00", "\x01abc", "\x02it's\\", "\x03$$", "\x04*/", "\x05\n", "\x06123", "\x07",
-		"\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", "\x10'\x11\"\x12\\\x13$\x14*\x15/",
-		"\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00\x07\x00\x08\x00",
-	} {
+	for _, seed := range fuzzSeeds {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		q := generate(data[:min(len(data), 512)]) // longer adds only time
 		for i := len(q); i >= 0; i-- {
-			if leak := fuzzLeak(redact.SQL(q[:i])); leak != "" {
+			if leak := fuzzLeak(SQL(q[:i])); leak != "" {
 				t.Fatalf("SQL(%q) shows %q (full text %q)", q[:i], leak, q)
 			}
 		}
 	})
+}
+
+// fuzzSeeds are generator inputs: each kind of fragment, glued and not.
+var fuzzSeeds = []string{
+	"", "\x00", "\x01abc", "\x02it's\\", "\x03$$", "\x04*/", "\x05\n", "\x06123", "\x07",
+	"\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", "\x10'\x11\"\x12\\\x13$\x14*\x15/",
+	"\x01\x00\x02\x00\x03\x00\x04\x00\x05\x00\x06\x00\x07\x00\x08\x00",
 }
 
 // fuzzLeak is leaked with a window long enough that the generator's fixed
