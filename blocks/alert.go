@@ -138,3 +138,56 @@ func AlertSummaryResolved(total int, since, now time.Time) Message {
 		},
 	}, now, "resolved")
 }
+
+// PileUp is a lock pile-up on one target as its alert shows it.
+type PileUp struct {
+	Target string
+	Role   string
+	Waits  int // sessions waiting on locks (or on the lock manager)
+	// Degraded: the lock table is busy (deadlock checks): Root is a
+	// likely root, found without it.
+	Degraded bool
+	// Root is the root blocker (or likely one); nil when none is known.
+	Root  *pg.Backend
+	Since time.Time
+	Now   time.Time
+	// Over: the pile-up has drained.
+	Over bool
+}
+
+// PileUpMessage renders a lock pile-up: how many wait, the root blocker
+// (marked likely when the lock table could not say) with its buttons; then
+// that it is over. It never says the target is down: a busy lock table is
+// not a dead server.
+func PileUpMessage(p PileUp) Message {
+	where := targetName(p.Target, p.Role)
+	if p.Over {
+		return revise(Message{
+			Text: fmt.Sprintf("pgkill: lock pile-up on %s is over", p.Target),
+			Blocks: []slack.Block{
+				section("pileup", fmt.Sprintf(":white_check_mark: *Lock pile-up over* on %s: nobody waits on locks any more.", where)),
+				contextLine("when", fmt.Sprintf("Alerted %s · over %s", slackDate(p.Since), slackDate(p.Now))),
+			},
+		}, p.Now, "over")
+	}
+	head := fmt.Sprintf(":rotating_light: *Lock pile-up* on %s: *%s waiting*", where, plural(p.Waits, "session", "sessions"))
+	text := fmt.Sprintf("pgkill: lock pile-up on %s: %d waiting", p.Target, p.Waits)
+	if p.Degraded {
+		head += " — the lock table is busy (PostgreSQL's deadlock checks): the blocking tree cannot be read now"
+	}
+	bs := []slack.Block{}
+	switch {
+	case p.Root == nil:
+		bs = append(bs, section("pileup", head+"\nNo root blocker found yet: list the target for the sessions."))
+	default:
+		r := *p.Root
+		which := "root blocker"
+		if p.Degraded || r.LikelyRoot {
+			which = "likely root blocker (a guess made without the lock table)"
+		}
+		text += fmt.Sprintf(", %s pid %d", strings.SplitN(which, " (", 2)[0], r.PID)
+		bs = append(bs, section("pileup", fmt.Sprintf("%s\nThe %s:\n%s", head, which, backendText(r, p.Role, 1200))), backendActions("actions", r))
+	}
+	bs = append(bs, contextLine("when", fmt.Sprintf("Alerted %s · updated %s · Cancel/Terminate need an approver", slackDate(p.Since), slackDate(p.Now))))
+	return revise(Message{Text: text, Blocks: bs}, p.Now, "")
+}

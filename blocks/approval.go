@@ -19,8 +19,11 @@ func RequestMessage(r request.Request, approvers []string) Message {
 	}
 	verb := strings.ToUpper(string(r.Action))
 	b := r.Backend
-	what := fmt.Sprintf("*%s* pid %d on *%s* / %s · user %s · app %s · running %s",
-		verb, b.PID, Escape(b.Target), inline(b.Database), inline(b.User), inline(b.Application), Duration(b.Duration))
+	what := fmt.Sprintf("*%s* pid %d on *%s* / %s · user %s · app %s · %s",
+		verb, b.PID, Escape(b.Target), inline(b.Database), inline(b.User), inline(b.Application), stateText(b))
+	if bl := blocksText(b); bl != "" {
+		what += "\n:link: " + bl
+	}
 	effect := "ends the running statement; the session survives"
 	if r.Action == pg.Terminate {
 		effect = "closes the whole session and rolls back its transaction"
@@ -105,7 +108,7 @@ func outcomeText(r request.Request) (icon, text string) {
 		return ":warning:", fmt.Sprintf("*The approved statement is over — but it had ended by itself just before the signal*, and by %s after it the session was running a statement that started before the signal: the %s may have reached that next statement. Check the application.", Duration(v.After), r.Action)
 	}
 	if v.Ended && v.AbortedTxOpen {
-		return ":warning:", fmt.Sprintf("*The query ended* %s after the cancel, but its transaction is still open (idle in transaction, aborted) and holds %d lock(s) until the client rolls back. Use *Request Terminate* below to end it.", Duration(v.After), v.Locks)
+		return ":warning:", fmt.Sprintf("*The query ended* %s after the cancel, but its transaction is still open (idle in transaction, aborted) and holds %s until the client rolls back. Use *Request Terminate* below to end it.", Duration(v.After), plural(v.Locks, "lock", "locks"))
 	}
 	if v.Ended {
 		what := "The query ended"

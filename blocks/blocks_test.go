@@ -82,6 +82,22 @@ func backend(i int) pg.Backend {
 	}
 }
 
+// idleRoot is an idle-in-transaction session that blocks a queue: what an
+// approver must see to decide (state, transaction age, what it blocks and
+// on which lock they queue).
+func idleRoot() pg.Backend {
+	b := backend(2)
+	b.State, b.WaitEventType, b.WaitEvent = pg.StateIdleInTransaction, "Client", "ClientRead"
+	b.Duration, b.XactAge = 13*time.Minute, 14*time.Minute
+	b.Query = "UPDATE orders SET status = ? WHERE id = ?"
+	b.Blocking, b.BlockingTotal = 3, 212
+	b.Queue = []pg.LockQueue{
+		{Lock: pg.Lock{Type: "transactionid", Mode: "ShareLock", Relation: "public.orders"}, Sessions: 2},
+		{Lock: pg.Lock{Type: "relation", Mode: "AccessExclusiveLock", Relation: "public.orders"}, Sessions: 1},
+	}
+	return b
+}
+
 // nasty has every character that could break mrkdwn or a code block, and a
 // 10 kB query.
 func nasty(i int) pg.Backend {
@@ -120,6 +136,16 @@ func TestListingGolden(t *testing.T) {
 			Results: []pg.Listing{{Target: "prod", Hidden: 2}}, Now: now}},
 		{"listing_no_tree", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute,
 			Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}, NoTree: "the blocking tree took over 1s (412,000 wait edges)"}}, Now: now}},
+		{"listing_degraded", blocks.Listing{Targets: []string{"prod"}, Threshold: 0, Args: "prod 0s", Now: now,
+			Results: []pg.Listing{{Target: "prod", Degraded: true, LockWaits: 612,
+				NoTree: "the lock table is busy: 612 sessions are waiting on locks (PostgreSQL's deadlock checks); the blocking tree follows when it answers",
+				Backends: func() []pg.Backend {
+					root := idleRoot()
+					root.Blocking, root.BlockingTotal, root.Queue, root.LikelyRoot = 0, 0, nil, true
+					w := backend(3)
+					w.WaitEventType, w.WaitEvent = "LWLock", "LockManager"
+					return []pg.Backend{w, root}
+				}()}}}},
 		{"listing_one", blocks.Listing{Targets: []string{"prod"}, Threshold: time.Minute, Args: "prod", Results: []pg.Listing{{Target: "prod", Backends: []pg.Backend{backend(1)}}}, Now: now}},
 		{"listing_chain_protected_errors", blocks.Listing{
 			Targets: []string{"prod", "stage", "dr"}, Threshold: 30 * time.Second, Filters: "user=etl", Args: "30s user=etl",
@@ -172,6 +198,9 @@ func TestRequestGolden(t *testing.T) {
 	with := func(f func(*request.Request)) request.Request { r := base; f(&r); return r }
 	tests := map[string]request.Request{
 		"request_pending": with(func(r *request.Request) { r.State = request.Pending }),
+		"request_idle_root_blocker": with(func(r *request.Request) {
+			r.State, r.Action, r.Backend = request.Pending, pg.Terminate, idleRoot()
+		}),
 		"request_pending_one_of_two": with(func(r *request.Request) {
 			r.State, r.Needed, r.Votes = request.Pending, 2, votes("U0APP")
 		}),
@@ -434,6 +463,7 @@ func TestReasonModalGolden(t *testing.T) {
 		p    blocks.ReasonPrompt
 	}{
 		{"reason_one", blocks.ReasonPrompt{Action: pg.Terminate, Backend: nasty(1), Required: true, Metadata: `{"u":"U1"}`}},
+		{"reason_idle_root_blocker", blocks.ReasonPrompt{Action: pg.Terminate, Backend: idleRoot(), Metadata: `{"u":"U1"}`}},
 		{"reason_bulk", blocks.ReasonPrompt{Action: pg.Cancel, Members: 1234, Scope: "prod ≥ 0s app=<report>&`x`", Metadata: `{"u":"U1","v":"b1|cancel|S3"}`}},
 	} {
 		v := blocks.ReasonModal(tc.p)

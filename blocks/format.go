@@ -12,7 +12,7 @@ import (
 // Duration is a short human form: 850ms, 42s, 5m03s, 2h05m, 3d04h.
 func Duration(d time.Duration) string {
 	switch {
-	case d < 0:
+	case d <= 0:
 		return "0s"
 	case d < time.Second:
 		return fmt.Sprintf("%dms", d.Milliseconds())

@@ -37,7 +37,8 @@ type Listing struct {
 // Refresh button. Root blockers come first: ending one frees the others.
 func ListingMessage(l Listing) Message {
 	all := pg.Merge(l.Results)
-	sort.SliceStable(all, func(i, j int) bool { return all[i].RootBlocker() && !all[j].RootBlocker() })
+	root := func(b pg.Backend) bool { return b.RootBlocker() || b.LikelyRoot }
+	sort.SliceStable(all, func(i, j int) bool { return root(all[i]) && !root(all[j]) })
 	limit := l.Limit
 	if limit <= 0 || limit > MaxListed {
 		limit = MaxListed
@@ -103,7 +104,7 @@ func listing(l Listing, all, shown []pg.Backend, qmax int) Message {
 
 	text := fmt.Sprintf("pgkill: %d long-running queries (≥ %s) on %s", len(all), Duration(l.Threshold), strings.Join(l.Targets, ", "))
 	if len(failed) > 0 {
-		text += fmt.Sprintf("; %d target(s) could not be read", len(failed))
+		text += fmt.Sprintf("; %s could not be read", plural(len(failed), "target", "targets"))
 	}
 	return revise(Message{Text: text, Blocks: bs}, l.Now, "")
 }
@@ -117,9 +118,12 @@ func listingNotes(rs []pg.Listing) string {
 			continue
 		}
 		if r.Hidden > 0 {
-			notes = append(notes, fmt.Sprintf(":see_no_evil: *%s*: %d session(s) of other roles are hidden from pgkill's role (not listed, whatever their age): `GRANT pg_read_all_stats TO <pgkill role>`; see `doctor`.", Escape(r.Target), r.Hidden))
+			notes = append(notes, fmt.Sprintf(":see_no_evil: *%s*: %s of other roles are hidden from pgkill's role (not listed, whatever their age): `GRANT pg_read_all_stats TO <pgkill role>`; see `doctor`.", Escape(r.Target), plural(r.Hidden, "session", "sessions")))
 		}
-		if r.NoTree != "" {
+		switch {
+		case r.Degraded:
+			notes = append(notes, fmt.Sprintf(":hourglass_flowing_sand: *%s*: %s. Every session is listed with its state and wait, and the likely root blocker is marked; this listing is updated in place when the lock table answers. Terminate works from here.", Escape(r.Target), escapeTruncate(r.NoTree, 300)))
+		case r.NoTree != "":
 			notes = append(notes, fmt.Sprintf(":warning: *%s* is listed without its blocking tree: %s", Escape(r.Target), escapeTruncate(r.NoTree, 300)))
 		}
 	}
@@ -145,7 +149,7 @@ func emptyText(l Listing, failed int) string {
 	case failed > 0:
 		return fmt.Sprintf(":warning: No queries %s among the targets that answered; %d could not be read (see above), so this is not an all-clear.", searched, failed)
 	case hidden > 0:
-		return fmt.Sprintf(":warning: No visible queries %s — but %d session(s) of other roles are hidden from pgkill (see above): not an all-clear.", searched, hidden)
+		return fmt.Sprintf(":warning: No visible queries %s — but %s of other roles are hidden from pgkill (see above): not an all-clear.", searched, plural(hidden, "session", "sessions"))
 	}
 	return ":white_check_mark: No queries " + searched + "."
 }
@@ -166,6 +170,9 @@ func targetList(ts []string) string {
 func backendText(b pg.Backend, role string, queryMax int) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "*pid %d* on %s / %s · :stopwatch: *%s* · %s", b.PID, targetName(b.Target, role), inline(b.Database), Duration(b.Duration), Escape(string(b.State)))
+	if b.State.Idle() && b.XactAge > b.Duration {
+		fmt.Fprintf(&sb, " (transaction open %s)", Duration(b.XactAge))
+	}
 	if b.WaitEventType != "" {
 		fmt.Fprintf(&sb, " · waiting on %s", Escape(b.WaitEventType+"/"+b.WaitEvent))
 	}
@@ -179,8 +186,7 @@ func backendText(b pg.Backend, role string, queryMax int) string {
 	return sb.String()
 }
 
-// maxBlockedBy is how many blocking pids a backend names: a waiter in a
-// queue on one row is blocked by everyone ahead of it.
+// maxBlockedBy is how many blocking pids a backend names.
 const maxBlockedBy = 5
 
 // blockingText says who waits for whom; "" when nobody does.
@@ -188,23 +194,28 @@ func blockingText(b pg.Backend) string {
 	var lines []string
 	switch {
 	case b.RootBlocker():
-		lines = append(lines, fmt.Sprintf(":rotating_light: *Root blocker*: %d session(s) wait on it — ending it frees them", b.BlockingTotal))
+		lines = append(lines, ":rotating_light: *Root blocker*: "+blocksText(b)+" — ending it frees them")
+	case b.LikelyRoot:
+		lines = append(lines, ":rotating_light: *Likely root blocker* — a guess made without the lock table, which is busy: the oldest open transaction that wrote and waits on no lock")
 	case b.Blocking > 0:
-		lines = append(lines, fmt.Sprintf(":link: blocks %d session(s)", b.BlockingTotal))
+		lines = append(lines, ":link: "+blocksText(b))
 	}
-	if len(b.BlockedBy) > 0 {
-		var pids []string
-		for i, p := range b.BlockedBy {
-			if i == maxBlockedBy {
-				pids = append(pids, fmt.Sprintf("%d more", len(b.BlockedBy)-i))
-				break
-			}
-			if p == 0 {
-				pids = append(pids, "a prepared transaction (no signal ends it: ROLLBACK PREPARED)")
-			} else {
-				pids = append(pids, fmt.Sprintf("pid %d", p))
-			}
+	var pids []string
+	for i, p := range b.BlockedBy {
+		if i == maxBlockedBy {
+			pids = append(pids, fmt.Sprintf("%d more", len(b.BlockedBy)-i))
+			break
 		}
+		if p == 0 {
+			pids = append(pids, "a prepared transaction (no signal ends it: ROLLBACK PREPARED)")
+		} else {
+			pids = append(pids, fmt.Sprintf("pid %d", p))
+		}
+	}
+	switch {
+	case b.WaitsFor != nil && len(pids) > 0:
+		lines = append(lines, ":hourglass: waits for "+lockText(*b.WaitsFor)+", blocked by "+strings.Join(pids, ", "))
+	case len(pids) > 0:
 		lines = append(lines, ":hourglass: blocked by "+strings.Join(pids, ", "))
 	}
 	if len(lines) == 0 {

@@ -43,8 +43,14 @@ func ReasonModal(p ReasonPrompt) slack.ModalViewRequest {
 		WithMultiline(true).WithMaxLength(MaxReason)
 	in := slack.NewInputBlock(ReasonBlock, plain("Why?"), plain(hint), input).WithOptional(!p.Required)
 	title := fmt.Sprintf("%s pid %d", verb, b.PID)
-	what := fmt.Sprintf("*%s* pid %d on *%s* · user %s · app %s · running %s\n%s",
-		verb, b.PID, Escape(b.Target), inline(b.User), inline(b.Application), Duration(b.Duration), codeBlock(b.Query, 600))
+	what := fmt.Sprintf("*%s* pid %d on *%s* · user %s · app %s · %s\n", verb, b.PID, Escape(b.Target), inline(b.User), inline(b.Application), stateText(b))
+	if bl := blocksText(b); bl != "" {
+		what += ":link: " + bl + "\n"
+	}
+	if p.Action == pg.Terminate {
+		what += "_Terminate closes the session and rolls back its transaction._\n"
+	}
+	what += codeBlock(b.Query, 600)
 	if p.Members > 0 {
 		title = fmt.Sprintf("%s all %d", verb, p.Members)
 		what = fmt.Sprintf("*%s all %d* sessions matching %s\nEach is signalled only if it still runs the statement listed.", verb, p.Members, inline(Truncate(p.Scope, 600)))

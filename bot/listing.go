@@ -49,15 +49,54 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
 	case KindDoctor: // private to the caller, always
 		b.respond(cmd.ResponseURL, false, blocks.Doctor(b.db.Doctor(ctx, q.Targets), b.db.Specs()))
 	default:
-		b.post(cmd, b.listing(ctx, q, withheld))
+		m, results := b.listing(ctx, q, withheld)
+		key := "listing|" + cmd.TriggerID + "|" + cmd.ResponseURL
+		posted := b.post(cmd, key, m)
+		b.complete(q, withheld, results, func(m blocks.Message) {
+			if <-posted { // a listing that went through the response_url cannot be edited
+				b.out.Put(outbox.Item{Key: key, Channel: cmd.ChannelID, Msg: m})
+			}
+		})
 	}
 }
 
-// post shows a listing in the channel: incident responders share it, and
-// its ts lets Refresh update it and approvals thread under it. Where the
-// bot may not post (not a member, a DM), the response_url still can.
-func (b *Bot) post(cmd slack.SlashCommand, m blocks.Message) {
-	b.out.Put(outbox.Item{Key: "listing|" + cmd.TriggerID + "|" + cmd.ResponseURL, Channel: cmd.ChannelID, Msg: m, Within: listingWithin, Sent: func(_ string, err error) {
+// completeFor bounds how long a degraded listing waits for the lock table
+// to answer: a pile-up's storm can last minutes.
+const completeFor = 15 * time.Minute
+
+// complete edits a listing in place with the blocking tree once the lock
+// table answers, when some target's part of it was Degraded (a pile-up's
+// deadlock checks held the lock table): it asks again until the answer is
+// complete, or completeFor has passed.
+func (b *Bot) complete(q Query, withheld []string, results []pg.Listing, edit func(blocks.Message)) {
+	if !slices.ContainsFunc(results, func(l pg.Listing) bool { return l.Degraded }) {
+		return
+	}
+	b.goWork(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, completeFor)
+		defer cancel()
+		for i := range results {
+			for results[i].Degraded && results[i].Err == nil && ctx.Err() == nil {
+				results[i] = b.db.Complete(ctx, results[i])
+			}
+			if results[i].Err != nil {
+				b.log.Warn("the blocking tree of a degraded listing never came", slog.String("target", results[i].Target), slog.String("error", results[i].Err.Error()))
+				return
+			}
+		}
+		edit(b.render(ctx, q, withheld, results))
+	})
+}
+
+// post shows a listing in the channel under key: incident responders
+// share it, and its ts lets Refresh update it and approvals thread under
+// it. Where the bot may not post (not a member, a DM), the response_url
+// still can. The channel it returns says whether the post went out in the
+// channel (an edit of key then edits it).
+func (b *Bot) post(cmd slack.SlashCommand, key string, m blocks.Message) <-chan bool {
+	posted := make(chan bool, 1)
+	b.out.Put(outbox.Item{Key: key, Channel: cmd.ChannelID, Msg: m, Within: listingWithin, Sent: func(_ string, err error) {
+		posted <- err == nil
 		if err == nil {
 			return
 		}
@@ -67,6 +106,7 @@ func (b *Bot) post(cmd slack.SlashCommand, m blocks.Message) {
 			}
 		}})
 	}})
+	return posted
 }
 
 // listingWithin is how long a listing's post may keep failing before it
@@ -123,14 +163,19 @@ func (b *Bot) refresh(ctx context.Context, cb slack.InteractionCallback, args st
 		return
 	}
 	q.Targets = shown
-	m := b.listing(ctx, q, withheld)
+	m, results := b.listing(ctx, q, withheld)
 	url := cb.ResponseURL
-	b.out.Put(outbox.Item{Key: "listing|" + cb.Channel.ID + "|" + cb.Container.MessageTs, Channel: cb.Channel.ID, TS: cb.Container.MessageTs, Msg: m,
-		Sent: func(_ string, err error) {
-			if err != nil {
-				b.tell(url, ":x: pgkill could not refresh the listing: "+blocks.Escape(err.Error()))
-			}
-		}})
+	it := outbox.Item{Key: "listing|" + cb.Channel.ID + "|" + cb.Container.MessageTs, Channel: cb.Channel.ID, TS: cb.Container.MessageTs}
+	edit := func(m blocks.Message, sent func(string, error)) {
+		it.Msg, it.Sent = m, sent
+		b.out.Put(it)
+	}
+	edit(m, func(_ string, err error) {
+		if err != nil {
+			b.tell(url, ":x: pgkill could not refresh the listing: "+blocks.Escape(err.Error()))
+		}
+	})
+	b.complete(q, withheld, results, func(m blocks.Message) { edit(m, nil) })
 }
 
 // viewable splits the targets a command asks for into those user may see
@@ -167,10 +212,16 @@ func (b *Bot) viewable(ctx context.Context, responseURL, user, channel, what str
 }
 
 // listing lists q's targets (q.Targets: those the user may see); withheld
-// says which the user asked for and may not see here.
-func (b *Bot) listing(ctx context.Context, q Query, withheld []string) blocks.Message {
+// says which the user asked for and may not see here. It returns the
+// message and what it was made of (to complete a degraded one).
+func (b *Bot) listing(ctx context.Context, q Query, withheld []string) (blocks.Message, []pg.Listing) {
 	results := b.list(ctx, q)
-	// Cancel all / Terminate all act on exactly what this listing matched.
+	return b.render(ctx, q, withheld, results), results
+}
+
+// render renders a listing; Cancel all / Terminate all act on exactly what
+// it matched.
+func (b *Bot) render(ctx context.Context, q Query, withheld []string, results []pg.Listing) blocks.Message {
 	now := time.Now()
 	l := blocks.Listing{
 		Targets: q.Targets, Threshold: q.Threshold, Filters: q.Filters, Args: q.Args, Limit: q.Limit,

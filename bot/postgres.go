@@ -20,6 +20,10 @@ type Postgres interface {
 	Specs() []pg.TargetSpec
 	// List lists the named targets (all when empty), each with its own error.
 	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing
+	// Complete brings the blocking tree to a Degraded listing (a lock
+	// pile-up held the lock table): it waits for the lock-table read, then
+	// lists again; the answer may be Degraded again. Its error is in Err.
+	Complete(ctx context.Context, l pg.Listing) pg.Listing
 	// Backend reads one pid's current state; pg.ErrNotFound when there is none.
 	Backend(ctx context.Context, target string, pid int32) (pg.Backend, error)
 	// SignalVerify signals each backend that still has its identity, in the
@@ -60,6 +64,14 @@ func (r redacted) List(ctx context.Context, targets []string, f pg.Filter) []pg.
 		}
 	}
 	return ls
+}
+
+func (r redacted) Complete(ctx context.Context, l pg.Listing) pg.Listing {
+	l = r.Postgres.Complete(ctx, l)
+	for j := range l.Backends {
+		r.show(&l.Backends[j])
+	}
+	return l
 }
 
 func (r redacted) Backend(ctx context.Context, target string, pid int32) (pg.Backend, error) {

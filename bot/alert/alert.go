@@ -150,11 +150,7 @@ func New(work context.Context, cfg Config, d Deps) *Watcher {
 // message renders an alert with its target's role as the fleet has it now,
 // so that an alert edited after a failover shows the new role.
 func (w *Watcher) message(a blocks.Alert) blocks.Message {
-	for _, s := range w.db.Specs() {
-		if s.Name == a.Backend.Target {
-			a.Role = s.Role
-		}
-	}
+	a.Role = w.role(a.Backend.Target)
 	return blocks.AlertMessage(a)
 }
 
@@ -168,6 +164,7 @@ type alertsFor struct {
 	// replica that held the target before; guarded by Watcher.mu.
 	downSaid   bool
 	downQueued bool // this process queued the notice
+	pile       *pile
 }
 
 // threshold is the shortest duration any alert needs: the poll asks for
@@ -246,6 +243,7 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 	}
 
 	w.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
+	w.pileUp(ctx, st, ls[0], now)
 	w.adopt(ctx, st)
 	seen := map[string]bool{}
 	var fresh []pg.Backend
@@ -257,7 +255,7 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 		seen[k] = true
 		if a, ok := st.alerts[k]; ok {
 			w.refresh(st, a, b, now)
-		} else {
+		} else if st.pile == nil || !inQueue(b) { // the pile-up's message speaks for its queue
 			fresh = append(fresh, b)
 		}
 	}
