@@ -17,6 +17,9 @@ func RequestMessage(r request.Request, approvers []string) Message {
 	if len(r.Members) > 0 {
 		return bulkMessage(r, approvers)
 	}
+	if r.Auto != nil {
+		return autoMessage(r, approvers)
+	}
 	verb := strings.ToUpper(string(r.Action))
 	b := r.Backend
 	what := fmt.Sprintf("*%s* pid %d on *%s* / %s · user %s · app %s · %s",
@@ -55,7 +58,7 @@ func RequestMessage(r request.Request, approvers []string) Message {
 	default:
 		icon, summary := outcomeText(r)
 		text = "pgkill: " + Truncate(stripMrkdwn(summary), 200)
-		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s%s\n%s", icon, what, summary, reasonText(r.Reason), codeBlock(b.Query, 1200))))
+		bs = append(bs, section("ask", fmt.Sprintf("%s %s\n%s%s%s\n%s", icon, what, summary, reasonText(r.Reason), preventText(r.Prevent), codeBlock(b.Query, 1200))))
 		if r.State == request.Done && r.Action == pg.Cancel && r.Err == "" && r.Outcome.Result == pg.Sent && (!r.Verified.Ended || r.Verified.AbortedTxOpen) {
 			bs = append(bs, slack.NewActionBlock("next", button(ActionRequestTerminate, "Request Terminate", EncodeSignal(Signal{Action: pg.Terminate, Identity: b.Identity}), slack.StyleDanger)))
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -497,4 +498,65 @@ func votes(users ...string) []request.Vote {
 		out[i] = request.Vote{User: u}
 	}
 	return out
+}
+
+// A rule's card: counting down with Stop and Do it now; a dry run without
+// buttons; stopped, carried out (with what would prevent the repeat),
+// done now by a person, spared; the breaker and the status.
+func TestAutopilotGolden(t *testing.T) {
+	rule := autopilot.Rule{Name: "idle-blockers", State: pg.StateIdleInTransaction, Duration: 10 * time.Minute, Blocking: 5,
+		Action: autopilot.Terminate, Countdown: time.Minute, Mode: autopilot.Act, Limit: 3, Window: time.Hour, Targets: []string{"prod"}}
+	b := idleRoot()
+	auto := &request.Auto{Rule: rule.Name, Mode: string(rule.Mode), Why: blocks.AutoWhy(rule, b)}
+	base := request.Request{ID: "R9", Action: pg.Terminate, Backend: b, Requester: auto.Actor(), Channel: "CALERT", Needed: 1,
+		Requested: now, Expires: now.Add(2 * time.Minute), Deadline: now.Add(time.Minute), State: request.Pending, Auto: auto}
+	with := func(f func(*request.Request)) request.Request {
+		r := base
+		a := *base.Auto
+		r.Auto = &a
+		f(&r)
+		return r
+	}
+	prevent := &request.Prevention{Setting: "idle_in_transaction_session_timeout", Value: "10min", Role: "etl", DB: "app",
+		Current: "0 (off)", Source: "the server's setting", RDS: true}
+	tests := map[string]blocks.Message{
+		"auto_pending": blocks.RequestMessage(base, []string{"S0DBA"}),
+		"auto_dry_run": blocks.RequestMessage(with(func(r *request.Request) { r.Auto.Mode = "dry-run" }), []string{"S0DBA"}),
+		"auto_dry_run_closed": blocks.RequestMessage(with(func(r *request.Request) {
+			r.Auto.Mode, r.State, r.Decided = "dry-run", request.Expired, now.Add(time.Minute)
+			r.NotSent = "dry run: rule idle-blockers would have terminated pid 4002 now; nothing was signalled (its mode is dry-run)"
+		}), nil),
+		"auto_stopped": blocks.RequestMessage(with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Denied, "U0ONCALL", now.Add(20*time.Second)
+		}), nil),
+		"auto_done": blocks.RequestMessage(with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, auto.Actor(), now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent}
+			r.Verified = pg.Verification{Ended: true, How: "session ended", After: 80 * time.Millisecond}
+			r.Prevent = prevent
+		}), nil),
+		"auto_done_now": blocks.RequestMessage(with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(10*time.Second)
+			r.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Sent}
+			r.Verified = pg.Verification{Ended: true, How: "session ended", After: 80 * time.Millisecond}
+		}), nil),
+		"auto_spared": blocks.RequestMessage(with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, auto.Actor(), now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Terminate, Result: pg.Gone}
+		}), nil),
+		"request_ended_prevent": blocks.RequestMessage(request.Request{ID: "R7", Action: pg.Cancel, Backend: backend(1), Requester: "U0REQ",
+			Requested: now, Expires: now.Add(15 * time.Minute), State: request.Done, Decider: "U0APP", Decided: now.Add(time.Minute),
+			Outcome:  pg.Outcome{Action: pg.Cancel, Result: pg.Sent},
+			Verified: pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond},
+			Prevent:  &request.Prevention{Setting: "statement_timeout", Value: "5min", Role: "etl", DB: "app", Current: "1h", Source: "set for the role"}}, nil),
+		"auto_breaker": blocks.Breaker("idle-blockers", "prod", "fired 3 times on prod within 1h (its limit: 3 per 1h)", "/pgkill"),
+		"auto_status": blocks.AutopilotStatus([]autopilot.Rule{rule, {Name: "long-reports", App: "metabase*", Duration: 30 * time.Minute,
+			Action: autopilot.CancelThenTerminate, EscalateAfter: 30 * time.Second, Countdown: 2 * time.Minute, Mode: autopilot.DryRun, Limit: 5, Window: time.Hour}},
+			[]pg.PauseRow{{Scope: autopilot.TargetScope("stage"), Reason: "paused by <@U0APP>", By: "U0APP", At: now},
+				{Scope: autopilot.BreakerScope("idle-blockers", "prod"), Reason: "fired 3 times on prod within 1h", By: "autopilot", At: now}}, "/pgkill"),
+		"auto_status_none": blocks.AutopilotStatus(nil, nil, "/pgkill"),
+	}
+	for name, m := range tests {
+		t.Run(name, func(t *testing.T) { golden(t, name, m) })
+	}
 }

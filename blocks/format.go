@@ -26,6 +26,18 @@ func Duration(d time.Duration) string {
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
+// Typed is a duration as a person types it in a setting: 30s, 10m, 1h30m.
+func Typed(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // OneLine folds whitespace and cuts s to at most n runes, with an ellipsis.
 func OneLine(s string, n int) string {
 	return Truncate(strings.Join(strings.Fields(s), " "), n)

@@ -19,6 +19,7 @@ const (
 	ActionDeny             = "pgkill_deny"     // value: request ID
 	ActionWithdraw         = "pgkill_withdraw" // value: request ID
 	ActionRefresh          = "pgkill_refresh"  // value: the /pgkill arguments
+	ActionStop             = "pgkill_stop"     // value: request ID (a rule's countdown)
 )
 
 // Signal is what a Cancel or Terminate button carries: the action and the

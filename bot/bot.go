@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgkill/pgkill/bot/alert"
 	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/bot/lease"
@@ -72,15 +73,15 @@ func New(work context.Context, cfg config.Config, db Postgres, api SlackAPI, sto
 	}
 	b.policy = policy.NewChecker(p, b.access.groupMembers, clicks...)
 	reasons, _ := policy.ParseReason(cfg.Reason) // checked by ValidateSlack; "" is optional
-	requests, sets := request.Memory(), request.MemorySets()
+	requests, sets, pauses := request.Memory(), request.MemorySets(), autopilot.MemoryPauses()
 	if store != nil {
-		requests, sets = request.NewStore(store), request.StoredSets(store)
+		requests, sets, pauses = request.NewStore(store), request.StoredSets(store), autopilot.StoredPauses(store)
 	}
 	b.flow = approval.New(work, approval.Config{
 		TTL: cfg.ApprovalTTL, VerifyTimeout: cfg.VerifyTimeout, Budget: cfg.SignalBudget(), Margin: cfg.SignalMargin(),
 		SelfApproval: cfg.SelfApproval, BulkMax: cfg.BulkMax, Command: cfg.Command, AuditChannel: cfg.AuditChannel,
 		Sweep: cfg.SweepInterval(),
-	}, approval.Deps{Store: requests, Sets: sets, Fleet: db, Out: b.out, Policy: b.policy, Reasons: reasons, Metrics: m, Log: log})
+	}, approval.Deps{Store: requests, Sets: sets, Fleet: db, Out: b.out, Policy: b.policy, Reasons: reasons, Pauses: pauses, Metrics: m, Log: log})
 	return b
 }
 
@@ -91,6 +92,7 @@ type Store interface {
 	request.SetRecords
 	alert.Store
 	lease.Store
+	autopilot.PauseRecords
 }
 
 // goWork runs fn in its own goroutine, counted so shutdown can wait for it.
@@ -134,4 +136,15 @@ func NewLogger(cfg config.Config, out io.Writer) *slog.Logger {
 		h = slog.NewTextHandler(out, opts)
 	}
 	return slog.New(h).With(slog.String("replica", cfg.ReplicaName()))
+}
+
+// autopilotRules is the autopilot as the alert watcher sees it: the rules
+// of the policy in force (SIGHUP reloads them), fired through the request
+// workflow.
+type autopilotRules struct{ b *Bot }
+
+func (a autopilotRules) Rules() []autopilot.Rule { return a.b.policy.Policy().Autopilot }
+
+func (a autopilotRules) Fire(ctx context.Context, f autopilot.Firing, channel string) {
+	a.b.flow.Fire(ctx, f, channel)
 }

@@ -26,6 +26,8 @@ func (b *Bot) Action(ctx context.Context, cb slack.InteractionCallback, actionID
 		b.flow.Approve(ctx, c, value)
 	case blocks.ActionDeny:
 		b.flow.Deny(ctx, c, value)
+	case blocks.ActionStop:
+		b.flow.Stop(ctx, c, value)
 	case blocks.ActionWithdraw:
 		b.flow.Withdraw(ctx, c, value)
 	case blocks.ActionRefresh:

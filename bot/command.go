@@ -18,6 +18,10 @@ const (
 	KindTargets = "targets"
 	KindDoctor  = "doctor"
 	KindBulk    = "bulk" // cancel or terminate every session a listing's grammar matches
+	// KindAutopilot shows the rules (Verb ""), or pauses or resumes them
+	// (Verb "pause", "resume"; Targets: one target or none for every
+	// target; Rule: resume one rule's breaker on its target).
+	KindAutopilot = "autopilot"
 )
 
 // Query is a parsed /pgkill command.
@@ -31,6 +35,8 @@ type Query struct {
 	Args      string    // the normalised arguments, for Refresh
 	Action    pg.Action // KindBulk: cancel or terminate
 	Reason    string    // KindBulk: reason="…", the rest of the command
+	Verb      string    // KindAutopilot: "", "pause" or "resume"
+	Rule      string    // KindAutopilot resume: the rule whose breaker to reset
 }
 
 // maxCommandText bounds what we parse: a real command is a few words.
@@ -64,6 +70,8 @@ func ParseCommand(text string, targets []string, defaultThreshold time.Duration)
 				return Query{}, fmt.Errorf("targets takes no arguments")
 			}
 			return Query{Kind: KindTargets}, nil
+		case "autopilot":
+			return parseAutopilot(words[1:], targets)
 		case "doctor":
 			q := Query{Kind: KindDoctor}
 			for _, w := range words[1:] {
@@ -205,4 +213,31 @@ func indexASCIIFold(s, word string) int {
 		}
 	}
 	return -1
+}
+
+// parseAutopilot reads `autopilot`, `autopilot pause [TARGET]` and
+// `autopilot resume [TARGET | RULE TARGET]`.
+func parseAutopilot(words, targets []string) (Query, error) {
+	q := Query{Kind: KindAutopilot}
+	if len(words) == 0 {
+		return q, nil
+	}
+	q.Verb = strings.ToLower(words[0])
+	args := words[1:]
+	switch {
+	case q.Verb != "pause" && q.Verb != "resume":
+		return Query{}, fmt.Errorf("autopilot takes pause or resume, not %q", trunc(words[0], 30))
+	case len(args) == 0:
+		return q, nil
+	case len(args) == 1 && slices.Contains(targets, args[0]):
+		q.Targets = args[:1]
+		return q, nil
+	case len(args) == 2 && q.Verb == "resume" && slices.Contains(targets, args[1]):
+		q.Rule, q.Targets = args[0], args[1:]
+		return q, nil
+	case len(args) == 1:
+		return Query{}, unknownWord(args[0])
+	}
+	return Query{}, fmt.Errorf("autopilot %s takes a target (or none for every target)%s", q.Verb,
+		map[bool]string{true: ", or a rule and a target to resume after its breaker tripped", false: ""}[q.Verb == "resume"])
 }

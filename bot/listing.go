@@ -44,6 +44,8 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
 	}
 	q.Targets = shown
 	switch q.Kind {
+	case KindAutopilot:
+		b.autopilot(ctx, cmd, q, shown)
 	case KindBulk:
 		b.bulkCommand(ctx, cmd, q)
 	case KindDoctor: // private to the caller, always
@@ -57,6 +59,29 @@ func (b *Bot) Command(ctx context.Context, cmd slack.SlashCommand) {
 				b.out.Put(outbox.Item{Key: key, Channel: cmd.ChannelID, Msg: m})
 			}
 		})
+	}
+}
+
+// autopilot shows the rules and what stops them, or pauses or resumes
+// them (approvers).
+func (b *Bot) autopilot(ctx context.Context, cmd slack.SlashCommand, q Query, shown []string) {
+	c := approval.Click{User: cmd.UserID, Channel: cmd.ChannelID, ResponseURL: cmd.ResponseURL}
+	target := ""
+	if len(q.Targets) == 1 && q.Verb != "" && q.Rule == "" || q.Rule != "" {
+		target = q.Targets[0]
+	}
+	switch q.Verb {
+	case "pause":
+		b.flow.Pause(ctx, c, target, b.db.Names(), b.cfg.AlertChannel)
+	case "resume":
+		b.flow.Resume(ctx, c, q.Rule, target, b.db.Names(), b.cfg.AlertChannel)
+	default:
+		pauses, err := b.flow.Pauses(ctx)
+		if err != nil {
+			b.tell(cmd.ResponseURL, ":x: pgkill could not read the autopilot's pauses (state store: "+blocks.Escape(err.Error())+").")
+			return
+		}
+		b.respond(cmd.ResponseURL, false, blocks.AutopilotStatus(b.policy.Policy().Autopilot, pauses, b.cfg.Command))
 	}
 }
 

@@ -29,6 +29,9 @@ type Postgres interface {
 	// SignalVerify signals each backend that still has its identity, in the
 	// statement that checks it, and watches those signalled.
 	SignalVerify(ctx context.Context, action pg.Action, ids []pg.Identity, timeout time.Duration) []pg.Attempt
+	// RoleSetting says what a setting is for a role's sessions in a
+	// database, and where that comes from.
+	RoleSetting(ctx context.Context, target, role, database, name string) (value, source string, err error)
 	Doctor(ctx context.Context, targets []string) []pg.Report
 	// Ping checks that a target answers.
 	Ping(ctx context.Context, target string) error

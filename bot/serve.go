@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -83,6 +86,9 @@ func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, log
 	if err := b.startLeases(ctx, store); err != nil {
 		return err
 	}
+	if n := len(b.policy.Policy().Autopilot); n > 0 && cfg.AlertChannel == "" {
+		log.Warn("autopilot rules are declared but PGKILL_ALERT_CHANNEL is not set: their countdown cards go there, so they never fire", slog.Int("rules", n))
+	}
 	if len(cfg.Channels) == 0 && cfg.PolicyFile == "" {
 		log.Warn("PGKILL_CHANNELS is empty: /pgkill answers in any channel and direct message of the workspace; set it to the incident channels")
 	}
@@ -105,6 +111,7 @@ func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, log
 		return fmt.Errorf("slack socket mode: %w", err)
 	})
 	g.Go(func() error { return b.listen(gctx, client) })
+	g.Go(func() error { b.reloadOnHUP(gctx); return nil })
 	g.Go(func() error { b.flow.Sweep(gctx); return nil }) // expiry, abandoned approvals
 	if b.discovery != nil {
 		g.Go(func() error { b.discovery.Run(gctx); return nil })
@@ -175,7 +182,7 @@ func (b *Bot) startLeases(ctx context.Context, store Store) error {
 func (b *Bot) watcher(store Store) *alert.Watcher {
 	protect, _ := b.cfg.ProtectRules() // checked by Validate
 	ignore, _ := b.cfg.AlertIgnoreRules()
-	d := alert.Deps{DB: b.db, Out: b.out, Requests: b.flow.Store(), Sets: b.flow, Metrics: b.metrics, Log: b.log,
+	d := alert.Deps{DB: b.db, Out: b.out, Requests: b.flow.Store(), Sets: b.flow, Auto: autopilotRules{b}, Metrics: b.metrics, Log: b.log,
 		Checked: func(target string, err error) { b.health.checked(target, err, time.Now()) }}
 	if store != nil {
 		d.Store = store
@@ -219,5 +226,29 @@ func (b *Bot) hello(connections int) {
 	b.log.Debug("hello from Slack", slog.Int("num_connections", connections))
 	if connections > 1 && !b.stored {
 		b.log.Warn("Slack reports several connections of this app and pgkill has no state store: each replica alerts on its own (twice, three times …) and knows only its own requests; set PGKILL_STATE_DSN on every replica", slog.Int("num_connections", connections))
+	}
+}
+
+// reloadOnHUP reads the policy file again on SIGHUP, until ctx ends: the
+// rules and the autopilot change without a restart, and nothing in flight
+// is dropped. A file that does not parse leaves the policy in force, and
+// the log says why, with its lines.
+func (b *Bot) reloadOnHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		p, err := b.cfg.Policy()
+		if err != nil {
+			b.log.Error("SIGHUP: the policy was not reloaded; the one in force stays", slog.String("error", err.Error()))
+			continue
+		}
+		b.policy.Reload(p)
+		b.log.Info("SIGHUP: policy reloaded", slog.Int("target_sections", len(p.Targets)), slog.Int("autopilot_rules", len(p.Autopilot)))
 	}
 }

@@ -34,6 +34,9 @@ func (f *fakePG) Specs() []pg.TargetSpec { return []pg.TargetSpec{{Name: "t"}} }
 func (f *fakePG) List(context.Context, []string, pg.Filter) []pg.Listing {
 	return []pg.Listing{{Target: "t"}}
 }
+func (f *fakePG) RoleSetting(context.Context, string, string, string, string) (string, string, error) {
+	return "0", "the server's setting", nil
+}
 func (f *fakePG) Complete(_ context.Context, l pg.Listing) pg.Listing { return l }
 func (f *fakePG) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
 	return pg.Backend{Identity: pg.Identity{Target: target, PID: pid}, State: pg.StateActive, BackendType: "client backend"}, nil

@@ -176,3 +176,24 @@ func (s *Store) PruneRecords(ctx context.Context, age time.Duration) error {
 	}
 	return nil
 }
+
+// CountRecords counts the records whose key begins with prefix made in the
+// last age, by the store's clock.
+func (s *Store) CountRecords(ctx context.Context, prefix string, age time.Duration) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pgkill_request
+WHERE starts_with(dedup, $1) AND created_at > clock_timestamp() - $2::bigint * interval '1 millisecond'`, prefix, ms(age)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("state store: count requests: %w", translate(err))
+	}
+	return n, nil
+}
+
+// KeyExists reports whether any record, open or closed, has key.
+func (s *Store) KeyExists(ctx context.Context, key string) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgkill_request WHERE dedup = $1)`, key).Scan(&ok); err != nil {
+		return false, fmt.Errorf("state store: request %s: %w", key, translate(err))
+	}
+	return ok, nil
+}

@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS pgkill_replica (
 );
 ALTER TABLE pgkill_replica ADD COLUMN IF NOT EXISTS instance text NOT NULL DEFAULT '';
 ALTER TABLE pgkill_replica ADD COLUMN IF NOT EXISTS targets text[] NOT NULL DEFAULT '{}';
+-- what stops the autopilot: a person's pause (of every target or one) or
+-- a rule's breaker on a target; a row per scope
+CREATE TABLE IF NOT EXISTS pgkill_pause (
+  scope  text PRIMARY KEY,
+  reason text NOT NULL,
+  by     text NOT NULL,
+  at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 -- which replica polls which target, until when (the database's clock); a
 -- free target has holder '' and has been free since expires
 CREATE TABLE IF NOT EXISTS pgkill_lease (

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/bot/metrics"
 	"github.com/pgkill/pgkill/bot/outbox"
@@ -87,6 +88,13 @@ type Sets interface {
 	KeepSet(ctx context.Context, set request.Set) (id string, n int)
 }
 
+// Autopilot is the rules that act on what the polls see, and what fires
+// them (the request workflow); nil: no autopilot.
+type Autopilot interface {
+	Rules() []autopilot.Rule
+	Fire(ctx context.Context, f autopilot.Firing, channel string)
+}
+
 // Leases says which targets are this replica's to poll (bot/lease); nil:
 // every target is.
 type Leases interface {
@@ -108,7 +116,8 @@ type Deps struct {
 	Store    Store // nil: alerts in memory
 	Requests Requests
 	Sets     Sets
-	Leases   Leases // nil: no leases
+	Leases   Leases    // nil: no leases
+	Auto     Autopilot // nil: no autopilot
 	Metrics  *metrics.Metrics
 	Log      *slog.Logger
 	// Checked is told of every poll's result, for /readyz.
@@ -127,6 +136,7 @@ type Watcher struct {
 	requests Requests
 	sets     Sets
 	leases   Leases
+	auto     Autopilot
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	checked  func(string, error)
@@ -139,7 +149,7 @@ type Watcher struct {
 // New makes the watcher; work bounds what a poll finishes after Run's ctx
 // ends.
 func New(work context.Context, cfg Config, d Deps) *Watcher {
-	w := &Watcher{cfg: cfg, db: d.DB, out: d.Out, store: d.Store, requests: d.Requests, sets: d.Sets, leases: d.Leases,
+	w := &Watcher{cfg: cfg, db: d.DB, out: d.Out, store: d.Store, requests: d.Requests, sets: d.Sets, leases: d.Leases, auto: d.Auto,
 		metrics: d.Metrics, log: d.Log, checked: d.Checked, work: work}
 	if w.checked == nil {
 		w.checked = func(string, error) {}
@@ -167,12 +177,17 @@ type alertsFor struct {
 	pile       *pile
 }
 
-// threshold is the shortest duration any alert needs: the poll asks for
-// that, one query, and sorts by state afterwards.
-func (w *Watcher) threshold() time.Duration {
+// threshold is the shortest duration any alert or autopilot rule on
+// target needs: the poll asks for that, one query, and sorts afterwards.
+func (w *Watcher) threshold(target string) time.Duration {
 	d := w.cfg.After
 	if w.cfg.IdleTxAfter > 0 {
 		d = min(d, w.cfg.IdleTxAfter)
+	}
+	if w.auto != nil {
+		if r, ok := autopilot.Threshold(w.auto.Rules(), target); ok {
+			d = min(d, r)
+		}
 	}
 	return d
 }
@@ -206,7 +221,7 @@ func (w *Watcher) skip(b pg.Backend) bool {
 func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 	qctx, cancel := context.WithTimeout(ctx, w.cfg.QueryTimeout)
 	start := time.Now()
-	ls := w.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold(), QueryMax: pg.DefaultQueryMax})
+	ls := w.db.List(qctx, []string{st.target}, pg.Filter{MinDuration: w.threshold(st.target), QueryMax: pg.DefaultQueryMax})
 	cancel()
 	if ctx.Err() != nil || !w.holds(st.target) { // shutting down or handed over: that answer is not ours to act on
 		return
@@ -244,6 +259,11 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 
 	w.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
 	w.pileUp(ctx, st, ls[0], now)
+	if w.auto != nil {
+		for _, f := range autopilot.Evaluate(w.auto.Rules(), ls[0]) {
+			w.auto.Fire(ctx, f, w.cfg.Channel)
+		}
+	}
 	w.adopt(ctx, st)
 	seen := map[string]bool{}
 	var fresh []pg.Backend

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/metrics"
 	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/policy"
@@ -27,6 +28,11 @@ type Fleet interface {
 	// SignalVerify signals each backend that still has its identity, in
 	// the statement that checks it, and watches those signalled.
 	SignalVerify(ctx context.Context, action pg.Action, ids []pg.Identity, timeout time.Duration) []pg.Attempt
+	// Specs are the targets with where they come from (RDS/Aurora).
+	Specs() []pg.TargetSpec
+	// RoleSetting says what a setting is for a role's sessions in a
+	// database, and where that comes from.
+	RoleSetting(ctx context.Context, target, role, database, name string) (value, source string, err error)
 }
 
 // Outbox is where every Slack write goes.
@@ -60,6 +66,7 @@ type Workflow struct {
 	out     Outbox
 	policy  *policy.Checker
 	reasons policy.Reasons
+	pauses  autopilot.Pauses
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
@@ -126,6 +133,7 @@ type Deps struct {
 	Out     Outbox
 	Policy  *policy.Checker
 	Reasons policy.Reasons
+	Pauses  autopilot.Pauses // nil: in this process
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 }
@@ -135,8 +143,11 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 	if cfg.BulkMax <= 0 {
 		cfg.BulkMax = 1000
 	}
+	if d.Pauses == nil {
+		d.Pauses = autopilot.MemoryPauses()
+	}
 	return &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
-		metrics: d.Metrics, log: d.Log, work: work}
+		pauses: d.Pauses, metrics: d.Metrics, log: d.Log, work: work}
 }
 
 // KnownBy makes the sweep ask known, before it closes a request whose

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/metrics"
 	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/policy"
@@ -35,7 +36,11 @@ type fakeFleet struct {
 
 func newFakeFleet() *fakeFleet { return &fakeFleet{sent: make(chan struct{})} }
 
-func (f *fakeFleet) Names() []string { return []string{"t"} }
+func (f *fakeFleet) Names() []string        { return []string{"t"} }
+func (f *fakeFleet) Specs() []pg.TargetSpec { return []pg.TargetSpec{{Name: "t"}} }
+func (f *fakeFleet) RoleSetting(context.Context, string, string, string, string) (string, string, error) {
+	return "0", "the server's setting", nil
+}
 func (f *fakeFleet) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
 	return pg.Backend{Identity: pg.Identity{Target: target, PID: pid}, State: pg.StateActive, BackendType: "client backend"}, nil
 }
@@ -98,6 +103,8 @@ func (o *recOut) put() []outbox.Item {
 type flowOpts struct {
 	budget, margin time.Duration
 	log            *slog.Logger
+	pauses         autopilot.Pauses
+	viewers        []string // empty: anyone
 }
 
 // newFlow is a workflow over fakes and the request store s; UAPP approves.
@@ -113,9 +120,9 @@ func newFlow(t testing.TB, db Fleet, s *request.Store, o ...flowOpts) (*Workflow
 	work, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	out := &recOut{}
-	checker := policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UAPP"}}}, nil)
+	checker := policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UAPP"}, Viewers: opts.viewers}}, nil)
 	w := New(work, Config{TTL: time.Minute, VerifyTimeout: time.Second, Budget: opts.budget, Margin: opts.margin, Command: "/pgkill", Sweep: time.Second},
-		Deps{Store: s, Sets: request.MemorySets(), Fleet: db, Out: out, Policy: checker, Metrics: metrics.New(), Log: opts.log})
+		Deps{Store: s, Sets: request.MemorySets(), Fleet: db, Out: out, Policy: checker, Pauses: opts.pauses, Metrics: metrics.New(), Log: opts.log})
 	return w, out
 }
 

@@ -38,6 +38,9 @@ func (w *Workflow) Approve(ctx context.Context, c Click, id string) {
 		w.expire(ctx, id)
 		w.Tell(c.ResponseURL, fmt.Sprintf(":hourglass: request %s expired before your approval: nothing was signalled. List again and make a new request if it is still needed.", id))
 		return
+	case errors.Is(err, request.ErrDryRun):
+		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: request %s is a dry run: its rule's mode is dry-run, so nothing is signalled. Set the rule's mode: act in the policy file for it to act, or list the target and ask for this session.", id))
+		return
 	case errors.Is(err, request.ErrVoted):
 		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: you have approved request %s already; it needs %d of %d approvals from different approvers.", id, r.NeedsVotes()-len(r.Votes), r.NeedsVotes()))
 		return
@@ -48,19 +51,12 @@ func (w *Workflow) Approve(ctx context.Context, c Click, id string) {
 		w.storeFailed(c.ResponseURL, "record the approval", err)
 		return
 	}
-	w.audit(AuditApprove, c.User, r)
-	w.refresh(r) // "1 of 2 approvals", or "approved, signalling…"
 	if r.State != request.Approved {
+		w.audit(AuditApprove, c.User, r)
+		w.refresh(r) // "1 of 2 approvals"
 		return
 	}
-	w.metrics.Decision("approved")
-	done := w.execute(ctx, r, start)
-	w.audit(AuditOutcome, c.User, done)
-	w.metrics.Signal(string(done.Action), done.Word())
-	if done.Outcome.Result == pg.Sent && done.VerifyErr == "" {
-		w.metrics.Verified(string(done.Action), done.Verified.After)
-	}
-	w.refresh(done)
+	w.carryOut(ctx, r, start, c.User)
 }
 
 // Deny handles Deny: approvers only.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -33,6 +34,10 @@ func (w *Workflow) execute(ctx context.Context, r request.Request, start time.Ti
 	sctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	atts := w.db.SignalVerify(sctx, r.Action, identities(r), w.cfg.VerifyTimeout)
+	var prevent *request.Prevention
+	if !r.Bulk() && atts[0].Outcome.Result == pg.Sent {
+		prevent = w.prevention(ctx, r.Backend)
+	}
 	return w.finish(ctx, r, func(x *request.Request) {
 		if x.Bulk() {
 			x.Results = atts
@@ -40,7 +45,56 @@ func (w *Workflow) execute(ctx context.Context, r request.Request, start time.Ti
 		}
 		a := atts[0]
 		x.Outcome, x.Verified, x.Err, x.VerifyErr, x.NotSent = a.Outcome, a.Verified, a.Err, a.VerifyErr, a.NotSent
+		x.Prevent = prevent
 	})
+}
+
+// preventionBudget bounds the read of a role's setting after a signal.
+const preventionBudget = 3 * time.Second
+
+// prevention is the server setting that would have ended b without anyone
+// — statement_timeout for a running statement, the idle-in-transaction
+// timeout for an idle transaction — with a value under how long it went
+// on, and what its role has now.
+func (w *Workflow) prevention(ctx context.Context, b pg.Backend) *request.Prevention {
+	p := &request.Prevention{Setting: "statement_timeout", Role: b.User, DB: b.Database}
+	if b.State.Idle() {
+		p.Setting = "idle_in_transaction_session_timeout"
+	}
+	p.Value = below(b.Duration)
+	if b.User == "" || b.Database == "" || p.Value == "" {
+		return nil
+	}
+	for _, s := range w.db.Specs() {
+		if s.Name == b.Target {
+			p.RDS = s.Origin != "" || strings.Contains(s.DSN, ".rds.amazonaws.com")
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, preventionBudget)
+	defer cancel()
+	if v, src, err := w.db.RoleSetting(rctx, b.Target, b.User, b.Database, p.Setting); err == nil {
+		p.Current, p.Source = v, src
+		if v == "0" {
+			p.Current = "0 (off)"
+		}
+	}
+	return p
+}
+
+// below is a round timeout under d: what would have ended a session that
+// went on for d; "" under a minute and a half, where a timeout that short
+// would end sessions meant to run.
+func below(d time.Duration) string {
+	for _, c := range []struct {
+		d time.Duration
+		s string
+	}{{2 * time.Hour, "2h"}, {time.Hour, "1h"}, {30 * time.Minute, "30min"}, {15 * time.Minute, "15min"},
+		{10 * time.Minute, "10min"}, {5 * time.Minute, "5min"}, {2 * time.Minute, "2min"}, {90 * time.Second, "1min"}} {
+		if d > c.d {
+			return c.s
+		}
+	}
+	return ""
 }
 
 func identities(r request.Request) []pg.Identity {

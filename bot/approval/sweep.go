@@ -39,8 +39,12 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 	}
 	for _, r := range due {
 		switch {
+		case r.State == request.Pending && r.Auto != nil && !now.Before(r.Expires):
+			w.close(ctx, r, request.Expired, fmt.Sprintf("no replica carried it out within %s of its countdown's end (none was running or none could reach the state store): nothing was signalled", autoLate))
 		case r.State == request.Pending && !now.Before(r.Expires):
 			w.expire(ctx, r.ID)
+		case r.State == request.Pending && r.Auto != nil: // its countdown has ended
+			w.autoDue(ctx, r)
 		case r.State == request.Pending:
 			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
 		case r.State == request.Approved:

@@ -28,6 +28,7 @@ type Metrics struct {
 	alerts      *prometheus.CounterVec
 	leases      *prometheus.GaugeVec
 	panics      *prometheus.CounterVec
+	autopilot   *prometheus.CounterVec
 }
 
 // New registers every series in a new registry.
@@ -58,6 +59,8 @@ func New() *Metrics {
 			Help: "Socket Mode connections opened (the first one and every reconnect)."}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgkill_socket_connected",
 			Help: "1 while the Socket Mode connection is up."}),
+		autopilot: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_autopilot_total",
+			Help: "Autopilot rules firing, by rule and what they did (dry-run: posted what they would do; act: counting down to a signal; breaker: tripped)."}, []string{"rule", "kind"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_panics_recovered_total",
 			Help: "Failures (Go panics) in the handling of one Slack envelope, recovered so the process goes on, by envelope kind."}, []string{"envelope"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgkill_alerts_total",
@@ -66,7 +69,7 @@ func New() *Metrics {
 			Help: "1 while this replica polls the target for alerts (holds its lease, with a state store), 0 after it stopped."}, []string{"target"}),
 	}
 	m.Reg.MustRegister(m.commands, m.requests, m.decisions, m.signals, m.verify, m.listing, m.poll, m.targetUp,
-		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases, m.panics,
+		m.slackErrors, m.slackRetry, m.connects, m.connected, m.alerts, m.leases, m.panics, m.autopilot,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, kind := range []string{"slash_commands", "interactive", "view_submission"} { // shown at 0 from the start
 		m.panics.WithLabelValues(kind)
@@ -137,6 +140,9 @@ func (m *Metrics) Replica(name string, storeUp func() float64) {
 }
 
 func (m *Metrics) Panicked(kind string) { m.panics.WithLabelValues(kind).Inc() }
+
+// Autopilot counts a rule firing: kind is its mode, or "breaker".
+func (m *Metrics) Autopilot(rule, kind string) { m.autopilot.WithLabelValues(rule, kind).Inc() }
 
 // OutboxPending exports how many Slack writes wait to be sent.
 func (m *Metrics) OutboxPending(pending func() int) {

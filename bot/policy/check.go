@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pgkill/pgkill/blocks"
 )
@@ -24,7 +25,7 @@ type Members func(ctx context.Context, group string) ([]string, error)
 
 // Checker answers May questions from a Policy. Safe for concurrent use.
 type Checker struct {
-	policy  *Policy
+	policy  atomic.Pointer[Policy]
 	members Members
 	// clicks are also allowed in these channels (the alert channel: its
 	// alerts carry buttons, and their approvals thread under them).
@@ -34,11 +35,16 @@ type Checker struct {
 // NewChecker makes a checker; clickChannels are channels where buttons
 // act whatever the rules say (PGKILL_ALERT_CHANNEL).
 func NewChecker(p *Policy, members Members, clickChannels ...string) *Checker {
-	return &Checker{policy: p, members: members, clickChannels: clickChannels}
+	c := &Checker{members: members, clickChannels: clickChannels}
+	c.policy.Store(p)
+	return c
 }
 
 // Policy returns the policy checked.
-func (c *Checker) Policy() *Policy { return c.policy }
+func (c *Checker) Policy() *Policy { return c.policy.Load() }
+
+// Reload checks against p from now on (SIGHUP: the policy file read again).
+func (c *Checker) Reload(p *Policy) { c.policy.Store(p) }
 
 // Decision is a yes, or a no that says why and what would allow it (a
 // sentence in mrkdwn, for the user).
@@ -58,7 +64,7 @@ func no(format string, args ...any) Decision {
 // list); refused because a user group could not be read — the reason then
 // says so, and nothing is allowed on a guess.
 func (c *Checker) May(ctx context.Context, act Act, user, channel, target string) Decision {
-	r := c.policy.For(target)
+	r := c.Policy().For(target)
 	clickHere := act != View && slices.Contains(c.clickChannels, channel)
 	if !r.InChannel(channel) && !clickHere {
 		return no("pgkill does not act on *%s* here: use it in %s.", blocks.Escape(target), channelList(r.Channels))
@@ -103,7 +109,7 @@ func (c *Checker) Visible(ctx context.Context, user, channel string, targets []s
 	var shown, here, viewers []string
 	var groupErr error
 	for _, t := range targets {
-		r := c.policy.For(t)
+		r := c.Policy().For(t)
 		if !r.InChannel(channel) {
 			continue
 		}
@@ -130,7 +136,7 @@ func (c *Checker) Visible(ctx context.Context, user, channel string, targets []s
 	case len(shown) > 0:
 		return shown, yes
 	case len(here) == 0:
-		return nil, no("pgkill does not answer here: use it in %s.", channelList(c.policy.Channels(targets)))
+		return nil, no("pgkill does not answer here: use it in %s.", channelList(c.Policy().Channels(targets)))
 	}
 	d := no("only %s may use pgkill here.", blocks.Mentions(viewers))
 	if groupErr != nil {

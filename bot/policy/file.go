@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/pg/match"
 )
 
@@ -45,8 +46,12 @@ func Parse(data []byte, defaults Rules) (*Policy, error) {
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		key, val := root.Content[i], root.Content[i+1]
+		if key.Value == "autopilot" {
+			p.Autopilot = autopilot.Parse(val, bad)
+			continue
+		}
 		if key.Value != "targets" {
-			bad(key, "unknown key %q (the file has one key: targets)", key.Value)
+			bad(key, "unknown key %q (the file's keys: targets, autopilot)", key.Value)
 			continue
 		}
 		if val.Kind != yaml.MappingNode {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/pg/match"
 )
 
@@ -71,10 +72,12 @@ type TargetRules struct {
 	Rules
 }
 
-// Policy is every rule: defaults and per-target overrides.
+// Policy is every rule: defaults and per-target overrides, and the
+// autopilot's rules.
 type Policy struct {
-	Default Rules
-	Targets []TargetRules // in file order: the first matching pattern wins
+	Default   Rules
+	Targets   []TargetRules // in file order: the first matching pattern wins
+	Autopilot []autopilot.Rule
 }
 
 // For returns the rules of target: the first matching target section, with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,15 @@ func (m *memRecords) PruneRecords(_ context.Context, age time.Duration) error {
 		}
 	}
 	return nil
+}
+
+func (m *memRecords) CountRecords(_ context.Context, prefix string, age time.Duration) (int, error) {
+	since := time.Now().Add(-age)
+	return len(m.select_(func(r *pg.Record) bool { return strings.HasPrefix(r.Key, prefix) && r.Created.After(since) })), nil
+}
+
+func (m *memRecords) KeyExists(_ context.Context, key string) (bool, error) {
+	return len(m.select_(func(r *pg.Record) bool { return r.Key == key })) > 0, nil
 }
 
 // select_ returns the records ok selects, oldest first.

@@ -79,6 +79,35 @@ type Request struct {
 	Abandoned bool   `json:",omitempty"` // Err was written by the sweep, not by the signaller
 
 	Nonce string `json:",omitempty"` // the add that made it: a lost reply is recognised by it
+
+	// Auto: a rule made it (the autopilot); it is carried out at Deadline
+	// unless a person stops it first. Nil for a person's request.
+	Auto *Auto `json:",omitempty"`
+	// Prevent: what server setting would have ended it without anyone,
+	// once it is done.
+	Prevent *Prevention `json:",omitempty"`
+}
+
+// Auto is what a rule's request carries.
+type Auto struct {
+	Rule string
+	Mode string // dry-run or act
+	Why  string // what matched, in words ("idle in transaction for 14m, blocks 212 sessions")
+	// Escalate: the rule cancels, then terminates what still runs this long
+	// after (cancel-then-terminate).
+	Escalate time.Duration `json:",omitempty"`
+}
+
+// Prevention is the server setting that would have ended a session without
+// anyone, and what the session's role has now.
+type Prevention struct {
+	Setting string // idle_in_transaction_session_timeout or statement_timeout
+	Value   string // a value that would have ended it: "10min"
+	Role    string
+	DB      string
+	Current string // the role's value now; "" when it could not be read
+	Source  string // where Current comes from: "role in database", "role", "database", "server"
+	RDS     bool   // the target is on Amazon RDS/Aurora: a parameter group sets the server's
 }
 
 // Vote is one approver's approval.
@@ -135,6 +164,9 @@ func (r Request) Approvers() []string {
 // Key names what r acts on: one action on one statement execution, or on
 // one frozen set. At most one open request has a given key.
 func (r Request) Key() string {
+	if r.Auto != nil {
+		return AutoPrefix(r.Auto.Rule, r.Backend.Target) + IdentityKey(r.Backend.Identity) + "|" + string(r.Action)
+	}
 	if !r.Bulk() {
 		return string(r.Action) + "|" + IdentityKey(r.Backend.Identity)
 	}
@@ -146,6 +178,16 @@ func (r Request) Key() string {
 	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
 	return "bulk|" + string(r.Action) + "|" + hex.EncodeToString(h[:16])
 }
+
+// AutoPrefix begins the key of every request rule makes on target: the
+// breaker counts them.
+func AutoPrefix(rule, target string) string { return "auto|" + rule + "|" + target + "|" }
+
+// DryRun reports whether the rule only shows what it would do.
+func (a *Auto) DryRun() bool { return a.Mode == "dry-run" }
+
+// Actor names who acted for r's approval when a rule did.
+func (a *Auto) Actor() string { return "autopilot:" + a.Rule }
 
 // memberKeys are the identity keys of what r acts on.
 func (r Request) memberKeys() []string {

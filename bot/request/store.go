@@ -38,6 +38,11 @@ type Records interface {
 	RecordsWith(ctx context.Context, member string) ([]pg.Record, error)
 	// PruneRecords forgets records closed longer than age ago.
 	PruneRecords(ctx context.Context, age time.Duration) error
+	// CountRecords counts the records whose key begins with prefix made in
+	// the last age.
+	CountRecords(ctx context.Context, prefix string, age time.Duration) (int, error)
+	// KeyExists reports whether any record, open or closed, has key.
+	KeyExists(ctx context.Context, key string) (bool, error)
 }
 
 // Store keeps requests. Its methods are safe for concurrent use, in one
@@ -222,6 +227,18 @@ func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool) {
 		}
 	}
 	return Request{}, false
+}
+
+// Made reports whether a request with r's key was ever made (and not
+// pruned): a rule acts once on one statement execution.
+func (s *Store) Made(ctx context.Context, r Request) (bool, error) {
+	return s.recs.KeyExists(ctx, r.Key())
+}
+
+// Fired counts the requests whose key begins with prefix (AutoPrefix) made
+// in the last age, by the store's clock.
+func (s *Store) Fired(ctx context.Context, prefix string, age time.Duration) (int, error) {
+	return s.recs.CountRecords(ctx, prefix, age)
 }
 
 // InFlight reports whether an approved request is being carried out on

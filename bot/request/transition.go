@@ -46,6 +46,7 @@ var (
 	ErrSelf     = errors.New("one's own request")
 	ErrNotYours = errors.New("not the requester")
 	ErrNotDue   = errors.New("not due")
+	ErrDryRun   = errors.New("a dry run signals nothing")
 )
 
 // Apply is the state machine: it applies e to r at now — the store's
@@ -69,6 +70,10 @@ func step(r *Request, e Event, now time.Time) error {
 			return ErrDecided
 		case !now.Before(r.Expires):
 			return ErrExpired
+		case r.Auto != nil && r.Auto.DryRun():
+			return ErrDryRun
+		case r.Auto != nil && e.User == r.Auto.Actor() && now.Before(r.Deadline):
+			return ErrNotDue // a rule acts when its countdown ends, by this clock
 		case r.Requester == e.User && !e.SelfApproval:
 			return ErrSelf
 		case r.Voted(e.User):
@@ -112,7 +117,7 @@ func step(r *Request, e Event, now time.Time) error {
 			return ErrDecided
 		}
 		r.CardTS = e.CardTS
-		if r.State == Pending {
+		if r.State == Pending && r.Auto == nil { // a rule's deadline is when it acts
 			r.Deadline = time.Time{}
 		}
 	case Repost:
