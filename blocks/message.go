@@ -97,6 +97,9 @@ func slackDate(t time.Time) string {
 
 // mention renders a Slack user (U…/W…) or user group (S…) ID.
 func mention(id string) string {
+	if rule, ok := strings.CutPrefix(id, "autopilot:"); ok { // request.Auto.Actor: a rule, not a person
+		return "autopilot rule " + inline(rule)
+	}
 	if strings.HasPrefix(id, "S") {
 		return "<!subteam^" + id + ">"
 	}

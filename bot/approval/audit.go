@@ -57,6 +57,9 @@ func auditAttrs(event, actor string, r request.Request) []any {
 		slog.String("state", string(r.State)), slog.String("query_fingerprint", r.Backend.Fingerprint),
 		slog.String("reason", r.Reason),
 	}
+	if a := r.Auto; a != nil {
+		attrs = append(attrs, slog.String("rule", a.Rule), slog.String("mode", a.Mode), slog.String("why", a.Why))
+	}
 	if r.Bulk() {
 		attrs = append(attrs, slog.Int("members", len(r.Members)), slog.String("scope", r.Scope), slog.Any("targets", r.Targets()))
 	}

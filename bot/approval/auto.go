@@ -155,7 +155,7 @@ func (w *Workflow) Stop(ctx context.Context, c Click, id string) {
 		return
 	}
 	for _, t := range r.Targets() {
-		if d := w.policy.May(ctx, policy.View, c.User, c.Channel, t); !d.Allowed {
+		if d := w.policy.May(ctx, policy.Stop, c.User, c.Channel, t); !d.Allowed {
 			w.Refuse(c.ResponseURL, c.User, c.Channel, "stop "+r.ID, r.Targets(), d.Why)
 			return
 		}

@@ -36,7 +36,7 @@ func (w *Workflow) execute(ctx context.Context, r request.Request, start time.Ti
 	atts := w.db.SignalVerify(sctx, r.Action, identities(r), w.cfg.VerifyTimeout)
 	var prevent *request.Prevention
 	if !r.Bulk() && atts[0].Outcome.Result == pg.Sent {
-		prevent = w.prevention(ctx, r.Backend)
+		prevent = w.prevention(ctx, r.Backend, r.Decided.Sub(r.Requested))
 	}
 	return w.finish(ctx, r, func(x *request.Request) {
 		if x.Bulk() {
@@ -55,13 +55,14 @@ const preventionBudget = 3 * time.Second
 // prevention is the server setting that would have ended b without anyone
 // — statement_timeout for a running statement, the idle-in-transaction
 // timeout for an idle transaction — with a value under how long it went
-// on, and what its role has now.
-func (w *Workflow) prevention(ctx context.Context, b pg.Backend) *request.Prevention {
+// on (as listed, and waited since: the request's age when approved), and
+// what its role has now.
+func (w *Workflow) prevention(ctx context.Context, b pg.Backend, waited time.Duration) *request.Prevention {
 	p := &request.Prevention{Setting: "statement_timeout", Role: b.User, DB: b.Database}
 	if b.State.Idle() {
 		p.Setting = "idle_in_transaction_session_timeout"
 	}
-	p.Value = below(b.Duration)
+	p.Value = below(b.Duration + max(waited, 0))
 	if b.User == "" || b.Database == "" || p.Value == "" {
 		return nil
 	}

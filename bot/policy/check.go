@@ -17,6 +17,9 @@ const (
 	View    Act = "view"    // list, refresh, doctor
 	Request Act = "request" // press Cancel or Terminate
 	Approve Act = "approve" // approve or deny
+	// Stop stops an autopilot rule's countdown: anyone who may see the
+	// target, on the card (in the alert channel too).
+	Stop Act = "stop"
 )
 
 // Members returns the members of a Slack user group (S…); the caller

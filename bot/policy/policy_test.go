@@ -115,6 +115,9 @@ func TestMay(t *testing.T) {
 		{policy.Approve, "U0DBA", "C0PROD", "prod", true, ""},
 		{policy.Approve, "U0DBA", "C0ANY", "stage", false, "only <@U0BOSS> may approve"},
 		{policy.View, "U0STRANGER", "C0ANY", "stage", true, ""},
+		{policy.Stop, "U0ON", "C0ALERT", "prod", true, ""}, // a rule's card in the alert channel
+		{policy.Stop, "U0STRANGER", "C0ALERT", "prod", false, "only <!subteam^S0ONCALL> may see *prod*"},
+		{policy.Stop, "U0ON", "C0OTHER", "prod", false, "use it in <#C0PROD>"},
 	}
 	for _, tc := range tests {
 		d := c.May(ctx, tc.act, tc.user, tc.channel, tc.target)
