@@ -8,12 +8,11 @@ package match
 
 import (
 	"fmt"
-	"path"
 	"strings"
 )
 
 // Rule matches a session whose user matches User and whose application
-// matches App. Both are shell patterns (path.Match: *, ?, [a-z]); an empty
+// matches App. Both are shell patterns (Pattern: *, ?, [a-z]); an empty
 // pattern matches anything, but a rule always sets at least one.
 type Rule struct {
 	User string
@@ -117,20 +116,21 @@ func CheckPattern(p string) error {
 	if p == "" {
 		return fmt.Errorf("empty pattern")
 	}
-	if _, err := path.Match(p, ""); err != nil {
+	if _, err := parse(p); err != nil {
 		return fmt.Errorf("%q is not a valid pattern (use * and ?, or [a-z])", p)
 	}
 	return nil
 }
 
-// Pattern reports whether s matches the shell pattern p; an empty p matches
-// everything. A malformed pattern matches nothing (Parse rejects them).
+// Pattern reports whether s matches the shell pattern p (see pattern); an
+// empty p matches everything. A malformed pattern matches nothing (Parse
+// rejects them).
 func Pattern(p, s string) bool {
 	if p == "" {
 		return true
 	}
-	ok, err := path.Match(p, s)
-	return ok && err == nil
+	pat, err := parse(p)
+	return err == nil && pat.match(s)
 }
 
 // List splits a comma-separated list of plain values (Slack IDs, names):
