@@ -145,6 +145,9 @@ func bulkOutcome(r request.Request) (icon, text string) {
 		parts = append(parts, fmt.Sprintf("%d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext))
 	}
 	parts = append(parts, fmt.Sprintf("*%d still running* after the signal", t.Running), fmt.Sprintf("%d denied by PostgreSQL", t.Denied))
+	if t.Protected > 0 {
+		parts = append(parts, fmt.Sprintf("%d protected now, though not when listed (a protection rule matches them: nothing sent)", t.Protected))
+	}
 	if t.Unverified > 0 {
 		parts = append(parts, fmt.Sprintf("%d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified))
 	}

@@ -145,6 +145,9 @@ func tallyLine(t blocks.Tally) string {
 	}
 	s := fmt.Sprintf("ended %d, skipped %d%s, still running %d, denied by PostgreSQL %d, failed %d%s",
 		t.Ended, t.Skipped, skipped, t.Running, t.Denied, t.Failed, failed)
+	if t.Protected > 0 {
+		s += fmt.Sprintf(", %d protected now, though not when listed (a protection rule matches them: nothing sent)", t.Protected)
+	}
 	if t.Unverified > 0 {
 		s += fmt.Sprintf(", %d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified)
 	}
@@ -198,7 +201,7 @@ func bulkCode(t blocks.Tally) int {
 		return ExitError
 	case t.Running > 0:
 		return ExitStillRunning
-	case t.Denied > 0 || t.Ended == 0:
+	case t.Denied > 0 || t.Protected > 0 || t.Ended == 0:
 		return ExitNothingDone
 	}
 	return ExitOK

@@ -25,6 +25,8 @@ func outcomeLine(b pg.Backend, out pg.Outcome, err error) (string, int) {
 		return head + " nothing signalled: the server restarted or failed over since the session was read", ExitNothingDone
 	case pg.Denied:
 		return fmt.Sprintf("%s nothing signalled: PostgreSQL refused: %s; fix: %s", head, Visible(out.Message), Visible(out.Fix)), ExitNothingDone
+	case pg.Protected:
+		return fmt.Sprintf("%s nothing signalled: the session is protected now, though it was not when read: it matches %s", head, Visible(out.Message)), ExitNothingDone
 	}
 	return fmt.Sprintf("%s unexpected result %q", head, out.Result), ExitError
 }
