@@ -57,8 +57,8 @@ const (
 
 // Outcome describes a signal attempt.
 type Outcome struct {
-	Action  Action
-	Result  Result
+	Action Action
+	Result Result
 	// Message, for Denied: a message and detail in PostgreSQL's own
 	// words; for Protected: the rule the session matches and its user and
 	// application_name now.

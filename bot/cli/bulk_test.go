@@ -68,7 +68,7 @@ func TestBulk(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fleet{names: []string{"prod", "staging"}, listings: tc.listings, outcome: tc.outcome, verify: tc.verify}
+			f := &fakeDB{names: []string{"prod", "staging"}, listings: tc.listings, outcome: tc.outcome, verify: tc.verify}
 			r := runOpts(t, f, Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second, BulkMax: tc.max}, tc.stdin, tc.args...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d", r.code, tc.code)
