@@ -439,7 +439,7 @@ func TestBulkGolden(t *testing.T) {
 	if raw, _ := json.Marshal(m.Blocks); !strings.Contains(string(raw), "Terminate the 2 still running") {
 		t.Error("no next step for the two still running")
 	}
-	if got := blocks.Count(done.Results); got != (blocks.Tally{Ended: 53, Skipped: 3, Running: 2, Denied: 1, Protected: 1}) {
+	if got := pg.Count(done.Results); got != (pg.Tally{Ended: 53, Skipped: 3, Running: 2, Denied: 1, Protected: 1}) {
 		t.Errorf("tally = %+v", got)
 	}
 	for i, msg := range blocks.MemberList("R12", members) {

@@ -11,21 +11,6 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// MemberOutcome, Tally, Count and StillRunning are pg's, named here for
-// the command line's code that has not moved to them yet.
-type (
-	MemberOutcome = pg.Attempt
-	Tally         = pg.Tally
-)
-
-// Count is pg.Count.
-func Count(as []pg.Attempt) pg.Tally { return pg.Count(as) }
-
-// StillRunning is pg.StillRunning.
-func StillRunning(members []pg.Backend, as []pg.Attempt) []pg.Backend {
-	return pg.StillRunning(members, as)
-}
-
 // BulkButtons offers Cancel all / Terminate all for the n signallable
 // backends a listing matched, stored by the bot as setID.
 func BulkButtons(id, setID string, n int) slack.Block {
