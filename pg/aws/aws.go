@@ -27,8 +27,10 @@ type AWS struct {
 	secretAuths map[string]*secretAuth // shared by the targets of one secret
 }
 
-// Load reads the SDK's standard configuration chain. It does not call AWS:
-// credentials are fetched when first needed.
+// Load reads the SDK's standard configuration chain (environment, shared
+// config, web identity on EKS, ECS task role, instance profile): AWS
+// credentials never come from pgkill's own settings. It does not call
+// AWS: credentials are fetched when first needed.
 func Load(ctx context.Context) (*AWS, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {

@@ -1,9 +1,5 @@
-// Package match is pgkill's one parser and one matcher for settings that
-// name sessions by their database user and application_name: protection
-// (PGKILL_PROTECT, PGKILL_PROTECTED_USERS, PGKILL_PROTECTED_APPS), alert
-// ignore lists and pattern filters. Every list is read by Parse and every
-// session is tested by Rules.Match, so the listing, the signal path and the
-// alerts can never disagree about what a setting means.
+// Package match is pgkill's one parser and matcher of session rules
+// (user= and app= shell patterns) and plain lists.
 package match
 
 import (
@@ -40,7 +36,11 @@ func (r Rule) String() string {
 // can choose its application_name, so such a rule can be claimed by anyone.
 func (r Rule) AppOnly() bool { return r.User == "" && r.App != "" }
 
-// Rules is a list of rules; a session matches when any rule does.
+// Rules is a list of rules; a session matches when any rule does. Every
+// setting that names sessions by user and application_name (PGKILL_PROTECT
+// and its shorthands, PGKILL_ALERT_IGNORE and its) is read by Parse into
+// Rules, so the listing, the signal (through Regexp) and the alerts never
+// disagree about what it means.
 type Rules []Rule
 
 // Match returns the first rule that matches the session, if any.

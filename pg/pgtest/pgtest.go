@@ -1,9 +1,5 @@
-// Package pgtest gives tests a real PostgreSQL server: a throwaway cluster
-// (pg/cluster) started on first use and shared by every test of the
-// package, or the server named by PGKILL_TEST_DATABASE_URL (it must be a
-// superuser: tests create roles).
-//
-// A missing server is a test failure, never a skip: CI installs PostgreSQL.
+// Package pgtest gives tests a real PostgreSQL server, and sessions and
+// lock pile-ups on it. A missing server is a test failure, never a skip.
 package pgtest
 
 import (
@@ -41,7 +37,11 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// DSN returns a superuser DSN for the shared server, starting it if needed.
+// DSN returns a superuser DSN for the shared server, starting it if needed:
+// a throwaway cluster (pg/cluster) started on first use and shared by every
+// test of the package, or the server named by EnvURL (it must be a
+// superuser: tests create roles). Without one the test fails (CI installs
+// PostgreSQL).
 func DSN(tb testing.TB) string {
 	tb.Helper()
 	once.Do(func() { shared, stop, initErr = start() })
