@@ -66,23 +66,26 @@ func (a *AWS) region(candidates ...string) (string, error) {
 }
 
 func (a *AWS) rdsClient(region string) *rds.Client {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c, ok := a.rds[region]
-	if !ok {
-		c = rds.NewFromConfig(a.cfg, func(o *rds.Options) { o.Region = region })
-		a.rds[region] = c
-	}
-	return c
+	return perRegion(a, a.rds, region, func() *rds.Client {
+		return rds.NewFromConfig(a.cfg, func(o *rds.Options) { o.Region = region })
+	})
 }
 
 func (a *AWS) secretsClient(region string) *secretsmanager.Client {
+	return perRegion(a, a.secrets, region, func() *secretsmanager.Client {
+		return secretsmanager.NewFromConfig(a.cfg, func(o *secretsmanager.Options) { o.Region = region })
+	})
+}
+
+// perRegion is clients' client for region, made the first time it is asked
+// for (under a.mu).
+func perRegion[C any](a *AWS, clients map[string]C, region string, newClient func() C) C {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	c, ok := a.secrets[region]
+	c, ok := clients[region]
 	if !ok {
-		c = secretsmanager.NewFromConfig(a.cfg, func(o *secretsmanager.Options) { o.Region = region })
-		a.secrets[region] = c
+		c = newClient()
+		clients[region] = c
 	}
 	return c
 }
