@@ -20,15 +20,16 @@ import (
 	"github.com/pgkill/pgkill/bot/cli"
 	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/demo"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
 )
 
-// pg.Fleet is what the command line reaches PostgreSQL through; pg.Store
-// keeps the leases that share alert polling among replicas.
+// pg.Fleet is what Slack and the command line reach PostgreSQL through;
+// pg.Store keeps the leases that share alert polling among replicas.
 var (
-	_ cli.Fleet   = (*pg.Fleet)(nil)
+	_ fleet.DB    = (*pg.Fleet)(nil)
 	_ lease.Store = (*pg.Store)(nil)
 )
 

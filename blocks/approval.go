@@ -105,6 +105,8 @@ func outcomeText(r request.Request) (icon, text string) {
 		return ":information_source:", "*Nothing signalled*: the server restarted or failed over since the listing; list again."
 	case pg.Denied:
 		return ":lock:", "*Permission denied* by PostgreSQL: " + escapeTruncate(r.Outcome.Message, 500) + "\nFix: " + Escape(r.Outcome.Fix)
+	case pg.Protected:
+		return ":lock:", "*Nothing signalled*: the session is protected now, though it was not when listed: it matches " + inline(Truncate(r.Outcome.Message, 500)) + "."
 	}
 	v := r.Verified
 	if v.Ended && v.MaybeNext {

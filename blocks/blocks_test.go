@@ -236,6 +236,10 @@ func TestRequestGolden(t *testing.T) {
 			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
 			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Denied, Message: "permission denied to cancel query", Fix: "GRANT pg_signal_backend TO <pgkill role>"}
 		}),
+		"request_protected_since_listed": with(func(r *request.Request) {
+			r.State, r.Decider, r.Decided = request.Done, "U0APP", now.Add(time.Minute)
+			r.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Protected, Message: `app=pg_dump* (user "backup", application_name "pg_dump <nightly>")`}
+		}),
 		"request_error": with(func(r *request.Request) {
 			r.State, r.Decider, r.Decided, r.Err = request.Done, "U0APP", now.Add(time.Minute), "cancel pid 4001 on prod: database unavailable"
 		}),
@@ -425,6 +429,8 @@ func TestBulkGolden(t *testing.T) {
 			o.Verified.Ended = false
 		case i == 5:
 			o.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Denied}
+		case i == 6:
+			o.Outcome = pg.Outcome{Action: pg.Cancel, Result: pg.Protected}
 		}
 		done.Results = append(done.Results, o)
 	}
@@ -433,7 +439,7 @@ func TestBulkGolden(t *testing.T) {
 	if raw, _ := json.Marshal(m.Blocks); !strings.Contains(string(raw), "Terminate the 2 still running") {
 		t.Error("no next step for the two still running")
 	}
-	if got := blocks.Count(done.Results); got != (blocks.Tally{Ended: 54, Skipped: 3, Running: 2, Denied: 1}) {
+	if got := pg.Count(done.Results); got != (pg.Tally{Ended: 53, Skipped: 3, Running: 2, Denied: 1, Protected: 1}) {
 		t.Errorf("tally = %+v", got)
 	}
 	for i, msg := range blocks.MemberList("R12", members) {

@@ -11,21 +11,6 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// MemberOutcome, Tally, Count and StillRunning are pg's, named here for
-// the command line's code that has not moved to them yet.
-type (
-	MemberOutcome = pg.Attempt
-	Tally         = pg.Tally
-)
-
-// Count is pg.Count.
-func Count(as []pg.Attempt) pg.Tally { return pg.Count(as) }
-
-// StillRunning is pg.StillRunning.
-func StillRunning(members []pg.Backend, as []pg.Attempt) []pg.Backend {
-	return pg.StillRunning(members, as)
-}
-
 // BulkButtons offers Cancel all / Terminate all for the n signallable
 // backends a listing matched, stored by the bot as setID.
 func BulkButtons(id, setID string, n int) slack.Block {
@@ -145,6 +130,9 @@ func bulkOutcome(r request.Request) (icon, text string) {
 		parts = append(parts, fmt.Sprintf("%d over but had ended by themselves just before the signal, which may have reached their next statement", t.MaybeNext))
 	}
 	parts = append(parts, fmt.Sprintf("*%d still running* after the signal", t.Running), fmt.Sprintf("%d denied by PostgreSQL", t.Denied))
+	if t.Protected > 0 {
+		parts = append(parts, fmt.Sprintf("%d protected now, though not when listed (a protection rule matches them: nothing sent)", t.Protected))
+	}
 	if t.Unverified > 0 {
 		parts = append(parts, fmt.Sprintf("%d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/discovery"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/bot/metrics"
 	"github.com/pgkill/pgkill/bot/outbox"
@@ -28,7 +29,7 @@ import (
 // envelope at once and runs them in their own goroutines.
 type Bot struct {
 	cfg     config.Config
-	db      Postgres
+	db      fleet.DB // query text shown as PGKILL_REDACT says
 	slack   SlackAPI
 	out     *outbox.Outbox
 	flow    *approval.Workflow
@@ -51,11 +52,11 @@ type Bot struct {
 
 // New makes a bot over its parts; store may be nil (state in memory). The
 // outbox it sends through runs in Serve.
-func New(work context.Context, cfg config.Config, db Postgres, api SlackAPI, store Store, log *slog.Logger) *Bot {
+func New(work context.Context, cfg config.Config, db fleet.DB, api SlackAPI, store Store, log *slog.Logger) *Bot {
 	// Validate has refused a bad PGKILL_REDACT; were it unchecked, its error
 	// leaves the default, which hides more.
 	mode, _ := redact.ParseMode(cfg.Redact)
-	db = Redacted(db, mode)
+	db = fleet.Shown(db, mode.Show)
 	m := metrics.New()
 	b := &Bot{cfg: cfg, db: db, slack: api, metrics: m, log: log, work: work, stored: store != nil,
 		health: &health{targets: map[string]targetHealth{}}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/approval"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/request"
@@ -313,4 +314,16 @@ func errText(err error) string {
 		return "not a listing"
 	}
 	return err.Error()
+}
+
+// roles maps each target to its replication role, as the fleet has it now
+// (a failover changes it); targets without one are absent.
+func roles(db fleet.DB) map[string]string {
+	m := map[string]string{}
+	for _, s := range db.Specs() {
+		if s.Role != "" {
+			m[s.Name] = s.Role
+		}
+	}
+	return m
 }

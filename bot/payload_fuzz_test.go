@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/redact"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
@@ -17,7 +18,7 @@ var plantedSecrets = []string{"sk_live_PLANTED", "alice@example.com", "123-45-67
 
 // stubDB lists one backend running query.
 type stubDB struct {
-	Postgres
+	fleet.DB
 	query string
 }
 
@@ -32,8 +33,8 @@ func (s stubDB) backend() pg.Backend {
 
 // FuzzNoSecretInSlackPayloads plants secrets in every kind of literal and
 // comment around the fuzz input, cuts the text where the input says (as
-// track_activity_query_size does), reads it through the bot's Postgres
-// decorator as every message is built, and renders every message that
+// track_activity_query_size does), reads it as the bot does (fleet.Shown
+// with PGKILL_REDACT's default) as every message is built, and renders every message that
 // shows query text: no part of a planted secret may reach a payload.
 func FuzzNoSecretInSlackPayloads(f *testing.F) {
 	f.Add("x", uint16(0))
@@ -55,7 +56,7 @@ func FuzzNoSecretInSlackPayloads(f *testing.F) {
 		if c := int(cut) % (len(q) + 1); c > 0 {
 			q = q[:c]
 		}
-		db := Redacted(stubDB{query: q}, redact.Literals)
+		db := fleet.Shown(stubDB{query: q}, redact.Literals.Show)
 		ls := db.List(context.Background(), nil, pg.Filter{})
 		b := ls[0].Backends[0]
 		now := time.Now()

@@ -20,6 +20,7 @@ import (
 	"github.com/pgkill/pgkill/bot/alert"
 	"github.com/pgkill/pgkill/bot/config"
 	"github.com/pgkill/pgkill/bot/discovery"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/lease"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -53,7 +54,7 @@ func WithDiscovery(r discovery.Refresher) ServeOption {
 // taking events, lets in-flight actions finish (bounded), and returns nil.
 // It returns an error only when Slack refuses the tokens or the listener
 // cannot listen. store may be nil: requests and alerts then live in memory.
-func Serve(ctx context.Context, cfg config.Config, db Postgres, store Store, logOut io.Writer, opts ...ServeOption) error {
+func Serve(ctx context.Context, cfg config.Config, db fleet.DB, store Store, logOut io.Writer, opts ...ServeOption) error {
 	log := NewLogger(cfg, logOut)
 	// slack-go's default HTTP client has no timeout: a hung Slack would hold
 	// whatever waits on it.

@@ -13,6 +13,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/pgkill/pgkill/bot/config"
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
@@ -105,7 +106,7 @@ func (f *fakeAPI) GetUserGroupMembersContext(context.Context, string, ...slack.G
 
 // newTestBot is a bot over fakes, with requests in memory or in a real
 // state store.
-func newTestBot(t testing.TB, db Postgres, api SlackAPI, store Store) *Bot {
+func newTestBot(t testing.TB, db fleet.DB, api SlackAPI, store Store) *Bot {
 	t.Helper()
 	work, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

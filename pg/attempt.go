@@ -81,7 +81,7 @@ func verifySent(ctx context.Context, v verifier, outs []Outcome, errs []error, t
 // Tally counts attempts the way a bulk request's card and the command line
 // state them.
 type Tally struct {
-	Ended, MaybeNext, Skipped, Running, Unverified, Denied, Failed int
+	Ended, MaybeNext, Skipped, Running, Unverified, Denied, Protected, Failed int
 }
 
 // Count tallies attempts.
@@ -95,6 +95,8 @@ func Count(as []Attempt) Tally {
 			t.Failed++
 		case a.Outcome.Result == Denied:
 			t.Denied++
+		case a.Outcome.Result == Protected:
+			t.Protected++
 		case a.Outcome.Result != Sent:
 			t.Skipped++
 		case a.VerifyErr != "":

@@ -111,11 +111,9 @@ func (b Backend) BlockedByPreparedXact() bool {
 	return false
 }
 
-// protection says why a backend is not offered, or "" when it is. The rule
-// is checked here, on the listing that every request and signal starts
-// from; the signal's identity check (query_start) then guarantees the
-// session has not run another statement (such as SET application_name)
-// since.
+// protection says why a backend is not offered, or "" when it is. The
+// signalling statement checks the rules again (signalSetSQL): a statement
+// can change its own application_name while it runs.
 func (t *Target) protection(b Backend, canSignal bool) string {
 	if b.BackendType != "client backend" {
 		return "not a client backend (" + b.BackendType + ")"

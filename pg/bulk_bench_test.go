@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgkill/pgkill/pg/match"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
@@ -55,11 +56,21 @@ func counted(tg *Target) *statements {
 // sessions on one target: SignalSet (one statement, each member's identity
 // checked in it), then VerifySet (one statement per poll) until all have
 // ended. Each iteration starts the 500 statements again (not timed).
-// Reported: the time per bulk cancel, and statements per bulk cancel.
+// Reported: the time per bulk cancel, and statements per bulk cancel. The
+// target has protection rules as a deployment has (the default and a
+// backup role's dumps), which the signalling statement checks per member.
 func BenchmarkBulkCancel(b *testing.B) {
 	const n = 500
 	dsn := pgtest.DSN(b)
-	tg, _ := benchTarget(b, dsn)
+	protect, err := match.Parse("user=rdsadmin, user=backup app=pg_dump*", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tg, err := NewTarget(TargetSpec{Name: "bench", DSN: dsn}, Options{StatementTimeout: 30 * time.Second, Protect: protect})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tg.Close)
 	count := counted(tg)
 	sessions := make([]*pgtest.Session, n)
 	var wg sync.WaitGroup

@@ -131,9 +131,8 @@ func (t *Target) Doctor(ctx context.Context) Report {
 }
 
 // pileUpRisk is the number of sessions above which a pile-up's deadlock
-// checks hold the lock table for seconds: measured on PostgreSQL 15 with
-// deadlock_timeout = 1s, 500 sessions queued on one row stalled new
-// connections for about 3 s, 1,000 for 21 s (median) to 47 s.
+// checks, with deadlock_timeout = 1s, hold the lock table (and so new
+// connections) for seconds; the measurements are in docs/benchmarks.md.
 const pileUpRisk = 500
 
 // deadlockAdvice names the risk of a lock pile-up when max_connections

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/pg/match"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
@@ -18,10 +19,11 @@ import (
 // itself, so reading it waits), the listing answers within its budget from
 // the lifeline: every session, the likely root marked, Degraded and why.
 // Terminate works from it; Complete brings the tree once the lock table
-// answers. Neither connection is replaced meanwhile.
+// answers. Neither connection is replaced meanwhile. (The protection rule
+// matches no session: the signal checks it, in SQL, all the same.)
 func TestListDegradesWhileLockTableBusy(t *testing.T) {
 	dsn, holder, waiter := heldRow(t, "degrade")
-	tg, err := NewTarget(TargetSpec{Name: "degrade", DSN: dsn}, Options{})
+	tg, err := NewTarget(TargetSpec{Name: "degrade", DSN: dsn}, Options{Protect: match.Rules{{User: "nobody", App: "degrade_*"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

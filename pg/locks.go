@@ -14,8 +14,8 @@ import (
 // whom is then worked out in Go (lockEdges), the way pg_blocking_pids()
 // does it, instead of calling pg_blocking_pids() once per waiter: each call
 // takes the lock manager's shared state and copies the whole wait queue,
-// so with 1,000 sessions queued on one row the calls alone took over a
-// second.
+// so the calls grow with the square of a queue's length (seconds for a
+// thousand sessions queued on one row: docs/benchmarks.md).
 //
 // It also reads the row (tuple) locks held by sessions that wait for a
 // transaction ID: such a waiter is after a row of that relation, which is

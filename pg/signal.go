@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgkill/pgkill/pg/match"
 )
 
 // Action is what a signal does to a backend.
@@ -47,13 +49,20 @@ const (
 	// have, or pgkill could not check that it would not. Nothing was
 	// signalled.
 	Denied Result = "denied"
+	// Protected: the session matches a protection rule (Options.Protect)
+	// now, though it did not when it was listed: a statement can set its
+	// own application_name as it runs. Nothing was signalled.
+	Protected Result = "protected"
 )
 
 // Outcome describes a signal attempt.
 type Outcome struct {
-	Action  Action
-	Result  Result
-	Message string // for Denied: a message and detail in PostgreSQL's own words
+	Action Action
+	Result Result
+	// Message, for Denied: a message and detail in PostgreSQL's own
+	// words; for Protected: the rule the session matches and its user and
+	// application_name now.
+	Message string
 	Fix     string // for Denied: what an administrator can do about it
 	// ID is the identity the signal was meant for.
 	ID Identity `json:",omitzero"`
@@ -88,6 +97,14 @@ type Outcome struct {
 //     not in it ($6, the known roles) is not signalled, as the signal
 //     itself would look it up. pg_has_role() and the signal functions find
 //     the roles in this session's caches, which that catalog read filled.
+//   - Protection rules are checked again here, on the user and
+//     application_name the session has now: a statement can change its
+//     own application_name without changing query_start. Each rule is a
+//     pair of regular expressions ($12 users, $13 applications, from
+//     match.Regexp; "" for any) matched under COLLATE "C", which needs no
+//     locale; the user's name is the one the catalog read gave its role
+//     ($11, in the order of $6), as in the listing: a role not in it
+//     matches only rules that name no user.
 //   - clock_timestamp() follows the signal in the select list: it is read
 //     after kill(), so any statement that started later cannot have been
 //     hit.
@@ -96,7 +113,10 @@ SELECT a.pid IS NOT NULL,
        a.usesysid IS NULL OR a.usesysid = ANY ($7::oid[]),
        a.pid IS NOT NULL AND (a.usesysid IS NULL OR a.usesysid = ANY ($6::oid[])),
        p.permitted,
-       CASE WHEN p.permitted THEN
+       r.rule::int,
+       coalesce(a.usename, ''),
+       coalesce(a.application_name, ''),
+       CASE WHEN p.permitted AND r.rule IS NULL THEN
               CASE WHEN $5::text = 'cancel' THEN pg_cancel_backend(a.pid) ELSE pg_terminate_backend(a.pid) END
        END,
        clock_timestamp(),
@@ -104,7 +124,8 @@ SELECT a.pid IS NOT NULL,
 FROM unnest($1::int[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])
        WITH ORDINALITY AS m(pid, backend_start, query_start, server_start, i)
 LEFT JOIN LATERAL (
-  SELECT s.pid, s.usesysid
+  SELECT s.pid, s.usesysid, s.application_name,
+         CASE WHEN s.usesysid IS NULL THEN '' ELSE ($11::text[])[array_position($6::oid[], s.usesysid)] END AS usename
   FROM pg_stat_get_activity(m.pid) s
   WHERE s.backend_start = m.backend_start
     AND s.query_start = m.query_start
@@ -120,6 +141,11 @@ CROSS JOIN LATERAL (
               ELSE $9::bool OR $10::bool OR pg_has_role($8::oid, a.usesysid, 'USAGE')
          END AS permitted
 ) p
+LEFT JOIN LATERAL (
+  SELECT min(x.i) AS rule
+  FROM unnest($12::text[], $13::text[]) WITH ORDINALITY AS x(usr, app, i)
+  WHERE (x.usr = '' OR a.usename ~ (x.usr COLLATE "C")) AND (x.app = '' OR a.application_name ~ (x.app COLLATE "C"))
+) r ON a.pid IS NOT NULL
 ORDER BY m.i`
 
 // SignalSet sends action to each backend of ids (all on this target), each
@@ -127,6 +153,8 @@ ORDER BY m.i`
 // lifeline. It returns one Outcome per identity, in order; for each:
 //   - Sent: the signal went to exactly that backend (At says when);
 //   - Gone or ServerChanged: nothing was signalled to it;
+//   - Protected: it matches a protection rule now (Message says which);
+//     nothing was signalled to it;
 //   - Denied: PostgreSQL's rule forbids it (Message in PostgreSQL's words,
 //     Fix how to allow it), or its role appeared while the lock table was
 //     busy and could not be checked (Message says so); nothing was
@@ -146,17 +174,21 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 		}
 		pids[i], starts[i], queries[i], servers[i] = id.PID, id.BackendStart, id.QueryStart, id.ServerStart
 	}
+	users, apps, err := t.protectRegexps()
+	if err != nil {
+		return nil, err
+	}
 	outs, err := onLifeline(ctx, t, "the signal", func(ctx context.Context, c *pgx.Conn) ([]Outcome, error) {
 		cat := t.catalog()
-		known, supers := make([]uint32, 0, len(cat.roles)), []uint32{}
+		known, names, supers := make([]uint32, 0, len(cat.roles)), make([]string, 0, len(cat.roles)), []uint32{}
 		for oid, r := range cat.roles {
-			known = append(known, oid)
+			known, names = append(known, oid), append(names, r.name)
 			if r.super {
 				supers = append(supers, oid)
 			}
 		}
 		rows, err := c.Query(ctx, signalSetSQL, pids, starts, queries, servers, string(action), known, supers,
-			cat.me.oid, cat.me.superuser, cat.me.signalBackend)
+			cat.me.oid, cat.me.superuser, cat.me.signalBackend, names, users, apps)
 		if err != nil {
 			return nil, err
 		}
@@ -166,9 +198,11 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 			var (
 				matched, super, roleKnown bool
 				permitted, sent           *bool
+				rule                      *int
+				user, app                 string
 				at, started               time.Time
 			)
-			if err := rows.Scan(&matched, &super, &roleKnown, &permitted, &sent, &at, &started); err != nil {
+			if err := rows.Scan(&matched, &super, &roleKnown, &permitted, &rule, &user, &app, &sent, &at, &started); err != nil {
 				return nil, err
 			}
 			id := ids[len(outs)]
@@ -176,6 +210,9 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 			switch {
 			case sent != nil && *sent:
 				out.Result, out.At = Sent, at
+			case rule != nil && *rule >= 1 && *rule <= len(t.opts.Protect):
+				out.Result = Protected
+				out.Message = fmt.Sprintf("%s (user %q, application_name %q)", t.opts.Protect[*rule-1], user, app)
 			case matched && !roleKnown:
 				out.Result = Denied
 				out.Message = "pgkill could not check whether it may signal this session: its role was created after pgkill last read the roles, and reading them now could wait for a lock pile-up to end"
@@ -230,9 +267,10 @@ func denial(action Action, super bool, role string) (message, fix string) {
 }
 
 // Signal sends action to the backend with identity id, if and only if it
-// still has that identity: SignalSet of one. Four things can happen:
+// still has that identity and is not protected: SignalSet of one. Four
+// things can happen:
 //   - Sent: the signal went to exactly that backend;
-//   - Gone or ServerChanged: nothing was signalled;
+//   - Gone, ServerChanged or Protected: nothing was signalled;
 //   - Denied: PostgreSQL refuses, Outcome.Message says why and Fix how to fix it;
 //   - an error (unreachable, timeout): the signal may not have been sent.
 func (t *Target) Signal(ctx context.Context, action Action, id Identity) (Outcome, error) {
@@ -241,4 +279,21 @@ func (t *Target) Signal(ctx context.Context, action Action, id Identity) (Outcom
 		return Outcome{Action: action, ID: id}, err
 	}
 	return outs[0], nil
+}
+
+// protectRegexps are the protection rules as signalSetSQL takes them: one
+// regular expression per rule for the user and one for the application.
+func (t *Target) protectRegexps() (users, apps []string, err error) {
+	for _, r := range t.opts.Protect {
+		u, err := match.Regexp(r.User)
+		if err != nil {
+			return nil, nil, fmt.Errorf("protection rule %s: %w", r, err)
+		}
+		a, err := match.Regexp(r.App)
+		if err != nil {
+			return nil, nil, fmt.Errorf("protection rule %s: %w", r, err)
+		}
+		users, apps = append(users, u), append(apps, a)
+	}
+	return users, apps, nil
 }

@@ -215,8 +215,8 @@ func (o Options) withDefaults() Options {
 }
 
 // lockLate bounds a lock-table read: a read stalled by a lock pile-up
-// answers when the pile-up ends (measured: 10 minutes for 2,000 waiters),
-// and only then is its connection free again. Its statement_timeout is as
+// answers when the pile-up ends, which can take minutes
+// (docs/benchmarks.md), and only then is its connection free again. Its statement_timeout is as
 // long: the timeout fires only once the read holds the lock table, by
 // which time the read is about done.
 const lockLate = 15 * time.Minute

@@ -37,7 +37,7 @@ func (w *Workflow) audit(event, actor string, r request.Request) {
 		result = r.Word()
 		if r.Bulk() {
 			t := r.Tally()
-			result = fmt.Sprintf("%d ended, %d skipped, %d still running, %d denied, %d failed", t.Ended, t.Skipped, t.Running, t.Denied, t.Failed)
+			result = fmt.Sprintf("%d ended, %d skipped, %d still running, %d denied, %d protected, %d failed", t.Ended, t.Skipped, t.Running, t.Denied, t.Protected, t.Failed)
 		}
 	}
 	w.out.Put(outbox.Item{Key: fmt.Sprintf("audit|%d", auditSeq.Add(1)), Channel: w.cfg.AuditChannel, Msg: blocks.AuditLine(event, actor, r, result)})
@@ -70,7 +70,7 @@ func auditAttrs(event, actor string, r request.Request) []any {
 	if r.Bulk() {
 		t := r.Tally()
 		attrs = append(attrs, slog.Int("ended", t.Ended), slog.Int("skipped", t.Skipped), slog.Int("still_running", t.Running),
-			slog.Int("denied", t.Denied), slog.Int("failed", t.Failed), slog.Int("maybe_next", t.MaybeNext))
+			slog.Int("denied", t.Denied), slog.Int("protected", t.Protected), slog.Int("failed", t.Failed), slog.Int("maybe_next", t.MaybeNext))
 	} else {
 		attrs = append(attrs, slog.Bool("ended", r.Verified.Ended), slog.Duration("verify_after", r.Verified.After))
 	}

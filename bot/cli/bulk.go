@@ -70,7 +70,7 @@ func (c *CLI) bulk(ctx context.Context, action pg.Action, a signalArgs) error {
 		return exit(ExitNothingDone)
 	}
 	_, results := c.signalAll(ctx, action, members)
-	t := blocks.Count(results)
+	t := pg.Count(results)
 	fmt.Fprintln(c.Out, tallyLine(t))
 	if next := bulkNext(action, members, results); next != "" {
 		fmt.Fprintln(c.Out, next)
@@ -135,7 +135,7 @@ func leftText(left map[string]int) string {
 
 // tallyLine counts the outcomes as the Slack card does, explaining the
 // counts that need it when they are not 0.
-func tallyLine(t blocks.Tally) string {
+func tallyLine(t pg.Tally) string {
 	skipped, failed := "", ""
 	if t.Skipped > 0 {
 		skipped = " (no longer running the listed statement: nothing sent)"
@@ -145,6 +145,9 @@ func tallyLine(t blocks.Tally) string {
 	}
 	s := fmt.Sprintf("ended %d, skipped %d%s, still running %d, denied by PostgreSQL %d, failed %d%s",
 		t.Ended, t.Skipped, skipped, t.Running, t.Denied, t.Failed, failed)
+	if t.Protected > 0 {
+		s += fmt.Sprintf(", %d protected now, though not when listed (a protection rule matches them: nothing sent)", t.Protected)
+	}
 	if t.Unverified > 0 {
 		s += fmt.Sprintf(", %d signalled but not watched to the end (pgkill could not read them after the signal: list again)", t.Unverified)
 	}
@@ -156,8 +159,8 @@ func tallyLine(t blocks.Tally) string {
 
 // bulkNext is the next step for what is left, as commands: terminate the
 // sessions a cancel left running (by pid: exactly those), or list again.
-func bulkNext(action pg.Action, members []pg.Backend, results []blocks.MemberOutcome) string {
-	still := blocks.StillRunning(members, results)
+func bulkNext(action pg.Action, members []pg.Backend, results []pg.Attempt) string {
+	still := pg.StillRunning(members, results)
 	if len(still) == 0 {
 		failed := map[string]bool{}
 		var ts []string
@@ -192,13 +195,13 @@ func bulkNext(action pg.Action, members []pg.Backend, results []blocks.MemberOut
 
 // bulkCode is the exit code of a bulk signal: an outcome that cannot be
 // known first, then a session still running, then nothing sent at all.
-func bulkCode(t blocks.Tally) int {
+func bulkCode(t pg.Tally) int {
 	switch {
 	case t.Failed > 0 || t.MaybeNext > 0 || t.Unverified > 0:
 		return ExitError
 	case t.Running > 0:
 		return ExitStillRunning
-	case t.Denied > 0 || t.Ended == 0:
+	case t.Denied > 0 || t.Protected > 0 || t.Ended == 0:
 		return ExitNothingDone
 	}
 	return ExitOK

@@ -60,10 +60,15 @@ func TestBulk(t *testing.T) {
 		{name: "denied", listings: []pg.Listing{{Target: "prod", Backends: set}}, args: []string{"cancel", "-user", "app", "-y"},
 			outcome: map[int32]pg.Outcome{10: {Result: pg.Denied, Message: "permission denied", Fix: "GRANT pg_signal_backend"}, 20: {Result: pg.Denied}, 21: {Result: pg.Gone}},
 			code:    ExitNothingDone, signals: "10 21 20", say: []string{"ended 0, skipped 1 (no longer running the listed statement: nothing sent), still running 0, denied by PostgreSQL 2", "denied by PostgreSQL 2", "fix: GRANT pg_signal_backend"}},
+		{name: "protected since listed", listings: []pg.Listing{{Target: "prod", Backends: set}}, args: []string{"cancel", "-user", "app", "-y"},
+			outcome: map[int32]pg.Outcome{21: {Result: pg.Protected, Message: `app=pg_dump* (user "app", application_name "pg_dump_x")`}},
+			code:    ExitNothingDone, signals: "10 21 20", say: []string{
+				`pid 21 on prod: nothing signalled: the session is protected now, though it was not when read: it matches app=pg_dump* (user "app", application_name "pg_dump_x")`,
+				"ended 2, skipped 0, still running 0, denied by PostgreSQL 0, failed 0, 1 protected now, though not when listed (a protection rule matches them: nothing sent)"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fleet{names: []string{"prod", "staging"}, listings: tc.listings, outcome: tc.outcome, verify: tc.verify}
+			f := &fakeDB{names: []string{"prod", "staging"}, listings: tc.listings, outcome: tc.outcome, verify: tc.verify}
 			r := runOpts(t, f, Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second, BulkMax: tc.max}, tc.stdin, tc.args...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d", r.code, tc.code)

@@ -1,52 +1,17 @@
-// Package cli is pgkill's command-line face: list, cancel, terminate and
-// doctor from a terminal, without Slack. It reaches PostgreSQL through the
-// small Fleet interface (pg.Fleet implements it), prints only text that has
-// been made visible (Visible), and ends every command with an error that
-// carries the process's exit code (Exit).
+// Package cli is pgkill's command line: list, cancel, terminate and doctor
+// from a terminal, without Slack.
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/pg"
 )
-
-// Fleet is what the command line needs of its databases (pg.Fleet). Results
-// are per target: one target failing never fails the others.
-type Fleet interface {
-	// Specs are the targets in configuration order, with their replication
-	// role and where they came from (Origin "" for a configured one); their
-	// DSNs are never shown.
-	Specs() []pg.TargetSpec
-	// List lists the named targets (all when empty), each with its own error
-	// and its count of sessions hidden from pgkill's role. A listing whose
-	// lock table did not answer in time is Degraded (no blocking tree).
-	List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing
-	// Complete waits for a Degraded listing's blocking tree and lists again
-	// (Degraded again when the lock table is busy again); the error, if
-	// any, is in Listing.Err.
-	Complete(ctx context.Context, l pg.Listing) pg.Listing
-	// Backend reads one pid's current state: pg.ErrNotFound when there is no
-	// such client backend, pg.ErrHidden when it belongs to a role pgkill's
-	// role may not see, another error when the target could not be read.
-	Backend(ctx context.Context, target string, pid int32) (pg.Backend, error)
-	// SignalSet signals each backend that still has its identity, one
-	// statement per target: outs[i] is Sent, Gone, ServerChanged or Denied
-	// for ids[i]; errs[i] is set when its target could not be asked (the
-	// signal may or may not have been sent).
-	SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) (outs []pg.Outcome, errs []error)
-	// VerifySet watches the signalled backends together for up to timeout:
-	// vs[i] says whether outs[i]'s backend ended, errs[i] when its target
-	// could not be asked.
-	VerifySet(ctx context.Context, outs []pg.Outcome, timeout time.Duration) (vs []pg.Verification, errs []error)
-	// Doctor checks the named targets (all when empty).
-	Doctor(ctx context.Context, targets []string) []pg.Report
-}
 
 // Options are the settings the command line uses, built by main from the
 // configuration.
@@ -70,9 +35,10 @@ type Options struct {
 }
 
 // CLI runs one command. Every method prints what happened and returns nil or
-// an *Exit.
+// an *Exit (Code gives the process's exit code); text from the databases is
+// printed only as Visible makes it.
 type CLI struct {
-	DB   Fleet
+	DB   fleet.DB
 	Opts Options
 	In   io.Reader // answers to the y/N question
 	Out  io.Writer
@@ -202,6 +168,9 @@ func cause(err error) string {
 // errText is an error as the user sees it, on one line: passwords masked,
 // whitespace folded (pgx puts one attempt per line), control characters
 // visible.
-func errText(err error) string {
-	return Visible(strings.Join(strings.Fields(pg.Redact(err.Error())), " "))
+func errText(err error) string { return lineText(err.Error()) }
+
+// lineText is errText of an error's text.
+func lineText(s string) string {
+	return Visible(strings.Join(strings.Fields(pg.Redact(s)), " "))
 }

@@ -57,7 +57,7 @@ func TestListSaysWhatItCouldNotRead(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := run(t, &fleet{names: []string{"prod", "staging"}, listings: tc.listings}, "", tc.args...)
+			r := run(t, &fakeDB{names: []string{"prod", "staging"}, listings: tc.listings}, "", tc.args...)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d\n%s%s", r.code, tc.code, r.out, r.err)
 			}
@@ -81,7 +81,7 @@ func TestListOrderLimitWide(t *testing.T) {
 	root.Blocking, root.BlockingTotal = 1, 1
 	waiter := backend(11, 50*time.Second, "UPDATE t SET x = 2")
 	waiter.BlockedBy = []int32{10}
-	f := &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod", Backends: []pg.Backend{
+	f := &fakeDB{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod", Backends: []pg.Backend{
 		backend(30, time.Minute, "SELECT 30"), backend(20, time.Minute, "SELECT 20"), waiter, root, backend(40, 2*time.Minute, long),
 	}}}}
 	r := run(t, f, "", "list")
@@ -112,7 +112,7 @@ func TestListOrderLimitWide(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	f := &fleet{names: []string{"prod", "staging"}}
+	f := &fakeDB{names: []string{"prod", "staging"}}
 	tests := []struct {
 		args []string
 		say  string
@@ -153,7 +153,7 @@ func TestSignalRefusals(t *testing.T) {
 	idleTx.XactStart = time.Now().Add(-3 * time.Minute)
 	protected := backend(7, time.Hour, "VACUUM")
 	protected.Protected = "protected (user=rdsadmin)"
-	f := &fleet{names: []string{"prod"},
+	f := &fakeDB{names: []string{"prod"},
 		backends: map[int32]pg.Backend{5: idle, 6: idleTx, 7: protected},
 		errs:     map[int32]error{8: pg.ErrHidden, 9: pg.ErrUnavailable}}
 	tests := []struct {
@@ -194,7 +194,7 @@ func TestSignalRefusals(t *testing.T) {
 func TestSignalSeveralPids(t *testing.T) {
 	root := backend(10, 2*time.Minute, "UPDATE t SET x = 1")
 	root.Blocking, root.BlockingTotal = 2, 3
-	f := &fleet{names: []string{"prod"},
+	f := &fakeDB{names: []string{"prod"},
 		backends: map[int32]pg.Backend{10: root, 11: backend(11, time.Minute, "SELECT 11"), 12: backend(12, time.Minute, "SELECT 12"),
 			13: backend(13, time.Minute, "SELECT 13"), 14: backend(14, time.Minute, "SELECT 14")},
 		outcome: map[int32]pg.Outcome{12: {Result: pg.Gone}},
@@ -211,7 +211,7 @@ func TestSignalSeveralPids(t *testing.T) {
 	for _, s := range []string{
 		"blocks 3 sessions (2 directly): ending it frees them",
 		"cancel these 5 sessions on prod (pids 10, 11, 12, 13, 14)? [y/N]",
-		"watching for up to 10s",
+		"watched for up to 10s",
 		"it runs inside a transaction open for 5m00s: cancel ends the statement, and the transaction stays open (aborted) until the client rolls back",
 		"pid 10 on prod: ended: query ended 120ms after the signal\n",
 		"pid 11 on prod: STILL RUNNING 9.4s after the signal, when pgkill stopped watching (state active, waiting on Lock/relation, holds 3 locks)",
@@ -242,7 +242,7 @@ func TestControlCharactersShown(t *testing.T) {
 	evil := backend(10, time.Hour, "SELECT 1 /* \x1b[2K\rterminate pid 1? */\u202e")
 	evil.Application = "we\x1b]0;b\x07"
 	evil.User = "a\tb"
-	f := &fleet{names: []string{"prod"}, backends: map[int32]pg.Backend{10: evil},
+	f := &fakeDB{names: []string{"prod"}, backends: map[int32]pg.Backend{10: evil},
 		listings: []pg.Listing{{Target: "prod", Backends: []pg.Backend{evil}}}}
 	for _, args := range [][]string{{"list"}, {"list", "-wide"}, {"terminate", "10"}} {
 		r := run(t, f, "", args...)
@@ -285,7 +285,7 @@ func TestDoctorExitCodes(t *testing.T) {
 		{[]pg.Report{missing, down}, ExitError},
 		{[]pg.Report{ok, down}, ExitUnreadable},
 	} {
-		r := run(t, &fleet{names: []string{"a", "b", "c"}, reports: tc.reports}, "", "doctor")
+		r := run(t, &fakeDB{names: []string{"a", "b", "c"}, reports: tc.reports}, "", "doctor")
 		if r.code != tc.code {
 			t.Errorf("%d reports: exit %d, want %d\n%s", len(tc.reports), r.code, tc.code, r.out)
 		}
@@ -298,7 +298,7 @@ func TestDoctorExitCodes(t *testing.T) {
 // Doctor says how each target logs in and whether that works, where it
 // came from and its role — never its DSN.
 func TestDoctorLoginAndOrigin(t *testing.T) {
-	f := &fleet{names: []string{"prod", "orders-1", "orders-2", "gone"},
+	f := &fakeDB{names: []string{"prod", "orders-1", "orders-2", "gone"},
 		specs: []pg.TargetSpec{
 			{Name: "prod", DSN: "postgres://pgkill:secret@prod"},
 			{Name: "orders-1", Origin: "Aurora cluster orders in eu-west-1", Role: "writer"},
@@ -332,7 +332,7 @@ func TestDoctorLoginAndOrigin(t *testing.T) {
 // cancelling is a fleet that ends the watch (as Ctrl-C would) on its nth
 // listing.
 type cancelling struct {
-	*fleet
+	*fakeDB
 	n, calls int
 	cancel   context.CancelFunc
 }
@@ -342,13 +342,13 @@ func (c *cancelling) List(ctx context.Context, targets []string, f pg.Filter) []
 	if c.calls == c.n {
 		c.cancel()
 	}
-	return c.fleet.List(ctx, targets, f)
+	return c.fakeDB.List(ctx, targets, f)
 }
 
 func TestWatch(t *testing.T) {
 	for _, terminal := range []bool{true, false} {
 		ctx, cancel := context.WithCancel(context.Background())
-		f := &cancelling{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod",
+		f := &cancelling{fakeDB: &fakeDB{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod",
 			Backends: []pg.Backend{backend(10, time.Hour, "SELECT 1")}}}}, n: 3, cancel: cancel}
 		var out bytes.Buffer
 		c := &CLI{DB: f, Out: &out, Err: &out, Opts: Options{MinDuration: time.Minute, Terminal: terminal}}
@@ -369,7 +369,7 @@ func TestWatch(t *testing.T) {
 // -watch -json prints one JSON document per listing and nothing else.
 func TestWatchJSON(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &cancelling{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}, n: 3, cancel: cancel}
+	f := &cancelling{fakeDB: &fakeDB{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}, n: 3, cancel: cancel}
 	var out bytes.Buffer
 	c := &CLI{DB: f, Out: &out, Err: &out, Opts: Options{Terminal: true}}
 	if err := c.List(ctx, []string{"-watch", "100ms", "-json"}); err != nil {
@@ -394,7 +394,7 @@ func TestWatchJSON(t *testing.T) {
 // Doctor says where the targets come from: the variable that configured
 // them, or that nothing did.
 func TestDoctorSaysWhereTargetsComeFrom(t *testing.T) {
-	f := &fleet{names: []string{"default"}, reports: []pg.Report{{Target: "default", Version: "16.1", User: "pgkill"}}}
+	f := &fakeDB{names: []string{"default"}, reports: []pg.Report{{Target: "default", Version: "16.1", User: "pgkill"}}}
 	for _, tc := range []struct {
 		opts Options
 		want string
@@ -417,7 +417,7 @@ func TestDoctorSaysWhereTargetsComeFrom(t *testing.T) {
 func TestUnreadableTargetSaidOnce(t *testing.T) {
 	refused := fmt.Errorf("read pid 5 on default: list default: %w", &pg.Error{Kind: pg.ErrAuth, Code: "28P01", Message: `password authentication failed for user "u"`})
 	down := fmt.Errorf("list default: %w", &pg.Error{Kind: pg.ErrUnavailable, Message: "could not connect (user root): /var/run/postgresql/.s.PGSQL.5432: no such file or directory"})
-	f := &fleet{names: []string{"default"}, errs: map[int32]error{5: refused},
+	f := &fakeDB{names: []string{"default"}, errs: map[int32]error{5: refused},
 		listings: []pg.Listing{{Target: "default", Err: refused}}}
 	for _, args := range [][]string{{"cancel", "5"}, {"terminate", "-y", "5"}, {"list"}} {
 		r := run(t, f, "", args...)
@@ -426,7 +426,7 @@ func TestUnreadableTargetSaidOnce(t *testing.T) {
 			t.Errorf("%v: exit %d, want 3 and the cause once:\n%s", args, r.code, r.out)
 		}
 	}
-	f = &fleet{names: []string{"default"}, listings: []pg.Listing{{Target: "default", Err: down}}}
+	f = &fakeDB{names: []string{"default"}, listings: []pg.Listing{{Target: "default", Err: down}}}
 	r := runOpts(t, f, Options{Unconfigured: true}, "", "list")
 	if !strings.HasPrefix(r.out, "default: COULD NOT BE READ: no target is configured (set PGKILL_TARGETS or DATABASE_URL") ||
 		!strings.Contains(r.out, "no such file or directory") {
@@ -440,7 +440,7 @@ func TestUnreadableTargetSaidOnce(t *testing.T) {
 func TestStateParsedAsSlackDoes(t *testing.T) {
 	for _, in := range []string{"", "all", "active", "idle", "idle-in-transaction", "idle_in_transaction", "idle in transaction", "sleeping", "IDLE"} {
 		want, wantErr := pg.ParseFilterState(in)
-		f := &recording{fleet: &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}}
+		f := &recording{fakeDB: &fakeDB{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod"}}}}
 		var out, errOut bytes.Buffer
 		c := &CLI{DB: f, Out: &out, Err: &errOut, Opts: Options{MinDuration: time.Minute}}
 		err := c.List(context.Background(), []string{"-state", in})
@@ -452,13 +452,13 @@ func TestStateParsedAsSlackDoes(t *testing.T) {
 
 // recording is a fleet that keeps the filter it was asked to list with.
 type recording struct {
-	*fleet
+	*fakeDB
 	filter pg.Filter
 }
 
 func (r *recording) List(ctx context.Context, targets []string, f pg.Filter) []pg.Listing {
 	r.filter = f
-	return r.fleet.List(ctx, targets, f)
+	return r.fakeDB.List(ctx, targets, f)
 }
 
 // In a lock pile-up the listing comes without the tree: it is printed at
@@ -477,7 +477,7 @@ func TestListDegradedThenFull(t *testing.T) {
 	fullWaiter := waiter
 	fullWaiter.BlockedBy = []int32{10}
 	full := pg.Listing{Target: "prod", Backends: []pg.Backend{fullWaiter, fullRoot}}
-	f := &fleet{names: []string{"prod"}, listings: []pg.Listing{busy}, full: map[string]pg.Listing{"prod": full}}
+	f := &fakeDB{names: []string{"prod"}, listings: []pg.Listing{busy}, full: map[string]pg.Listing{"prod": full}}
 
 	r := run(t, f, "", "list")
 	first, second, _ := strings.Cut(r.out, "-- with the blocking tree")

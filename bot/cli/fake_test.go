@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/pg"
 )
 
-// fleet is an in-memory Fleet: listings, backends and outcomes as a test
-// sets them, and a record of what was signalled.
-type fleet struct {
+// fakeDB is an in-memory fleet.DB: listings, backends and outcomes as a
+// test sets them, and a record of what was signalled.
+type fakeDB struct {
 	names    []string
 	specs    []pg.TargetSpec // nil: one static spec per name
 	listings []pg.Listing
@@ -27,7 +28,7 @@ type fleet struct {
 	full     map[string]pg.Listing // Complete's answer per target; absent: ctx's error
 }
 
-func (f *fleet) Specs() []pg.TargetSpec {
+func (f *fakeDB) Specs() []pg.TargetSpec {
 	if f.specs != nil {
 		return f.specs
 	}
@@ -38,11 +39,11 @@ func (f *fleet) Specs() []pg.TargetSpec {
 	return specs
 }
 
-func (f *fleet) List(_ context.Context, targets []string, _ pg.Filter) []pg.Listing {
+func (f *fakeDB) List(_ context.Context, targets []string, _ pg.Filter) []pg.Listing {
 	return f.listings
 }
 
-func (f *fleet) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
+func (f *fakeDB) Backend(_ context.Context, target string, pid int32) (pg.Backend, error) {
 	if err := f.errs[pid]; errors.Is(err, pg.ErrHidden) {
 		return pg.Backend{}, fmt.Errorf("pid %d on %s belongs to role \"app\", whose sessions pgkill's role \"pgkill\" cannot see, so it cannot be identified or signalled (GRANT pg_read_all_stats TO pgkill): %w", pid, target, err)
 	} else if err != nil {
@@ -55,30 +56,36 @@ func (f *fleet) Backend(_ context.Context, target string, pid int32) (pg.Backend
 	return b, nil
 }
 
-func (f *fleet) SignalSet(_ context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error) {
-	outs, errs := make([]pg.Outcome, len(ids)), make([]error, len(ids))
+func (f *fakeDB) Names() []string { return f.names }
+
+func (f *fakeDB) Ping(context.Context, string) error { return nil }
+
+func (f *fakeDB) RoleSetting(context.Context, string, string, string, string) (string, string, error) {
+	return "", "", errors.New("not asked by the command line")
+}
+
+// SignalVerify records the pids signalled; each is Sent and ends at once
+// unless the test set its outcome or verification.
+func (f *fakeDB) SignalVerify(_ context.Context, a pg.Action, ids []pg.Identity, _ time.Duration) []pg.Attempt {
+	as := make([]pg.Attempt, len(ids))
 	for i, id := range ids {
 		f.signals = append(f.signals, id.PID)
-		outs[i] = pg.Outcome{Action: a, Result: pg.Sent, ID: id}
+		as[i].Outcome = pg.Outcome{Action: a, Result: pg.Sent, ID: id}
 		if o, ok := f.outcome[id.PID]; ok {
-			outs[i] = o
+			as[i].Outcome = o
+		}
+		if as[i].Outcome.Result != pg.Sent {
+			continue
+		}
+		as[i].Verified = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond, Locks: -1}
+		if v, ok := f.verify[id.PID]; ok {
+			as[i].Verified = v
 		}
 	}
-	return outs, errs
+	return as
 }
 
-func (f *fleet) VerifySet(_ context.Context, outs []pg.Outcome, timeout time.Duration) ([]pg.Verification, []error) {
-	vs, errs := make([]pg.Verification, len(outs)), make([]error, len(outs))
-	for i, o := range outs {
-		vs[i] = pg.Verification{Ended: true, How: "query ended", After: 120 * time.Millisecond, Locks: -1}
-		if v, ok := f.verify[o.ID.PID]; ok {
-			vs[i] = v
-		}
-	}
-	return vs, errs
-}
-
-func (f *fleet) Complete(ctx context.Context, l pg.Listing) pg.Listing {
+func (f *fakeDB) Complete(ctx context.Context, l pg.Listing) pg.Listing {
 	if full, ok := f.full[l.Target]; ok {
 		return full
 	}
@@ -87,9 +94,9 @@ func (f *fleet) Complete(ctx context.Context, l pg.Listing) pg.Listing {
 	return l
 }
 
-func (f *fleet) Doctor(context.Context, []string) []pg.Report { return f.reports }
+func (f *fakeDB) Doctor(context.Context, []string) []pg.Report { return f.reports }
 
-var _ Fleet = (*fleet)(nil)
+var _ fleet.DB = (*fakeDB)(nil)
 
 func itoa(pid int32) string { return fmt.Sprint(pid) }
 
@@ -108,13 +115,13 @@ type ran struct {
 }
 
 // run runs one command line against f with stdin.
-func run(t *testing.T, f *fleet, stdin string, args ...string) ran {
+func run(t *testing.T, f *fakeDB, stdin string, args ...string) ran {
 	t.Helper()
 	return runOpts(t, f, Options{MinDuration: time.Minute, VerifyTimeout: 10 * time.Second}, stdin, args...)
 }
 
 // runOpts runs one command line against f with stdin and options.
-func runOpts(t *testing.T, f *fleet, opts Options, stdin string, args ...string) ran {
+func runOpts(t *testing.T, f *fakeDB, opts Options, stdin string, args ...string) ran {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	c := &CLI{DB: f, In: strings.NewReader(stdin), Out: &out, Err: &errOut, Opts: opts}

@@ -9,34 +9,40 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// outcomeLine is the line for a signal that was not sent, and its exit
-// code. For a sent signal it is a placeholder that verifyLine replaces.
-func outcomeLine(b pg.Backend, out pg.Outcome, err error) (string, int) {
+// attemptLine says what came of signalling b, claiming only what was
+// observed, and its exit code.
+func attemptLine(action pg.Action, b pg.Backend, a pg.Attempt) (string, int) {
 	head := fmt.Sprintf("pid %d on %s:", b.PID, b.Target)
-	if err != nil {
-		return fmt.Sprintf("%s %s; the signal may or may not have been sent: run pgkill list -target %s to see", head, errText(err), b.Target), ExitError
+	out := a.Outcome
+	switch {
+	case a.NotSent != "":
+		return fmt.Sprintf("%s nothing signalled: %s", head, Visible(a.NotSent)), ExitNothingDone
+	case a.Err != "":
+		return fmt.Sprintf("%s %s; the signal may or may not have been sent: run pgkill list -target %s to see", head, lineText(a.Err), b.Target), ExitError
+	case out.Result == pg.Sent:
+		return verifyLine(action, b, a.Verified, a.VerifyErr)
 	}
 	switch out.Result {
-	case pg.Sent:
-		return head + " signal sent", ExitOK
 	case pg.Gone:
 		return head + " nothing signalled: that statement is no longer running (it finished, or the session moved on or ended)", ExitNothingDone
 	case pg.ServerChanged:
 		return head + " nothing signalled: the server restarted or failed over since the session was read", ExitNothingDone
 	case pg.Denied:
 		return fmt.Sprintf("%s nothing signalled: PostgreSQL refused: %s; fix: %s", head, Visible(out.Message), Visible(out.Fix)), ExitNothingDone
+	case pg.Protected:
+		return fmt.Sprintf("%s nothing signalled: the session is protected now, though it was not when read: it matches %s", head, Visible(out.Message)), ExitNothingDone
 	}
 	return fmt.Sprintf("%s unexpected result %q", head, out.Result), ExitError
 }
 
-// verifyLine says what became of a signalled backend, claiming only what was
-// observed, and its exit code.
-func verifyLine(action pg.Action, b pg.Backend, v pg.Verification, err error) (string, int) {
+// verifyLine says what became of a signalled backend, and its exit code;
+// verifyErr is why watching it failed.
+func verifyLine(action pg.Action, b pg.Backend, v pg.Verification, verifyErr string) (string, int) {
 	head := fmt.Sprintf("pid %d on %s:", b.PID, b.Target)
 	after := seconds(v.After)
 	switch {
-	case err != nil:
-		return fmt.Sprintf("%s signal sent, but whether it ended is unknown: %s", head, errText(err)), ExitError
+	case verifyErr != "":
+		return fmt.Sprintf("%s signal sent, but whether it ended is unknown: %s", head, lineText(verifyErr)), ExitError
 	case v.MaybeNext:
 		return fmt.Sprintf("%s signal sent, but the approved statement had already ended by itself before it; the signal may have reached the statement after it (seen %s after the signal)", head, after), ExitError
 	case v.Ended && v.State == pg.StateIdleInTxAborted && v.Locks != 0:

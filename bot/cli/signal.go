@@ -237,46 +237,20 @@ func question(action pg.Action, bs []pg.Backend) string {
 // signalAll signals the backends (one identity-checked statement per
 // target), then watches those signalled together, so several pids take one
 // verify timeout, not one each. It prints one line per pid, in the order
-// given, and returns the exit code and each backend's outcome.
-func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) (int, []blocks.MemberOutcome) {
+// given, and returns the exit code and each backend's attempt.
+func (c *CLI) signalAll(ctx context.Context, action pg.Action, bs []pg.Backend) (int, []pg.Attempt) {
 	ids := make([]pg.Identity, len(bs))
 	for i, b := range bs {
 		ids[i] = b.Identity
 	}
-	outs, errs := c.DB.SignalSet(ctx, action, ids)
-	lines := make([]string, len(bs))
-	codes := make([]int, len(bs))
-	results := make([]blocks.MemberOutcome, len(bs))
-	var sent []int
-	for i, b := range bs {
-		lines[i], codes[i] = outcomeLine(b, outs[i], errs[i])
-		results[i].Outcome = outs[i]
-		if errs[i] != nil {
-			results[i].Err = errs[i].Error()
-		} else if outs[i].Result == pg.Sent {
-			sent = append(sent, i)
-		}
-	}
-	if len(sent) > 0 {
-		fmt.Fprintf(c.Out, "signal sent to %s; watching for up to %s (PGKILL_VERIFY_TIMEOUT)…\n",
-			plural(len(sent), "session"), blocks.Duration(c.Opts.VerifyTimeout))
-		set := make([]pg.Outcome, len(sent))
-		for j, i := range sent {
-			set[j] = outs[i]
-		}
-		vs, verrs := c.DB.VerifySet(ctx, set, c.Opts.VerifyTimeout)
-		for j, i := range sent {
-			lines[i], codes[i] = verifyLine(action, bs[i], vs[j], verrs[j])
-			results[i].Verified = vs[j]
-			if verrs[j] != nil { // sent: only watching it failed
-				results[i].VerifyErr = verrs[j].Error()
-			}
-		}
-	}
+	fmt.Fprintf(c.Out, "signalling %s; each one signalled is watched for up to %s (PGKILL_VERIFY_TIMEOUT)…\n",
+		plural(len(bs), "session"), blocks.Duration(c.Opts.VerifyTimeout))
+	atts := c.DB.SignalVerify(ctx, action, ids, c.Opts.VerifyTimeout)
 	code := ExitOK
-	for i := range bs {
-		fmt.Fprintln(c.Out, lines[i])
-		code = worse(code, codes[i])
+	for i, b := range bs {
+		line, cd := attemptLine(action, b, atts[i])
+		fmt.Fprintln(c.Out, line)
+		code = worse(code, cd)
 	}
-	return code, results
+	return code, atts
 }

@@ -121,20 +121,31 @@ func TestLockStorm(t *testing.T) {
 	}
 }
 
-// watched records whether the storm was still on when a signal returned.
+// watched records whether the storm was still on when the signal (before
+// its verification) returned. It signals one pid.
 type watched struct {
-	Fleet
+	*pg.Fleet
 	storming         func() bool
 	stormingAtSignal bool
 	took             time.Duration
 }
 
-func (w *watched) SignalSet(ctx context.Context, a pg.Action, ids []pg.Identity) ([]pg.Outcome, []error) {
+func (w *watched) SignalVerify(ctx context.Context, a pg.Action, ids []pg.Identity, timeout time.Duration) []pg.Attempt {
 	start := time.Now()
-	outs, errs := w.Fleet.SignalSet(ctx, a, ids)
+	outs, errs := w.SignalSet(ctx, a, ids)
 	w.took = time.Since(start)
 	w.stormingAtSignal = w.storming()
-	return outs, errs
+	at := pg.Attempt{Outcome: outs[0]}
+	if errs[0] != nil {
+		at.Err = errs[0].Error()
+		return []pg.Attempt{at}
+	}
+	vs, verrs := w.VerifySet(ctx, outs, timeout)
+	at.Verified = vs[0]
+	if verrs[0] != nil {
+		at.VerifyErr = verrs[0].Error()
+	}
+	return []pg.Attempt{at}
 }
 
 func backendIn(l pg.Listing, pid int32) pg.Backend {

@@ -20,7 +20,7 @@ func TestTableFitsTerminal(t *testing.T) {
 	long.State, long.WaitEventType, long.WaitEvent = pg.StateIdleInTxAborted, "Client", "ClientRead"
 	root := backend(17, time.Hour, "SELECT 1")
 	root.Blocking, root.BlockingTotal = 3, 812
-	f := &fleet{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod", Backends: []pg.Backend{long, root}}}}
+	f := &fakeDB{names: []string{"prod"}, listings: []pg.Listing{{Target: "prod", Backends: []pg.Backend{long, root}}}}
 	tests := []struct {
 		width   int
 		args    []string

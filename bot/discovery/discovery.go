@@ -1,8 +1,6 @@
-// Package discovery runs the refreshes of a discovered fleet (pg/aws:
-// PGKILL_RDS_DISCOVER) inside the bot and reports on them: the detail
-// /readyz shows and the pgkill_discover* Prometheus metrics. A refresh that
-// fails leaves the fleet as it was (the Refresher guarantees it); this
-// package makes that visible.
+// Package discovery runs the refreshes of a discovered fleet
+// (PGKILL_RDS_DISCOVER) in the bot and reports them on /readyz and in
+// metrics.
 package discovery
 
 import (
@@ -27,8 +25,10 @@ type Refresher interface {
 	Interval() time.Duration
 }
 
-// Loop refreshes the fleet on its interval and counts what happened. Safe
-// for concurrent use.
+// Loop refreshes the fleet on its interval and counts what happened: a
+// refresh that fails leaves the fleet as it was (the Refresher guarantees
+// it), and the loop makes that visible (Detail, the pgkill_discover*
+// series). Safe for concurrent use.
 type Loop struct {
 	r        Refresher
 	changed  func(pg.FleetChange)

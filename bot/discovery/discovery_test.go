@@ -3,16 +3,20 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgkill/pgkill/bot/discovery"
 	"github.com/pgkill/pgkill/pg"
 	pgaws "github.com/pgkill/pgkill/pg/aws"
+	"github.com/pgkill/pgkill/pg/aws/fakeaws"
 )
 
 // refresher answers each Refresh with the next of its results and keeps a
@@ -151,5 +155,62 @@ func TestLoopShutdown(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// Run refreshes a real Refresher (against the in-repo AWS) by itself until
+// its context ends: an instance that appears joins the fleet.
+func TestLoopRunsRefresher(t *testing.T) {
+	f := fakeaws.New(t)
+	f.AddInstance("eu-west-1", fakeaws.Instance{ID: "ledger", Engine: "postgres", Address: "ledger.x", Port: 5432})
+	a := pgaws.New(sdkaws.Config{
+		Region:       "eu-west-1",
+		Credentials:  credentials.NewStaticCredentialsProvider(fakeaws.AccessKey, fakeaws.SecretKey, ""),
+		BaseEndpoint: sdkaws.String(f.URL),
+		HTTPClient:   f.Client(),
+	})
+	d, err := pgaws.ParseDiscovery("auth=iam user=pgkill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Interval = 10 * time.Millisecond // below what the setting allows, to keep the test short
+	fleet, err := pg.NewFleet(nil, pg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fleet.Close)
+	r := pgaws.NewRefresher(a, d, nil, fleet, nil)
+	var mu sync.Mutex
+	var told []pg.FleetChange
+	l := discovery.New(r, prometheus.NewRegistry(), func(ch pg.FleetChange) { mu.Lock(); told = append(told, ch); mu.Unlock() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for !slices.Contains(fleet.Names(), "ledger") {
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger never joined the fleet: %v (status %+v)", fleet.Names(), r.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.AddInstance("eu-west-1", fakeaws.Instance{ID: "ledger-2", Engine: "postgres", Address: "ledger-2.x", Port: 5432})
+	for !slices.Contains(fleet.Names(), "ledger-2") {
+		if time.Now().After(deadline) {
+			t.Fatalf("ledger-2 never joined the fleet: %v (status %+v)", fleet.Names(), r.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(told) == 0 || !slices.Contains(told[len(told)-1].Added, "ledger-2") {
+		t.Errorf("changes told: %+v", told)
 	}
 }

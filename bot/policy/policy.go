@@ -1,13 +1,6 @@
 // Package policy decides who may see and act on which target, and where:
-// the channels pgkill answers in, who may list (and run doctor), who may
-// request a cancel or terminate, who may approve, and how many distinct
-// approvers each kind of request needs. The common case is a few
-// environment variables (the defaults for every target); a policy file
-// (PGKILL_POLICY_FILE) adds rules per target, validated at start-up with
-// errors that name the line.
-//
-// The package holds no Slack client: membership of user groups is asked
-// through the Members function the caller gives.
+// the defaults from environment variables, rules per target from a policy
+// file (PGKILL_POLICY_FILE).
 package policy
 
 import (

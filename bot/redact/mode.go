@@ -37,6 +37,12 @@ func (m Mode) String() string {
 	return "literals"
 }
 
+// Show is query as this mode shows it, and the fingerprint of query itself
+// (a fleet.Show).
+func (m Mode) Show(query string) (shown, fingerprint string) {
+	return m.Apply(query), Fingerprint(query)
+}
+
 // Apply returns query as this mode shows it.
 func (m Mode) Apply(query string) string {
 	if m == None {

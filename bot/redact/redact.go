@@ -1,14 +1,5 @@
 // Package redact makes PostgreSQL query text safe to post in Slack and to
-// log: SQL replaces every literal with ? and drops comments, reading the
-// text by PostgreSQL's own lexical rules, and keeps the statement's shape.
-// Fingerprint names the full text for audit records, and Mode is the
-// PGKILL_REDACT setting.
-//
-// Query text comes from pg_stat_activity, cut at track_activity_query_size,
-// often in the middle of a literal or comment, and it need not be valid
-// SQL: a failed statement's text stays there while its transaction is
-// aborted. Where PostgreSQL's scanner would stop (an unterminated string,
-// junk after a number) SQL hides everything from there on.
+// log (PGKILL_REDACT), by PostgreSQL's own lexical rules.
 package redact
 
 import (

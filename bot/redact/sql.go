@@ -18,9 +18,12 @@ const hidden = "?"
 // is redacted the same way rather than hidden whole; a body in another
 // language, or one whose language cannot be told, is hidden.
 //
-// Where the scanner stops (PostgreSQL reports an error there, such as an
-// unterminated string cut short by track_activity_query_size, or the text
-// could be read two ways) everything from there on is hidden.
+// The text comes from pg_stat_activity: cut at track_activity_query_size,
+// often inside a literal or comment, and not always valid SQL (a failed
+// statement's text stays there while its transaction is aborted). Where
+// the scanner stops (PostgreSQL reports an error there, such as an
+// unterminated string cut short, junk after a number, or the text could
+// be read two ways) everything from there on is hidden.
 func SQL(query string) string {
 	return strings.TrimRight(redactText(query, 0), " \t\n\r\f\v")
 }

@@ -27,8 +27,10 @@ type AWS struct {
 	secretAuths map[string]*secretAuth // shared by the targets of one secret
 }
 
-// Load reads the SDK's standard configuration chain. It does not call AWS:
-// credentials are fetched when first needed.
+// Load reads the SDK's standard configuration chain (environment, shared
+// config, web identity on EKS, ECS task role, instance profile): AWS
+// credentials never come from pgkill's own settings. It does not call
+// AWS: credentials are fetched when first needed.
 func Load(ctx context.Context) (*AWS, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
@@ -64,23 +66,26 @@ func (a *AWS) region(candidates ...string) (string, error) {
 }
 
 func (a *AWS) rdsClient(region string) *rds.Client {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c, ok := a.rds[region]
-	if !ok {
-		c = rds.NewFromConfig(a.cfg, func(o *rds.Options) { o.Region = region })
-		a.rds[region] = c
-	}
-	return c
+	return perRegion(a, a.rds, region, func() *rds.Client {
+		return rds.NewFromConfig(a.cfg, func(o *rds.Options) { o.Region = region })
+	})
 }
 
 func (a *AWS) secretsClient(region string) *secretsmanager.Client {
+	return perRegion(a, a.secrets, region, func() *secretsmanager.Client {
+		return secretsmanager.NewFromConfig(a.cfg, func(o *secretsmanager.Options) { o.Region = region })
+	})
+}
+
+// perRegion is clients' client for region, made the first time it is asked
+// for (under a.mu).
+func perRegion[C any](a *AWS, clients map[string]C, region string, newClient func() C) C {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	c, ok := a.secrets[region]
+	c, ok := clients[region]
 	if !ok {
-		c = secretsmanager.NewFromConfig(a.cfg, func(o *secretsmanager.Options) { o.Region = region })
-		a.secrets[region] = c
+		c = newClient()
+		clients[region] = c
 	}
 	return c
 }

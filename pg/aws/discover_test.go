@@ -2,7 +2,6 @@ package aws_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -282,33 +281,4 @@ func TestRefresherNothingFound(t *testing.T) {
 	if _, err := pgaws.NewRefresher(a, d, nil, fleet, nil).Refresh(ctx(t)); err == nil {
 		t.Error("Refresh accepted an empty fleet")
 	}
-}
-
-// Run refreshes by itself until its context ends.
-func TestRefresherRun(t *testing.T) {
-	f := fakeaws.New(t)
-	seed(f)
-	a := newAWS(t, f, "eu-west-1")
-	d := mustDiscovery(t, "cluster=orders auth=iam user=pgkill")
-	d.Interval = 10 * time.Millisecond // below what the setting allows, to keep the test short
-	fleet, err := pg.NewFleet(nil, pg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fleet.Close)
-	r := pgaws.NewRefresher(a, d, nil, fleet, nil)
-	c, cancel := context.WithCancel(ctx(t))
-	done := make(chan struct{})
-	go func() { r.Run(c); close(done) }()
-
-	f.AddInstance("eu-west-1", fakeaws.Instance{ID: "orders-3", Engine: "aurora-postgresql", Cluster: "orders", Address: "orders-3.x", Port: 5432})
-	deadline := time.Now().Add(15 * time.Second)
-	for !slices.Contains(fleet.Names(), "orders-3") {
-		if time.Now().After(deadline) {
-			t.Fatalf("orders-3 never joined the fleet: %v (status %+v)", fleet.Names(), r.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done // Run returns once its context ends
 }

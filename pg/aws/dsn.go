@@ -32,7 +32,11 @@ func Uses(spec pg.TargetSpec) bool {
 }
 
 // Targets applies the pgkill_ parameters of specs (see Resolve), loading the
-// AWS configuration only when one of them asks for it.
+// AWS configuration only when one of them asks for it. A static target opts
+// in with them:
+//
+//	postgres://pgkill@db1.abc.eu-west-1.rds.amazonaws.com:5432/postgres?pgkill_auth=iam
+//	postgres://db1.abc.eu-west-1.rds.amazonaws.com:5432/postgres?pgkill_secret=arn:aws:secretsmanager:…
 func Targets(ctx context.Context, specs []pg.TargetSpec) ([]pg.TargetSpec, *AWS, error) {
 	if !slices.ContainsFunc(specs, Uses) {
 		return specs, nil, nil

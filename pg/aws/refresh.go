@@ -102,25 +102,8 @@ func (r *Refresher) refresh(ctx context.Context) (pg.FleetChange, int, error) {
 	return ch, len(found), err
 }
 
-// Run refreshes every d.Interval until ctx ends; failures are in Status and
-// the log, and the next tick tries again.
-func (r *Refresher) Run(ctx context.Context) {
-	t := time.NewTicker(r.d.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			rctx, cancel := context.WithTimeout(ctx, min(r.d.Interval, time.Minute))
-			_, _ = r.Refresh(rctx) // its error is logged and kept in Status
-			cancel()
-		}
-	}
-}
-
 // Interval is the time between refreshes (interval= of
-// PGKILL_RDS_DISCOVER), for a caller that runs its own loop.
+// PGKILL_RDS_DISCOVER), for the loop that runs them (bot/discovery).
 func (r *Refresher) Interval() time.Duration { return r.d.Interval }
 
 // Status returns the refreshes' outcome so far.

@@ -11,9 +11,9 @@ import (
 // Start sets discovery up from setting (PGKILL_RDS_DISCOVER); it returns
 // nil when setting is empty. Otherwise it refreshes fleet once: an error
 // there (a malformed setting, no access, a name clash with static) is a
-// start-up error. The returned Refresher's Run keeps the fleet current, and
-// its Status tells how the refreshes go. a may be nil: the AWS configuration
-// is loaded then.
+// start-up error. bot/discovery's Loop keeps the fleet current with the
+// returned Refresher, whose Status tells how the refreshes go. a may be
+// nil: the AWS configuration is loaded then.
 func Start(ctx context.Context, setting string, a *AWS, static []pg.TargetSpec, fleet FleetSetter, log *slog.Logger) (*Refresher, error) {
 	d, err := ParseDiscovery(setting)
 	if err != nil || !d.Enabled() {

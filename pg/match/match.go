@@ -1,19 +1,14 @@
-// Package match is pgkill's one parser and one matcher for settings that
-// name sessions by their database user and application_name: protection
-// (PGKILL_PROTECT, PGKILL_PROTECTED_USERS, PGKILL_PROTECTED_APPS), alert
-// ignore lists and pattern filters. Every list is read by Parse and every
-// session is tested by Rules.Match, so the listing, the signal path and the
-// alerts can never disagree about what a setting means.
+// Package match is pgkill's one parser and matcher of session rules
+// (user= and app= shell patterns) and plain lists.
 package match
 
 import (
 	"fmt"
-	"path"
 	"strings"
 )
 
 // Rule matches a session whose user matches User and whose application
-// matches App. Both are shell patterns (path.Match: *, ?, [a-z]); an empty
+// matches App. Both are shell patterns (Pattern: *, ?, [a-z]); an empty
 // pattern matches anything, but a rule always sets at least one.
 type Rule struct {
 	User string
@@ -41,7 +36,11 @@ func (r Rule) String() string {
 // can choose its application_name, so such a rule can be claimed by anyone.
 func (r Rule) AppOnly() bool { return r.User == "" && r.App != "" }
 
-// Rules is a list of rules; a session matches when any rule does.
+// Rules is a list of rules; a session matches when any rule does. Every
+// setting that names sessions by user and application_name (PGKILL_PROTECT
+// and its shorthands, PGKILL_ALERT_IGNORE and its) is read by Parse into
+// Rules, so the listing, the signal (through Regexp) and the alerts never
+// disagree about what it means.
 type Rules []Rule
 
 // Match returns the first rule that matches the session, if any.
@@ -117,20 +116,21 @@ func CheckPattern(p string) error {
 	if p == "" {
 		return fmt.Errorf("empty pattern")
 	}
-	if _, err := path.Match(p, ""); err != nil {
+	if _, err := parse(p); err != nil {
 		return fmt.Errorf("%q is not a valid pattern (use * and ?, or [a-z])", p)
 	}
 	return nil
 }
 
-// Pattern reports whether s matches the shell pattern p; an empty p matches
-// everything. A malformed pattern matches nothing (Parse rejects them).
+// Pattern reports whether s matches the shell pattern p (see pattern); an
+// empty p matches everything. A malformed pattern matches nothing (Parse
+// rejects them).
 func Pattern(p, s string) bool {
 	if p == "" {
 		return true
 	}
-	ok, err := path.Match(p, s)
-	return ok && err == nil
+	pat, err := parse(p)
+	return err == nil && pat.match(s)
 }
 
 // List splits a comma-separated list of plain values (Slack IDs, names):

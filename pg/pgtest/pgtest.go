@@ -1,9 +1,5 @@
-// Package pgtest gives tests a real PostgreSQL server: a throwaway cluster
-// (pg/cluster) started on first use and shared by every test of the
-// package, or the server named by PGKILL_TEST_DATABASE_URL (it must be a
-// superuser: tests create roles).
-//
-// A missing server is a test failure, never a skip: CI installs PostgreSQL.
+// Package pgtest gives tests a real PostgreSQL server, and sessions and
+// lock pile-ups on it. A missing server is a test failure, never a skip.
 package pgtest
 
 import (
@@ -41,7 +37,11 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// DSN returns a superuser DSN for the shared server, starting it if needed.
+// DSN returns a superuser DSN for the shared server, starting it if needed:
+// a throwaway cluster (pg/cluster) started on first use and shared by every
+// test of the package, or the server named by EnvURL (it must be a
+// superuser: tests create roles). Without one the test fails (CI installs
+// PostgreSQL).
 func DSN(tb testing.TB) string {
 	tb.Helper()
 	once.Do(func() { shared, stop, initErr = start() })
@@ -72,6 +72,16 @@ func Exec(tb testing.TB, sql string, args ...any) {
 // ExecIn runs statements on dsn (a Database of the shared server).
 func ExecIn(tb testing.TB, dsn, sql string, args ...any) {
 	tb.Helper()
+	onConn(tb, dsn, func(ctx context.Context, conn *pgx.Conn) {
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			tb.Fatalf("pgtest: %s: %v", sql, err)
+		}
+	})
+}
+
+// onConn runs f on a new connection to dsn, closed after it; f has 30 s.
+func onConn(tb testing.TB, dsn string, f func(ctx context.Context, conn *pgx.Conn)) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -79,9 +89,7 @@ func ExecIn(tb testing.TB, dsn, sql string, args ...any) {
 		tb.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		tb.Fatalf("pgtest: %s: %v", sql, err)
-	}
+	f(ctx, conn)
 }
 
 // Int runs a query returning one integer, as the superuser: tests wait on
@@ -99,17 +107,12 @@ func Text(tb testing.TB, sql string, args ...any) string {
 
 func scalar[T any](tb testing.TB, sql string, args ...any) T {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	var v T
-	conn, err := pgx.Connect(ctx, DSN(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
-		tb.Fatalf("pgtest: %s: %v", sql, err)
-	}
+	onConn(tb, DSN(tb), func(ctx context.Context, conn *pgx.Conn) {
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&v); err != nil {
+			tb.Fatalf("pgtest: %s: %v", sql, err)
+		}
+	})
 	return v
 }
 
@@ -153,23 +156,10 @@ func start() (string, func(), error) {
 func Database(tb testing.TB, name string) string {
 	tb.Helper()
 	dsn := DSN(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	dbMu.Lock()
 	defer dbMu.Unlock()
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
-		tb.Fatal(err)
-	}
-	if !exists {
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+quoteIdent(name)); err != nil {
-			tb.Fatal(err)
-		}
+	if Int(tb, "SELECT count(*)::int FROM pg_database WHERE datname = $1", name) == 0 {
+		Exec(tb, "CREATE DATABASE "+quoteIdent(name))
 	}
 	u, err := url.Parse(dsn)
 	if err != nil {

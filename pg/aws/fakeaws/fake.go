@@ -1,12 +1,5 @@
-// Package fakeaws is an in-process stand-in for the two AWS APIs pgkill
-// calls, speaking their real wire formats over HTTP: the RDS Query API
-// (form-encoded POST, XML answers shaped like DescribeDBInstances and
-// DescribeDBClusters, paginated with Marker) and the Secrets Manager JSON
-// API (GetSecretValue, chosen by the X-Amz-Target header). Every request
-// must carry a valid SigV4 signature for the service and a region the fake
-// knows, checked by this package's own implementation of the algorithm; a
-// bad one is refused and recorded as a test failure. Tests point the AWS SDK
-// at it with its base endpoint setting and the static test credentials.
+// Package fakeaws is an in-process AWS for tests: the RDS and Secrets
+// Manager APIs pgkill calls, every request's SigV4 signature checked.
 package fakeaws
 
 import (
@@ -25,8 +18,17 @@ const (
 	SecretKey = "pgkill-test-secret-key"
 )
 
-// Server is the fake. Its fields are changed through its methods, which are
-// safe for concurrent use with the requests it serves.
+// Server is the fake, speaking the real wire formats over HTTP: the RDS
+// Query API (form-encoded POST, XML answers shaped like
+// DescribeDBInstances and DescribeDBClusters, paginated with Marker) and
+// the Secrets Manager JSON API (GetSecretValue, chosen by the X-Amz-Target
+// header). Every request must carry a valid SigV4 signature for the
+// service and a region the fake knows, checked by this package's own
+// implementation of the algorithm; a bad one is refused and recorded as a
+// test failure. Tests point the AWS SDK at it with its base endpoint
+// setting and the static test credentials. Its fields are changed through
+// its methods, which are safe for concurrent use with the requests it
+// serves.
 type Server struct {
 	*httptest.Server
 	tb testing.TB
