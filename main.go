@@ -133,6 +133,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Terminal:      terminal(stdout),
 		Width:         cli.Width(os.Getenv("COLUMNS"), stdout),
 	}}
+	if cmd == "autopilot" {
+		p, err := cfg.Policy() // its errors name the variable and the line
+		if err != nil {
+			return err
+		}
+		c.Opts.Rules = p.Autopilot
+		return c.Autopilot(ctx, args)
+	}
 	switch cmd {
 	case "list":
 		return c.List(ctx, args)

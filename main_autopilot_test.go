@@ -267,3 +267,71 @@ func TestAutopilotPauseOverRestart(t *testing.T) {
 		t.Errorf("%d pause/resume notices, want 2 (the non-approver's pause was refused)", n)
 	}
 }
+
+// pgkill autopilot test evaluates the rules against the live server and
+// says per rule what it would do and why, signalling nothing; a policy
+// file with an error is refused with its line.
+func TestCLIAutopilotTest(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", `autopilot:
+  - name: long
+    match: {duration: 1s, app: "ap_cli_run*"}
+    mode: act
+    countdown: 30s
+  - name: idle
+    match: {state: idle in transaction, duration: 1s, app: "ap_cli_idle"}
+  - name: never
+    match: {duration: 1s, app: "ap_cli_nobody"}
+`)
+	run := sleeper(t, "ap_cli_run")
+	idle := pgtest.NewSession(t, pgtest.DSN(t), "ap_cli_idle")
+	idle.Exec(t, "BEGIN")
+	idle.Exec(t, "SELECT 1")
+	for _, pid := range []int32{run.PID, idle.PID} { // both past the rules' 1s
+		deadline := time.Now().Add(30 * time.Second)
+		for pgtest.Int(t, "SELECT count(*)::int FROM pg_stat_activity WHERE pid = $1 AND clock_timestamp() - state_change > interval '1.2 s'", pid) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("pid %d never ran 1.2s", pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	env := []string{"DATABASE_URL=" + pgtest.DSN(t), "PGKILL_POLICY_FILE=" + good}
+	r := pgkill(t, env, "", "autopilot", "test")
+	for _, want := range []string{
+		fmt.Sprintf("would terminate pid %d on default in 30s", run.PID),
+		fmt.Sprintf("dry run: would post that it would terminate pid %d on default in 1m", idle.PID),
+		"idle in transaction for",
+		"never (dry-run) on every target: terminate when app ap_cli_nobody, for ≥ 1s",
+		"matches nothing now (on default)",
+		"Nothing was signalled.",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("autopilot test lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.code != 0 || !run.Running() || !alive(t, idle.PID) {
+		t.Errorf("exit %d; the matched sessions still run: %v %v\n%s", r.code, run.Running(), alive(t, idle.PID), r.stderr)
+	}
+
+	bad := write("bad.yaml", "autopilot:\n  - name: x\n    match: {user: etl}\n")
+	r = pgkill(t, []string{"DATABASE_URL=" + pgtest.DSN(t), "PGKILL_POLICY_FILE=" + bad}, "", "autopilot", "test")
+	if r.code != 1 || !strings.Contains(r.stderr, "line 2") || !strings.Contains(r.stderr, "needs a duration:") {
+		t.Errorf("a rule without a time condition: exit %d\n%s", r.code, r.stderr)
+	}
+	r = pgkill(t, []string{"DATABASE_URL=" + pgtest.DSN(t)}, "", "autopilot", "test")
+	if r.code != 1 || !strings.Contains(r.stdout, "No autopilot rule is declared") {
+		t.Errorf("no rules: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = pgkill(t, env, "", "autopilot", "run")
+	if r.code != 2 || !strings.Contains(r.stderr, "the one subcommand is test") {
+		t.Errorf("autopilot run: exit %d\n%s", r.code, r.stderr)
+	}
+}

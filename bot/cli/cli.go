@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/fleet"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -28,6 +29,9 @@ type Options struct {
 	Unconfigured bool
 	// Terminal: Out is a terminal, so -watch redraws in place.
 	Terminal bool
+	// Rules are the autopilot's rules (PGKILL_POLICY_FILE), for
+	// `pgkill autopilot test`.
+	Rules []autopilot.Rule
 	// Width is the terminal's width in columns (COLUMNS, or the
 	// terminal's size); 0 when unknown or not a terminal: the table is
 	// then never cut to fit.

@@ -60,6 +60,15 @@ var commands = []command{
 		env:      targetEnv,
 	},
 	{
+		name:     "autopilot",
+		synopsis: "pgkill autopilot test [-target T] [-wait 1m]",
+		about: "Evaluates the autopilot rules of PGKILL_POLICY_FILE against the live servers now, with the blocking tree, and prints\n" +
+			"per rule what it would do and why. Signals nothing. Pauses and breakers live in the state store: /pgkill autopilot shows them.\n" +
+			"Exits 1 when no rule is declared, 3 when a target could not be read.",
+		flags: func() *flag.FlagSet { return autopilotFlags(new(string), new(waitFlag)) },
+		env:   append([]string{"PGKILL_POLICY_FILE    the policy file with the autopilot: section (docs/autopilot.md)"}, targetEnv...),
+	},
+	{
 		name:     "serve",
 		synopsis: "pgkill serve",
 		about:    "Runs the Slack bot (Socket Mode) until SIGTERM or SIGINT. No flags: every setting is an environment variable.",
