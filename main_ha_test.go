@@ -379,18 +379,25 @@ func get(t *testing.T, url string) string {
 // list runs /pgkill and returns the listing it posts.
 func (h *haEnv) list(t *testing.T) fakeslack.Message {
 	t.Helper()
-	before := len(h.fake.Messages(nil))
+	listing := func(m fakeslack.Message) bool {
+		return m.Channel == haChannel && m.ThreadTS == "" && strings.HasPrefix(m.Text, "pgkill: ")
+	}
+	seen := map[string]bool{}
+	for _, m := range h.fake.Messages(listing) {
+		seen[m.TS] = true
+	}
 	h.reliably(t, func() string { return h.fake.SlashCommand(t, "/pgkill", "U0REQ", haChannel, "") })
 	var m fakeslack.Message
+	// The new listing, not the last one before it: other messages (alerts,
+	// cards) may come first.
 	h.fake.Eventually(t, 20*time.Second, "the listing", func() bool {
-		ms := h.fake.Messages(func(m fakeslack.Message) bool {
-			return m.Channel == haChannel && m.ThreadTS == "" && strings.HasPrefix(m.Text, "pgkill: ")
-		})
-		if len(ms) == 0 || len(h.fake.Messages(nil)) <= before {
-			return false
+		for _, l := range h.fake.Messages(listing) {
+			if !seen[l.TS] {
+				m = l
+				return true
+			}
 		}
-		m = ms[len(ms)-1]
-		return true
+		return false
 	})
 	return m
 }

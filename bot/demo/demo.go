@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -91,6 +93,22 @@ func Config(slack *localslack.Server) config.Config {
 	}
 }
 
+// Autopilot is the demo's policy file: one rule that acts (it cancels the
+// search API's runaway copies after a 30-second countdown anyone may stop)
+// and one in dry run (it would terminate the idle transaction that blocks
+// the billing API).
+const Autopilot = `autopilot:
+  - name: search-runaways
+    match: {app: search-api, state: active, duration: 30s}
+    action: cancel
+    countdown: 30s
+    mode: act
+  - name: idle-blockers
+    match: {state: idle in transaction, duration: 1m, blocking: 2}
+    action: terminate
+    countdown: 1m
+`
+
 // Start starts the database (or asks to use DatabaseURL), the incident, the
 // local Slack, the real bot and the page, and returns once the page answers.
 // On error everything already started is stopped.
@@ -116,6 +134,9 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	}
 	d.cleanups = append(d.cleanups, func() error { d.Slack.Close(); return nil })
 	cfg := Config(d.Slack)
+	if cfg.PolicyFile, err = d.policyFile(); err != nil {
+		return d, err
+	}
 	if opts.LogLevel != "" {
 		cfg.LogLevel = opts.LogLevel
 	}
@@ -152,6 +173,20 @@ func (d *Demo) database(opts Options) (string, bool, error) {
 	d.cleanups = append(d.cleanups, c.Stop)
 	d.ClusterDir = c.Dir()
 	return c.DSN, true, nil
+}
+
+// policyFile writes Autopilot to a file of its own, removed at Stop.
+func (d *Demo) policyFile() (string, error) {
+	dir, err := os.MkdirTemp("", "pgkill-demo-policy-")
+	if err != nil {
+		return "", fmt.Errorf("the demo's policy file: %w", err)
+	}
+	d.cleanups = append(d.cleanups, func() error { return os.RemoveAll(dir) })
+	path := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(path, []byte(Autopilot), 0o600); err != nil {
+		return "", fmt.Errorf("the demo's policy file: %w", err)
+	}
+	return path, nil
 }
 
 // serve runs the real bot, as `pgkill serve` does, until Stop.
