@@ -146,6 +146,6 @@ type autopilotRules struct{ b *Bot }
 
 func (a autopilotRules) Rules() []autopilot.Rule { return a.b.policy.Policy().Autopilot }
 
-func (a autopilotRules) Fire(ctx context.Context, f autopilot.Firing, channel string) {
-	a.b.flow.Fire(ctx, f, channel)
+func (a autopilotRules) Fire(ctx context.Context, fs []autopilot.Firing, channel string) {
+	a.b.flow.Fire(ctx, fs, channel)
 }

@@ -92,7 +92,7 @@ type Sets interface {
 // them (the request workflow); nil: no autopilot.
 type Autopilot interface {
 	Rules() []autopilot.Rule
-	Fire(ctx context.Context, f autopilot.Firing, channel string)
+	Fire(ctx context.Context, fs []autopilot.Firing, channel string)
 }
 
 // Leases says which targets are this replica's to poll (bot/lease); nil:
@@ -260,9 +260,7 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 	w.log.Debug("polled", slog.String("target", st.target), slog.Int("backends", len(ls[0].Backends)), slog.Int("alerts", len(st.alerts)))
 	w.pileUp(ctx, st, ls[0], now)
 	if w.auto != nil {
-		for _, f := range autopilot.Evaluate(w.auto.Rules(), ls[0]) {
-			w.auto.Fire(ctx, f, w.cfg.Channel)
-		}
+		w.auto.Fire(ctx, autopilot.Evaluate(w.auto.Rules(), ls[0]), w.cfg.Channel)
 	}
 	w.adopt(ctx, st)
 	seen := map[string]bool{}

@@ -67,6 +67,7 @@ type Workflow struct {
 	policy  *policy.Checker
 	reasons policy.Reasons
 	pauses  autopilot.Pauses
+	made    madeKeys // rules' requests known made
 	metrics *metrics.Metrics
 	log     *slog.Logger
 

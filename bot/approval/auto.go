@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -19,27 +20,44 @@ import (
 // carried out (no replica ran the sweep in between); later it expires.
 const autoLate = time.Minute
 
-// Fire makes the request a rule's match asks for, and posts its countdown
-// card in channel — unless the autopilot is paused there, the rule's
-// breaker trips now, or the same request is open already. What it does is
-// counted and audited, the actor named as the rule.
-func (w *Workflow) Fire(ctx context.Context, f autopilot.Firing, channel string) {
-	r := f.Rule
+// Fire makes the requests a poll's matches ask for, and posts their
+// countdown cards in channel — unless the autopilot is paused there, a
+// rule's breaker trips now, or the same request was made before (a rule
+// acts once on one statement execution). What it does is counted and
+// audited, the actor named as the rule.
+func (w *Workflow) Fire(ctx context.Context, fs []autopilot.Firing, channel string) {
+	if len(fs) == 0 {
+		return
+	}
 	pauses, err := w.pauses.All(ctx)
 	if err != nil {
-		w.log.Warn("autopilot: could not read its pauses; nothing fired this round", slog.String("rule", r.Name), slog.String("error", err.Error()))
+		w.log.Warn("autopilot: could not read its pauses; nothing fired this round", slog.String("error", err.Error()))
 		return
 	}
-	if _, stopped := autopilot.Stopped(pauses, r.Name, f.Backend.Target); stopped {
-		return
+	for _, f := range fs {
+		if _, stopped := autopilot.Stopped(pauses, f.Rule.Name, f.Backend.Target); !stopped {
+			w.fire(ctx, f, channel)
+		}
 	}
+}
+
+func (w *Workflow) fire(ctx context.Context, f autopilot.Firing, channel string) {
+	r := f.Rule
 	auto := &request.Auto{Rule: r.Name, Mode: string(r.Mode), Why: blocks.AutoWhy(r, f.Backend)}
 	if r.Action == autopilot.CancelThenTerminate {
 		auto.Escalate = r.EscalateAfter
 	}
 	// Once per statement execution: counting down now, or done (carried
-	// out, stopped, a dry run shown) — a rule never repeats itself on it.
-	if made, err := w.store.Made(ctx, request.Request{Action: r.Action.First(), Backend: f.Backend, Auto: auto}); err != nil || made {
+	// out, stopped, a dry run shown). A key once made stays made, so this
+	// process remembers it and asks the store no more.
+	key := request.Request{Action: r.Action.First(), Backend: f.Backend, Auto: auto}.Key()
+	if w.made.has(key) {
+		return
+	}
+	if made, err := w.store.Made(ctx, key); err != nil || made {
+		if made {
+			w.made.add(key)
+		}
 		return
 	}
 	n, err := w.store.Fired(ctx, request.AutoPrefix(r.Name, f.Backend.Target), r.Window)
@@ -54,6 +72,30 @@ func (w *Workflow) Fire(ctx context.Context, f autopilot.Firing, channel string)
 	w.autoRequest(ctx, auto, r.Action.First(), f.Backend, r.Countdown, channel)
 }
 
+// madeKeys are the keys of rules' requests this process knows were made.
+// Bounded: past its size it starts again (the store still answers).
+type madeKeys struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+const madeKeysMax = 10000
+
+func (m *madeKeys) has(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.keys[key]
+}
+
+func (m *madeKeys) add(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys == nil || len(m.keys) >= madeKeysMax {
+		m.keys = map[string]bool{}
+	}
+	m.keys[key] = true
+}
+
 // autoRequest records a rule's request, to be carried out countdown from
 // now by the store's clock, and posts its card.
 func (w *Workflow) autoRequest(ctx context.Context, auto *request.Auto, action pg.Action, b pg.Backend, countdown time.Duration, channel string) {
@@ -63,6 +105,7 @@ func (w *Workflow) autoRequest(ctx context.Context, auto *request.Auto, action p
 		w.log.Error("autopilot: could not record a rule's request", slog.String("rule", auto.Rule), slog.String("error", err.Error()))
 		return
 	}
+	w.made.add(got.Key())
 	if !created {
 		return
 	}

@@ -27,7 +27,7 @@ func firing(r autopilot.Rule, pid int32) autopilot.Firing {
 // recorded.
 func fired(t *testing.T, w *Workflow, s *request.Store, f autopilot.Firing) request.Request {
 	t.Helper()
-	w.Fire(ctx, f, "CALERT")
+	w.Fire(ctx, []autopilot.Firing{f}, "CALERT")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		open, err := s.Open(ctx)
@@ -152,7 +152,7 @@ func TestAutoDeadlineOnce(t *testing.T) {
 		if got.Prevent == nil || got.Prevent.Setting != "statement_timeout" || got.Prevent.Value != "15min" || got.Prevent.Current != "0 (off)" {
 			t.Errorf("prevention: %+v", got.Prevent)
 		}
-		w.Fire(ctx, f, "CALERT")
+		w.Fire(ctx, []autopilot.Firing{f}, "CALERT")
 		if open := openOf(t, s, "once"); len(open) != 0 {
 			t.Errorf("the rule fired again on the same execution: %d open", len(open))
 		}
@@ -182,8 +182,8 @@ func TestAutoBreaker(t *testing.T) {
 		for pid := int32(511); pid < 513; pid++ {
 			fired(t, w, s, firing(r, pid))
 		}
-		w.Fire(ctx, firing(r, 513), "CALERT")
-		w.Fire(ctx, firing(r, 514), "CALERT")
+		w.Fire(ctx, []autopilot.Firing{firing(r, 513)}, "CALERT")
+		w.Fire(ctx, []autopilot.Firing{firing(r, 514)}, "CALERT")
 		open := openOf(t, s, "brk")
 		if len(open) != 2 {
 			t.Fatalf("past its limit the rule made requests: %d open", len(open))
@@ -223,7 +223,7 @@ func TestAutoPauseHolds(t *testing.T) {
 	w.Pause(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "t", nil, "CALERT")
 
 	restarted, _ := newFlow(t, db, s, flowOpts{budget: time.Minute, margin: time.Minute, pauses: autopilot.StoredPauses(st)})
-	restarted.Fire(ctx, firing(rule("pause", autopilot.Act, 50*time.Millisecond), 522), "CALERT")
+	restarted.Fire(ctx, []autopilot.Firing{firing(rule("pause", autopilot.Act, 50*time.Millisecond), 522)}, "CALERT")
 	waitDue(t, s, under.ID)
 	restarted.SweepOnce(ctx)
 	got, _ := s.Get(ctx, under.ID)

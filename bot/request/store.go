@@ -229,10 +229,10 @@ func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool) {
 	return Request{}, false
 }
 
-// Made reports whether a request with r's key was ever made (and not
-// pruned): a rule acts once on one statement execution.
-func (s *Store) Made(ctx context.Context, r Request) (bool, error) {
-	return s.recs.KeyExists(ctx, r.Key())
+// Made reports whether a request with key (Request.Key) was ever made
+// (and not pruned): a rule acts once on one statement execution.
+func (s *Store) Made(ctx context.Context, key string) (bool, error) {
+	return s.recs.KeyExists(ctx, key)
 }
 
 // Fired counts the requests whose key begins with prefix (AutoPrefix) made
