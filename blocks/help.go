@@ -13,8 +13,8 @@ import (
 
 // Usage is the one-line grammar of the slash command.
 func Usage(command string) string {
-	return fmt.Sprintf("%s [TARGET…] [DURATION] [db=NAME] [user=NAME] [app=NAME] [state=active|idle-in-transaction|all] [limit=N]  ·  %s help  ·  %s targets  ·  %s doctor [TARGET]",
-		command, command, command, command)
+	return fmt.Sprintf("%s [TARGET…] [DURATION] [db=NAME] [user=NAME] [app=NAME] [state=active|idle-in-transaction|all] [limit=N]  ·  %s help  ·  %s targets  ·  %s doctor [TARGET]  ·  %s autopilot [pause|resume [TARGET]]",
+		command, command, command, command, command)
 }
 
 // UsageError tells the user what was wrong with their command, then how to
@@ -36,8 +36,9 @@ func Help(command string, targets []string, threshold time.Duration) Message {
 		"• `%s prod 30s user=etl` — one target, a shorter threshold, one user\n"+
 		"• `%s state=idle-in-transaction limit=5` — the five oldest idle transactions\n"+
 		"• `%s targets` — the configured databases · `%s doctor prod` — what pgkill may do there\n"+
+		"• `%s autopilot` — the rules that act by themselves after a countdown anyone may stop · `%s autopilot pause prod` — stop them there (approvers)\n"+
 		"Cancel ends the statement and keeps the session; Terminate closes the session (last resort). Targets: %s",
-		Escape(command), Escape(command), Duration(threshold), Escape(command), Escape(command), Escape(command), Escape(command), targetList(targets))
+		Escape(command), Escape(command), Duration(threshold), Escape(command), Escape(command), Escape(command), Escape(command), Escape(command), Escape(command), targetList(targets))
 	return Message{Text: "pgkill help", Blocks: []slack.Block{
 		section("help", text),
 		contextLine("usage", "Usage: "+Escape(Usage(command))),
