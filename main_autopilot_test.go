@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,4 +335,50 @@ func TestCLIAutopilotTest(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "the one subcommand is test") {
 		t.Errorf("autopilot run: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// SIGHUP reads the policy file again: a rule added fires without a
+// restart; a file that does not parse leaves the rules in force, and the
+// log says why with the line.
+func TestAutopilotReloadOnSIGHUP(t *testing.T) {
+	h := newAutopilot(t, "autopilot_hup")
+	policy := ""
+	for _, e := range h.env {
+		if v, ok := strings.CutPrefix(e, "PGKILL_POLICY_FILE="); ok {
+			policy = v
+		}
+	}
+	r := h.start(t, "hup")
+	hup := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(policy, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late := "  - name: late\n    match: {app: ap_late, duration: 1s}\n    countdown: 1h\n"
+	hup(autopilotRules + late)
+	h.fake.Eventually(t, 30*time.Second, "the reload", func() bool {
+		for _, rec := range r.logs.records("SIGHUP: policy reloaded", "") {
+			if rec["autopilot_rules"] == float64(9) {
+				return true
+			}
+		}
+		return false
+	})
+	h.autoCard(t, "late", h.session(t, "t1", "ap_late").PID, "Dry run")
+
+	hup(autopilotRules + late + "  - name: broken\n    match: {user: x}\n")
+	h.fake.Eventually(t, 30*time.Second, "the refused reload", func() bool {
+		for _, rec := range r.logs.records("SIGHUP: the policy was not reloaded; the one in force stays", "") {
+			line := fmt.Sprintf("line %d", strings.Count(autopilotRules+late, "\n")+1)
+			if e, _ := rec["error"].(string); strings.Contains(e, line) && strings.Contains(e, `rule "broken" needs a duration:`) {
+				return true
+			}
+		}
+		return false
+	})
+	h.autoCard(t, "late", h.session(t, "t1", "ap_late").PID, "Dry run")
 }
