@@ -147,5 +147,5 @@ type autopilotRules struct{ b *Bot }
 func (a autopilotRules) Rules() []autopilot.Rule { return a.b.policy.Policy().Autopilot }
 
 func (a autopilotRules) Fire(ctx context.Context, fs []autopilot.Firing, channel string) {
-	a.b.flow.Fire(ctx, fs, channel)
+	a.b.flow.Autopilot().Fire(ctx, fs, channel)
 }

@@ -27,7 +27,7 @@ func (b *Bot) Action(ctx context.Context, cb slack.InteractionCallback, actionID
 	case blocks.ActionDeny:
 		b.flow.Deny(ctx, c, value)
 	case blocks.ActionStop:
-		b.flow.Stop(ctx, c, value)
+		b.flow.Autopilot().Stop(ctx, c, value)
 	case blocks.ActionWithdraw:
 		b.flow.Withdraw(ctx, c, value)
 	case blocks.ActionRefresh:

@@ -73,11 +73,11 @@ func (b *Bot) autopilot(ctx context.Context, cmd slack.SlashCommand, q Query, sh
 	}
 	switch q.Verb {
 	case "pause":
-		b.flow.Pause(ctx, c, target, b.db.Names(), b.cfg.AlertChannel)
+		b.flow.Autopilot().Pause(ctx, c, target, b.db.Names(), b.cfg.AlertChannel)
 	case "resume":
-		b.flow.Resume(ctx, c, q.Rule, target, b.db.Names(), b.cfg.AlertChannel)
+		b.flow.Autopilot().Resume(ctx, c, q.Rule, target, b.db.Names(), b.cfg.AlertChannel)
 	default:
-		pauses, err := b.flow.Pauses(ctx)
+		pauses, err := b.flow.Autopilot().Pauses(ctx)
 		if err != nil {
 			b.tell(cmd.ResponseURL, ":x: pgkill could not read the autopilot's pauses (state store: "+blocks.Escape(err.Error())+").")
 			return

@@ -66,8 +66,7 @@ type Workflow struct {
 	out     Outbox
 	policy  *policy.Checker
 	reasons policy.Reasons
-	pauses  autopilot.Pauses
-	made    madeKeys // rules' requests known made
+	auto    *Autopilot
 	metrics *metrics.Metrics
 	log     *slog.Logger
 
@@ -147,9 +146,15 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 	if d.Pauses == nil {
 		d.Pauses = autopilot.MemoryPauses()
 	}
-	return &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
-		pauses: d.Pauses, metrics: d.Metrics, log: d.Log, work: work}
+	w := &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
+		metrics: d.Metrics, log: d.Log, work: work}
+	w.auto = &Autopilot{w: w, pauses: d.Pauses}
+	return w
 }
+
+// Autopilot is the workflow's autopilot: it fires the rules' requests,
+// and Stop, Pause and Resume act on them.
+func (w *Workflow) Autopilot() *Autopilot { return w.auto }
 
 // KnownBy makes the sweep ask known, before it closes a request whose
 // target this replica does not know, whether another live replica knows it

@@ -27,7 +27,7 @@ func firing(r autopilot.Rule, pid int32) autopilot.Firing {
 // recorded.
 func fired(t *testing.T, w *Workflow, s *request.Store, f autopilot.Firing) request.Request {
 	t.Helper()
-	w.Fire(ctx, []autopilot.Firing{f}, "CALERT")
+	w.Autopilot().Fire(ctx, []autopilot.Firing{f}, "CALERT")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		open, err := s.Open(ctx)
@@ -82,14 +82,14 @@ func TestAutoStop(t *testing.T) {
 		db := newFakeFleet()
 		w, out := newFlow(t, db, s, flowOpts{budget: time.Minute, margin: time.Minute, viewers: []string{"UAPP", "UVIEW"}})
 		r := fired(t, w, s, firing(rule("stop", autopilot.Act, 50*time.Millisecond), 502))
-		w.Stop(ctx, on("USTRANGER", r), r.ID)
+		w.Autopilot().Stop(ctx, on("USTRANGER", r), r.ID)
 		if got, _ := s.Get(ctx, r.ID); got.State != request.Pending {
 			t.Fatalf("a stranger stopped it: %s", got.State)
 		}
 		if !strings.Contains(told(out, "USTRANGER"), "may") {
 			t.Errorf("the stranger was told %q", told(out, "USTRANGER"))
 		}
-		w.Stop(ctx, on("UVIEW", r), r.ID)
+		w.Autopilot().Stop(ctx, on("UVIEW", r), r.ID)
 		time.Sleep(100 * time.Millisecond) // past the countdown: the sweep finds it decided
 		w.SweepOnce(ctx)
 		got, _ := s.Get(ctx, r.ID)
@@ -152,7 +152,7 @@ func TestAutoDeadlineOnce(t *testing.T) {
 		if got.Prevent == nil || got.Prevent.Setting != "statement_timeout" || got.Prevent.Value != "15min" || got.Prevent.Current != "0 (off)" {
 			t.Errorf("prevention: %+v", got.Prevent)
 		}
-		w.Fire(ctx, []autopilot.Firing{f}, "CALERT")
+		w.Autopilot().Fire(ctx, []autopilot.Firing{f}, "CALERT")
 		if open := openOf(t, s, "once"); len(open) != 0 {
 			t.Errorf("the rule fired again on the same execution: %d open", len(open))
 		}
@@ -182,8 +182,8 @@ func TestAutoBreaker(t *testing.T) {
 		for pid := int32(511); pid < 513; pid++ {
 			fired(t, w, s, firing(r, pid))
 		}
-		w.Fire(ctx, []autopilot.Firing{firing(r, 513)}, "CALERT")
-		w.Fire(ctx, []autopilot.Firing{firing(r, 514)}, "CALERT")
+		w.Autopilot().Fire(ctx, []autopilot.Firing{firing(r, 513)}, "CALERT")
+		w.Autopilot().Fire(ctx, []autopilot.Firing{firing(r, 514)}, "CALERT")
 		open := openOf(t, s, "brk")
 		if len(open) != 2 {
 			t.Fatalf("past its limit the rule made requests: %d open", len(open))
@@ -197,15 +197,15 @@ func TestAutoBreaker(t *testing.T) {
 		if breakers != 1 {
 			t.Errorf("%d breaker cards, want 1", breakers)
 		}
-		ps, _ := w.Pauses(ctx)
+		ps, _ := w.Autopilot().Pauses(ctx)
 		if _, stopped := autopilot.Stopped(ps, "brk", "t"); !stopped {
 			t.Fatal("no breaker recorded")
 		}
-		w.Resume(ctx, Click{User: "UVIEW", ResponseURL: "https://hooks.example/UVIEW"}, "brk", "t", nil, "CALERT")
-		if ps, _ := w.Pauses(ctx); len(ps) != 1 {
+		w.Autopilot().Resume(ctx, Click{User: "UVIEW", ResponseURL: "https://hooks.example/UVIEW"}, "brk", "t", nil, "CALERT")
+		if ps, _ := w.Autopilot().Pauses(ctx); len(ps) != 1 {
 			t.Fatal("a viewer reset the breaker")
 		}
-		w.Resume(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "brk", "t", nil, "CALERT")
+		w.Autopilot().Resume(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "brk", "t", nil, "CALERT")
 		r.Limit = 3
 		fired(t, w, s, firing(r, 515))
 	})
@@ -220,10 +220,10 @@ func TestAutoPauseHolds(t *testing.T) {
 	db := newFakeFleet()
 	w, _ := newFlow(t, db, s, flowOpts{budget: time.Minute, margin: time.Minute, pauses: autopilot.StoredPauses(st)})
 	under := fired(t, w, s, firing(rule("pause", autopilot.Act, 50*time.Millisecond), 521))
-	w.Pause(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "t", nil, "CALERT")
+	w.Autopilot().Pause(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "t", nil, "CALERT")
 
 	restarted, _ := newFlow(t, db, s, flowOpts{budget: time.Minute, margin: time.Minute, pauses: autopilot.StoredPauses(st)})
-	restarted.Fire(ctx, []autopilot.Firing{firing(rule("pause", autopilot.Act, 50*time.Millisecond), 522)}, "CALERT")
+	restarted.Autopilot().Fire(ctx, []autopilot.Firing{firing(rule("pause", autopilot.Act, 50*time.Millisecond), 522)}, "CALERT")
 	waitDue(t, s, under.ID)
 	restarted.SweepOnce(ctx)
 	got, _ := s.Get(ctx, under.ID)
@@ -233,7 +233,7 @@ func TestAutoPauseHolds(t *testing.T) {
 	if open := openOf(t, s, "pause"); len(open) != 0 {
 		t.Fatalf("a paused rule made a request: %+v", open)
 	}
-	restarted.Resume(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "", "t", nil, "CALERT")
+	restarted.Autopilot().Resume(ctx, Click{User: "UAPP", ResponseURL: "https://hooks.example/UAPP"}, "", "t", nil, "CALERT")
 	fired(t, restarted, s, firing(rule("pause", autopilot.Act, time.Hour), 523))
 }
 

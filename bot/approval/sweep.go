@@ -44,7 +44,7 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 		case r.State == request.Pending && !now.Before(r.Expires):
 			w.expire(ctx, r.ID)
 		case r.State == request.Pending && r.Auto != nil: // its countdown has ended
-			w.autoDue(ctx, r)
+			w.auto.due(ctx, r)
 		case r.State == request.Pending:
 			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
 		case r.State == request.Approved:
