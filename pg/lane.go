@@ -148,15 +148,40 @@ func (f *future[T]) abandon() { f.run.CompareAndSwap(idle, abandoned) }
 // the job never ran it.
 var errNotStarted = errors.New("not started: the caller stopped waiting first")
 
-// submit runs fn on l's connection when it is free, connecting first when
-// needed. fn runs only if the caller (ctx) still waits once the connection
-// is ready: a connection attempt goes on after its caller stopped waiting
-// (see ready), the statement does not. Once started, fn runs to its end,
-// detached from ctx, bounded by l.late. A connection fn leaves broken is
-// closed; when the server had ended the session (a restart,
-// pg_terminate_backend) fn runs once more on a new one, if the caller
-// still waits.
-func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Context, *pgx.Conn) (T, error)) *future[T] {
+// effect is what a statement does to the server. It decides whether the
+// statement may be sent again when its connection failed under it.
+type effect int
+
+const (
+	// reads: it only reads, so it runs again on a new connection when the
+	// server ended the session before or while it ran (retryable).
+	reads effect = iota
+	// signals: it signals backends. It is sent again only when pgx wrote
+	// none of it (unsent); otherwise the server may have carried it out,
+	// and a second run would answer for a server the first one changed (a
+	// terminated backend reads as gone: "nothing was signalled"). It is
+	// sent only on a connection just checked (live), so that a session the
+	// server ended while idle costs a reconnect, not an unknown outcome.
+	signals
+)
+
+// again reports whether a statement doing e whose run failed with err
+// runs once more on a new connection.
+func (e effect) again(err error) bool {
+	if e == signals {
+		return unsent(err)
+	}
+	return retryable(err)
+}
+
+// submit runs fn, which does eff, on l's connection when it is free,
+// connecting first when needed. fn runs only if the caller (ctx) still
+// waits once the connection is ready: a connection attempt goes on after
+// its caller stopped waiting (see ready), the statement does not. Once
+// started, fn runs to its end, detached from ctx, bounded by l.late. A
+// connection fn leaves broken is closed; fn runs once more on a new one
+// when eff allows it (effect.again) and the caller still waits.
+func submit[T any](ctx context.Context, l *lane, what string, eff effect, fn func(context.Context, *pgx.Conn) (T, error)) *future[T] {
 	f := &future[T]{done: make(chan struct{}), started: time.Now()}
 	go func() {
 		var zero T
@@ -170,6 +195,9 @@ func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Co
 		v, err := zero, error(errNotStarted)
 		for attempt := 0; attempt < 2 && ctx.Err() == nil; attempt++ {
 			conn, cerr := l.ready(ctx)
+			if cerr == nil && eff == signals {
+				conn, cerr = l.live(ctx, conn)
+			}
 			if cerr != nil {
 				v, err = zero, cerr
 				break
@@ -178,7 +206,10 @@ func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Co
 				break
 			}
 			v, err = runOn(l, conn, what, fn)
-			if !retryable(err) {
+			if !eff.again(err) {
+				if eff == signals && err != nil && conn.IsClosed() {
+					err = l.lost(what, err)
+				}
 				break
 			}
 			l.drop(conn)
@@ -192,8 +223,8 @@ func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Co
 // call is submit, then waiting for the result until ctx ends. A caller
 // that stops waiting abandons the job: fn does not start after call has
 // returned (one already under way runs to its end).
-func call[T any](ctx context.Context, l *lane, what string, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
-	f := submit(ctx, l, what, fn)
+func call[T any](ctx context.Context, l *lane, what string, eff effect, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
+	f := submit(ctx, l, what, eff, fn)
 	select {
 	case <-f.done:
 		return f.val, f.err
@@ -205,6 +236,30 @@ func call[T any](ctx context.Context, l *lane, what string, fn func(context.Cont
 		var zero T
 		return zero, l.stillBusy(ctx.Err())
 	}
+}
+
+// live returns conn if the server has not closed it, or else a new
+// connection. It sends nothing: pgx reads what the server may have sent
+// while the connection was idle (a session ended by a restart or
+// pg_terminate_backend says so before it closes the socket).
+func (l *lane) live(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, error) {
+	if err := conn.PgConn().CheckConn(); err == nil && !conn.IsClosed() {
+		return conn, nil
+	}
+	l.drop(conn)
+	return l.ready(ctx)
+}
+
+// lost is the error of a statement whose connection was lost (broken, or
+// closed by pgx when no answer came in time) after it was sent and before
+// its answer came: the server may have carried it out.
+func (l *lane) lost(what string, err error) error {
+	kind := ErrUnavailable
+	if e := translate(err); errors.Is(e, ErrTimeout) {
+		kind = ErrTimeout
+	}
+	return &Error{Kind: kind, err: err,
+		Message: fmt.Sprintf("pgkill's %s to %s was lost after %s was sent, before its answer came (%s); it is not sent again", l.name, l.target, what, message(err))}
 }
 
 // runOn runs fn on conn, detached, and closes conn if fn left it broken.

@@ -62,11 +62,10 @@ func newSlowAccept(t *testing.T, to string, delay time.Duration) *slowAccept {
 // A signal whose caller has stopped waiting is never sent: the approval's
 // window (bot/approval execute: "it signals only inside that window") is
 // the caller's context. The lifeline opens its connection detached from
-// the caller (pg/lane.go ready: context.Background(), at least
-// ConnectTimeout) and then runs the statement without looking at the
-// caller again (submit), so a connection that comes up after the window
-// closed still carries the signal — after pgkill has recorded "the signal
-// may or may not have been sent" and told people to list again.
+// the caller (pg/lane.go ready: at least ConnectTimeout), so a connection
+// that comes up after the window closed must not carry the signal: pgkill
+// has by then recorded "the signal may or may not have been sent" and told
+// people to list again.
 func TestNoSignalAfterTheCallerGaveUp(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DSN(t)
@@ -149,15 +148,7 @@ func TestNoSignalAfterTheCallerGaveUpOnAnyPath(t *testing.T) {
 			p := newSlowAccept(t, u.Host, 1500*time.Millisecond)
 			u.Host = p.l.Addr().String()
 			lister := newTarget(t, dsn, pg.Options{})
-			app := role
-			var victims []*pgtest.Session
-			var ids []pg.Identity
-			for range tc.victims {
-				s := pgtest.NewSession(t, dsn, app)
-				s.Run("SELECT pg_sleep(60)")
-				victims = append(victims, s)
-				ids = append(ids, waitBackend(t, lister, pg.Filter{Application: app}, s.PID, nil).Identity)
-			}
+			victims, ids := sleepers(t, dsn, lister, role, tc.victims)
 			f, err := pg.NewFleet([]pg.TargetSpec{{Name: "test", DSN: u.String()}}, pg.Options{ConnectTimeout: 5 * time.Second, Keepalive: -1})
 			if err != nil {
 				t.Fatal(err)
@@ -171,12 +162,7 @@ func TestNoSignalAfterTheCallerGaveUpOnAnyPath(t *testing.T) {
 				if err := tg.Ping(ctx(t)); err != nil {
 					t.Fatal(err)
 				}
-				// The server ends the lifeline's session (a restart, an
-				// administrator's pg_terminate_backend).
-				pgtest.Exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND application_name = $2", role, pg.AppName)
-				for pgtest.Int(t, "SELECT count(*)::int FROM pg_stat_activity WHERE usename = $1 AND application_name = $2", role, pg.AppName) > 0 {
-					time.Sleep(20 * time.Millisecond)
-				}
+				endOurSessions(t, role)
 			}
 			window, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
