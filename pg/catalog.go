@@ -136,7 +136,7 @@ func (t *Target) warmLifeline(ctx context.Context, c *pgx.Conn) error {
 // only after a session has waited deadlock_timeout (1s by default), and
 // this read takes milliseconds.
 func (t *Target) refreshCatalog(ctx context.Context) error {
-	cat, err := onLifeline(ctx, t, "the read of roles and databases", readCatalog)
+	cat, err := onLifeline(ctx, t, "the read of roles and databases", reads, readCatalog)
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (t *Target) check() {
 		case <-ctx.Done():
 		}
 	}()
-	waits, err := onLifeline(ctx, t, "the health check", func(ctx context.Context, c *pgx.Conn) (int, error) {
+	waits, err := onLifeline(ctx, t, "the health check", reads, func(ctx context.Context, c *pgx.Conn) (int, error) {
 		var n int
 		return n, c.QueryRow(ctx, lockWaitsSQL).Scan(&n)
 	})
@@ -192,7 +192,7 @@ func (t *Target) check() {
 		}
 	}
 	if !t.locks.stuck(0) {
-		_, _ = call(ctx, t.locks, "the health check", func(ctx context.Context, c *pgx.Conn) (struct{}, error) {
+		_, _ = call(ctx, t.locks, "the health check", reads, func(ctx context.Context, c *pgx.Conn) (struct{}, error) {
 			_, err := c.Exec(ctx, "SELECT 1")
 			return struct{}{}, err
 		})

@@ -76,7 +76,7 @@ func (t *Target) Doctor(ctx context.Context) Report {
 	}
 	ctx, cancel := t.deadline(ctx)
 	defer cancel()
-	got, err := call(ctx, t.locks, "doctor's read", func(ctx context.Context, c *pgx.Conn) (read, error) {
+	got, err := call(ctx, t.locks, "doctor's read", reads, func(ctx context.Context, c *pgx.Conn) (read, error) {
 		var d read
 		s := &d.s
 		err := c.QueryRow(ctx, doctorSQL).Scan(&d.r.Version, &d.r.VersionNum, &d.r.User, &d.r.Superuser,

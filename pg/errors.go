@@ -73,6 +73,10 @@ func translate(err error) error {
 	if err == nil {
 		return nil
 	}
+	var own *Error
+	if errors.As(err, &own) { // translated already, perhaps in pgkill's own words
+		return err
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
@@ -175,16 +179,16 @@ func leaves(err error) []error {
 	return []error{err}
 }
 
-// retryable says whether an operation may be run again on a fresh
-// connection: the server killed the pooled session (failover, restart,
-// pg_terminate_backend) before or while it got our statement. Every statement
-// we send is idempotent or identity-checked, so a second attempt cannot
-// signal anything the first was not approved to.
+// retryable says whether a statement that only reads may be run again on
+// a fresh connection: the server killed the session (failover, restart,
+// pg_terminate_backend) before or while it got our statement, or the
+// connection broke with no answer. A statement that signals is never run
+// again on these grounds (see unsent): the first run may have signalled.
 func retryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if pgconn.SafeToRetry(err) {
+	if unsent(err) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -196,6 +200,13 @@ func retryable(err error) bool {
 		return false
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// unsent says whether err proves that the statement never left pgkill:
+// pgx wrote none of it (pgconn.SafeToRetry). Only then may a statement
+// that signals be sent again.
+func unsent(err error) bool {
+	return err != nil && pgconn.SafeToRetry(err)
 }
 
 // Passwords in URLs (postgres://user:secret@host) and in keyword/value DSNs

@@ -91,3 +91,34 @@ func replaceDB(dsn, db string) string {
 	}
 	return dsn[:i+1] + db + dsn[i+j:]
 }
+
+// sleepers starts n sessions of app on dsn, each running a long sleep,
+// and returns them with their identities as tg lists them.
+func sleepers(t testing.TB, dsn string, tg *pg.Target, app string, n int) ([]*pgtest.Session, []pg.Identity) {
+	t.Helper()
+	var ss []*pgtest.Session
+	var ids []pg.Identity
+	for range n {
+		s := pgtest.NewSession(t, dsn, app)
+		s.Run("SELECT pg_sleep(60)")
+		ss = append(ss, s)
+		ids = append(ids, waitBackend(t, tg, pg.Filter{Application: app}, s.PID, nil).Identity)
+	}
+	return ss, ids
+}
+
+// endOurSessions has the server end pgkill's sessions of role, as a
+// restart or an administrator's pg_terminate_backend would, and waits
+// until they are gone.
+func endOurSessions(t testing.TB, role string) {
+	t.Helper()
+	const ours = "FROM pg_stat_activity WHERE usename = $1 AND application_name = $2"
+	pgtest.Exec(t, "SELECT pg_terminate_backend(pid) "+ours, role, pg.AppName)
+	deadline := time.Now().Add(15 * time.Second)
+	for pgtest.Int(t, "SELECT count(*)::int "+ours, role, pg.AppName) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("pgkill's sessions of role %s did not end", role)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

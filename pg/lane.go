@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,7 +95,18 @@ type future[T any] struct {
 	started time.Time
 	val     T
 	err     error
+	// run is idle, running (a run of fn is under way) or abandoned (its
+	// caller stopped waiting while no run was under way: fn runs no more).
+	// A run starts, and a caller abandons, only by changing it from idle:
+	// whichever comes first, the other cannot follow.
+	run atomic.Int32
 }
+
+const (
+	idle int32 = iota
+	running
+	abandoned
+)
 
 func (f *future[T]) finish(v T, err error) {
 	f.val, f.err = v, err
@@ -112,7 +124,7 @@ func (f *future[T]) ready() bool {
 }
 
 // wait waits for the result until ctx ends; then the error says what l was
-// busy with.
+// busy with. The job goes on for whoever else waits for it.
 func (f *future[T]) wait(ctx context.Context, l *lane) (T, error) {
 	select {
 	case <-f.done:
@@ -123,16 +135,53 @@ func (f *future[T]) wait(ctx context.Context, l *lane) (T, error) {
 	}
 }
 
-// errNotStarted: the caller had stopped waiting before the lane was free,
-// so the job never ran.
+// start marks a run of fn as under way, unless its caller (ctx) stopped
+// waiting: then it reports false and fn must not run.
+func (f *future[T]) start(ctx context.Context) bool {
+	return ctx.Err() == nil && f.run.CompareAndSwap(idle, running)
+}
+
+// abandon is the caller's giving up: fn starts no more.
+func (f *future[T]) abandon() { f.run.CompareAndSwap(idle, abandoned) }
+
+// errNotStarted: the caller had stopped waiting before fn could run, so
+// the job never ran it.
 var errNotStarted = errors.New("not started: the caller stopped waiting first")
 
-// submit runs fn on l's connection when it is free, connecting first when
-// needed. fn runs only if the caller (ctx) still waits when its turn comes;
-// once started it runs to its end, detached from ctx, bounded by l.late.
-// A connection fn leaves broken is closed; when the server had ended the
-// session (a restart, pg_terminate_backend) fn runs once more on a new one.
-func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Context, *pgx.Conn) (T, error)) *future[T] {
+// effect is what a statement does to the server. It decides whether the
+// statement may be sent again when its connection failed under it.
+type effect int
+
+const (
+	// reads: it only reads, so it runs again on a new connection when the
+	// server ended the session before or while it ran (retryable).
+	reads effect = iota
+	// signals: it signals backends. It is sent again only when pgx wrote
+	// none of it (unsent); otherwise the server may have carried it out,
+	// and a second run would answer for a server the first one changed (a
+	// terminated backend reads as gone: "nothing was signalled"). It is
+	// sent only on a connection just checked (live), so that a session the
+	// server ended while idle costs a reconnect, not an unknown outcome.
+	signals
+)
+
+// again reports whether a statement doing e whose run failed with err
+// runs once more on a new connection.
+func (e effect) again(err error) bool {
+	if e == signals {
+		return unsent(err)
+	}
+	return retryable(err)
+}
+
+// submit runs fn, which does eff, on l's connection when it is free,
+// connecting first when needed. fn runs only if the caller (ctx) still
+// waits once the connection is ready: a connection attempt goes on after
+// its caller stopped waiting (see ready), the statement does not. Once
+// started, fn runs to its end, detached from ctx, bounded by l.late. A
+// connection fn leaves broken is closed; fn runs once more on a new one
+// when eff allows it (effect.again) and the caller still waits.
+func submit[T any](ctx context.Context, l *lane, what string, eff effect, fn func(context.Context, *pgx.Conn) (T, error)) *future[T] {
 	f := &future[T]{done: make(chan struct{}), started: time.Now()}
 	go func() {
 		var zero T
@@ -143,32 +192,74 @@ func submit[T any](ctx context.Context, l *lane, what string, fn func(context.Co
 			return
 		}
 		defer l.release()
-		if ctx.Err() != nil {
-			f.finish(zero, errNotStarted)
-			return
-		}
-		conn, err := l.ready(ctx)
-		if err != nil {
-			f.finish(zero, err)
-			return
-		}
-		v, err := runOn(l, conn, what, fn)
-		if retryable(err) && ctx.Err() == nil {
-			l.drop(conn)
-			if conn, err = l.ready(ctx); err != nil {
-				f.finish(zero, err)
-				return
+		v, err := zero, error(errNotStarted)
+		for attempt := 0; attempt < 2 && ctx.Err() == nil; attempt++ {
+			conn, cerr := l.ready(ctx)
+			if cerr == nil && eff == signals {
+				conn, cerr = l.live(ctx, conn)
+			}
+			if cerr != nil {
+				v, err = zero, cerr
+				break
+			}
+			if !f.start(ctx) {
+				break
 			}
 			v, err = runOn(l, conn, what, fn)
+			if !eff.again(err) {
+				if eff == signals && err != nil && conn.IsClosed() {
+					err = l.lost(what, err)
+				}
+				break
+			}
+			l.drop(conn)
+			f.run.Store(idle)
 		}
 		f.finish(v, err)
 	}()
 	return f
 }
 
-// call is submit, then waiting for the result until ctx ends.
-func call[T any](ctx context.Context, l *lane, what string, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
-	return submit(ctx, l, what, fn).wait(ctx, l)
+// call is submit, then waiting for the result until ctx ends. A caller
+// that stops waiting abandons the job: fn does not start after call has
+// returned (one already under way runs to its end).
+func call[T any](ctx context.Context, l *lane, what string, eff effect, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
+	f := submit(ctx, l, what, eff, fn)
+	select {
+	case <-f.done:
+		return f.val, f.err
+	case <-ctx.Done():
+		f.abandon()
+		if f.ready() {
+			return f.val, f.err
+		}
+		var zero T
+		return zero, l.stillBusy(ctx.Err())
+	}
+}
+
+// live returns conn if the server has not closed it, or else a new
+// connection. It sends nothing: pgx reads what the server may have sent
+// while the connection was idle (a session ended by a restart or
+// pg_terminate_backend says so before it closes the socket).
+func (l *lane) live(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, error) {
+	if err := conn.PgConn().CheckConn(); err == nil && !conn.IsClosed() {
+		return conn, nil
+	}
+	l.drop(conn)
+	return l.ready(ctx)
+}
+
+// lost is the error of a statement whose connection was lost (broken, or
+// closed by pgx when no answer came in time) after it was sent and before
+// its answer came: the server may have carried it out.
+func (l *lane) lost(what string, err error) error {
+	kind := ErrUnavailable
+	if e := translate(err); errors.Is(e, ErrTimeout) {
+		kind = ErrTimeout
+	}
+	return &Error{Kind: kind, err: err,
+		Message: fmt.Sprintf("pgkill's %s to %s was lost after %s was sent, before its answer came (%s); it is not sent again", l.name, l.target, what, message(err))}
 }
 
 // runOn runs fn on conn, detached, and closes conn if fn left it broken.

@@ -127,7 +127,7 @@ func (t *Target) activity(ctx context.Context, f Filter, state string) (activity
 	read := func(ctx context.Context, c *pgx.Conn) (activity, error) {
 		return readActivity(ctx, c, f, state, t.catalog().me.oid)
 	}
-	act, err := onLifeline(ctx, t, "the read of pg_stat_get_activity", read)
+	act, err := onLifeline(ctx, t, "the read of pg_stat_get_activity", reads, read)
 	if err != nil {
 		return act, err
 	}
@@ -163,7 +163,7 @@ func (t *Target) lockTable() *future[lockRead] {
 	if t.tree != nil && !t.tree.ready() {
 		return t.tree
 	}
-	t.tree = submit(context.Background(), t.locks, "a read of pg_locks", t.readLockTable)
+	t.tree = submit(context.Background(), t.locks, "a read of pg_locks", reads, t.readLockTable)
 	return t.tree
 }
 

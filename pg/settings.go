@@ -36,7 +36,7 @@ func (f *Fleet) RoleSetting(ctx context.Context, target, role, database, name st
 	ctx, cancel := t.deadline(ctx)
 	defer cancel()
 	type setting struct{ value, source string }
-	got, err := call(ctx, t.locks, "a role's setting", func(ctx context.Context, c *pgx.Conn) (setting, error) {
+	got, err := call(ctx, t.locks, "a role's setting", reads, func(ctx context.Context, c *pgx.Conn) (setting, error) {
 		var s setting
 		err := c.QueryRow(ctx, roleSettingSQL, role, database, name).Scan(&s.value, &s.source)
 		if errors.Is(err, pgx.ErrNoRows) {

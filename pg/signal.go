@@ -160,8 +160,10 @@ ORDER BY m.i`
 //     busy and could not be checked (Message says so); nothing was
 //     signalled to it.
 //
-// An error (unreachable, timeout) means the signals may or may not have
-// been sent; the outcomes are then empty.
+// An error (unreachable, timeout, or the answer lost after the statement
+// was sent) means the signals may or may not have been sent; the outcomes
+// are then empty. The statement is not sent once ctx has ended, and one
+// whose answer was lost is not sent again.
 func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) ([]Outcome, error) {
 	if _, err := ParseAction(string(action)); err != nil {
 		return nil, err
@@ -178,7 +180,7 @@ func (t *Target) SignalSet(ctx context.Context, action Action, ids []Identity) (
 	if err != nil {
 		return nil, err
 	}
-	outs, err := onLifeline(ctx, t, "the signal", func(ctx context.Context, c *pgx.Conn) ([]Outcome, error) {
+	outs, err := onLifeline(ctx, t, "the signal", signals, func(ctx context.Context, c *pgx.Conn) ([]Outcome, error) {
 		cat := t.catalog()
 		known, names, supers := make([]uint32, 0, len(cat.roles)), make([]string, 0, len(cat.roles)), []uint32{}
 		for oid, r := range cat.roles {

@@ -373,17 +373,18 @@ func (t *Target) deadline(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, max(wait, t.opts.ConnectTimeout)+t.opts.StatementTimeout+time.Second)
 }
 
-// onLifeline runs fn on the lifeline and translates its error.
-func onLifeline[T any](ctx context.Context, t *Target, what string, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
+// onLifeline runs fn, which does eff, on the lifeline and translates its
+// error.
+func onLifeline[T any](ctx context.Context, t *Target, what string, eff effect, fn func(context.Context, *pgx.Conn) (T, error)) (T, error) {
 	ctx, cancel := t.deadline(ctx)
 	defer cancel()
-	v, err := call(ctx, t.life, what, fn)
+	v, err := call(ctx, t.life, what, eff, fn)
 	return v, t.adviseAuth(translate(err))
 }
 
 // Ping checks that the server answers, on the lifeline.
 func (t *Target) Ping(ctx context.Context) error {
-	_, err := onLifeline(ctx, t, "a ping", func(ctx context.Context, c *pgx.Conn) (struct{}, error) {
+	_, err := onLifeline(ctx, t, "a ping", reads, func(ctx context.Context, c *pgx.Conn) (struct{}, error) {
 		_, err := c.Exec(ctx, "SELECT 1")
 		return struct{}{}, err
 	})

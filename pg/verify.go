@@ -135,7 +135,7 @@ func (t *Target) observe(ctx context.Context, outs []Outcome, pending []int) (ma
 	for j, i := range pending {
 		pids[j], starts[j] = outs[i].ID.PID, outs[i].ID.BackendStart
 	}
-	seen, err := onLifeline(ctx, t, "the check of signalled sessions", func(ctx context.Context, c *pgx.Conn) (map[int]observation, error) {
+	seen, err := onLifeline(ctx, t, "the check of signalled sessions", reads, func(ctx context.Context, c *pgx.Conn) (map[int]observation, error) {
 		seen := map[int]observation{}
 		rows, err := c.Query(ctx, verifySetSQL, pids, starts)
 		if err != nil {
@@ -180,7 +180,7 @@ func (t *Target) heldLocks(ctx context.Context, seen map[int]observation, outs [
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.budget())
 	defer cancel()
-	counts, err := call(ctx, t.locks, "a count of held locks", func(ctx context.Context, c *pgx.Conn) (map[int32]int, error) {
+	counts, err := call(ctx, t.locks, "a count of held locks", reads, func(ctx context.Context, c *pgx.Conn) (map[int32]int, error) {
 		rows, err := c.Query(ctx, heldLocksSQL, pids)
 		if err != nil {
 			return nil, err
