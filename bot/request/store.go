@@ -27,7 +27,8 @@ type Records interface {
 	OpenRecord(ctx context.Context, key string) (pg.Record, bool, error)
 	// Record returns record id and the clock's time now; pg.ErrNotFound.
 	Record(ctx context.Context, id int64) (pg.Record, time.Time, error)
-	// UpdateRecord writes r if the stored one is still at r.Version.
+	// UpdateRecord writes r if the stored one is still at r.Version and,
+	// when r.Before is set, the clock is still before it at the write.
 	UpdateRecord(ctx context.Context, r pg.Record) (bool, error)
 	// DueRecords returns the open records past Expires and those past
 	// Deadline, with the clock's time now.
@@ -158,8 +159,10 @@ const maxConflicts = 20
 // Apply applies e to request id as one atomic step on its latest version
 // and the store's clock now (Apply). It returns the request as it is after
 // the step; when e does not apply, the request as it is and the reason
-// (ErrDecided, ErrExpired, …). A write whose reply was lost is recognised
-// by reading the record back.
+// (ErrDecided, ErrExpired, …). The step is judged on the record and the
+// clock as read, and written only if neither has moved past what allowed it
+// (a step that comes too late is judged again, and refused). A write whose
+// reply was lost is recognised by reading the record back.
 func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) {
 	for range maxConflicts {
 		r, now, err := s.read(ctx, id)
@@ -167,13 +170,15 @@ func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) 
 			return r, err
 		}
 		cur := r
-		if err := Apply(&r, e, now); err != nil {
+		until, err := Apply(&r, e, now)
+		if err != nil {
 			return cur, err
 		}
 		rec, err := encode(r)
 		if err != nil {
 			return cur, err
 		}
+		rec.Before = until
 		won, err := s.recs.UpdateRecord(ctx, rec)
 		if err != nil && s.landed(ctx, rec) {
 			won, err = true, nil // the write committed; only its reply was lost

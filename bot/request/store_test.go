@@ -25,7 +25,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // stores runs a test against both stores: in memory, and in PostgreSQL
 // through pg.Store.
 func stores(t *testing.T, test func(t *testing.T, s *request.Store, recs request.Records)) {
-	t.Run("memory", func(t *testing.T) { test(t, request.Memory(), nil) })
+	t.Run("memory", func(t *testing.T) {
+		recs := request.MemoryRecords()
+		test(t, request.NewStore(recs), recs)
+	})
 	t.Run("postgres", func(t *testing.T) {
 		st, err := pg.OpenStore(context.Background(), pgtest.Database(t, "request_unit"))
 		if err != nil {
@@ -199,6 +202,47 @@ func TestTimeIsTheStoresClock(t *testing.T) {
 	})
 }
 
+// stall holds the first write of an approval until its request has
+// expired by the store's clock: the approver's process read the request
+// (and the store's time) before the expiry, then stalled — a GC pause, a
+// paused VM, a slow network — before its write reached the store.
+type stall struct {
+	request.Records
+	once sync.Once
+}
+
+func (s *stall) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+	if r.State == string(request.Approved) {
+		s.once.Do(func() {
+			for {
+				got, now, err := s.Records.Record(ctx, r.ID)
+				if err != nil || !now.Before(got.Expires) {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	return s.Records.UpdateRecord(ctx, r)
+}
+
+// An approval judged on a read from before the expiry and written after it
+// is refused as expired: the write compares the expiry with the store's
+// clock as it happens, in both stores.
+func TestApprovalWrittenAfterExpiryIsRefused(t *testing.T) {
+	stores(t, func(t *testing.T, _ *request.Store, recs request.Records) {
+		s := request.NewStore(&stall{Records: recs})
+		r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(9)}, Requester: "U1"}, 200*time.Millisecond, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Apply(ctx, r.ID, approve("U2"))
+		if !errors.Is(err, request.ErrExpired) || got.State != request.Pending {
+			t.Errorf("an approval written after the expiry = %s, %v; want refused as expired", got.State, err)
+		}
+	})
+}
+
 // waitDue waits until the store says request id is due.
 func waitDue(t *testing.T, s *request.Store, id string) {
 	t.Helper()
@@ -258,9 +302,6 @@ func (l lostReply) AddRecord(ctx context.Context, r pg.Record, ttl, deadline tim
 // caller learns it made the request (and posts its card).
 func TestAddWithLostReply(t *testing.T) {
 	stores(t, func(t *testing.T, _ *request.Store, recs request.Records) {
-		if recs == nil {
-			return // memory never loses a reply
-		}
 		s := request.NewStore(lostReply{recs})
 		r, created, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(6)}, Requester: "U1"}, time.Hour, 0)
 		if err != nil || !created || r.ID == "" {

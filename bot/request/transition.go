@@ -50,34 +50,38 @@ var (
 )
 
 // Apply is the state machine: it applies e to r at now — the store's
-// clock, read in the same step — or returns why e does not apply, changing
-// nothing. Every store runs every step through it.
-func Apply(r *Request, e Event, now time.Time) error {
+// clock, read with r — or returns why e does not apply, changing nothing.
+// Every store runs every step through it. until, when not zero, is when the
+// step stops being one the clock allows: a store writes it only while its
+// own clock, at the write, is still before then (the time between the read
+// and the write may be long: a paused process, a slow network).
+func Apply(r *Request, e Event, now time.Time) (until time.Time, err error) {
 	next := *r
 	next.Votes = append([]Vote(nil), r.Votes...)
-	if err := step(&next, e, now); err != nil {
-		return err
+	if until, err = step(&next, e, now); err != nil {
+		return time.Time{}, err
 	}
 	*r = next
-	return nil
+	return until, nil
 }
 
-func step(r *Request, e Event, now time.Time) error {
+func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 	switch e.Kind {
 	case Approve:
+		until = r.Expires // an approval after the expiry never counts
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case !now.Before(r.Expires):
-			return ErrExpired
+			return time.Time{}, ErrExpired
 		case r.Auto != nil && r.Auto.DryRun():
-			return ErrDryRun
+			return time.Time{}, ErrDryRun
 		case r.Auto != nil && e.User == r.Auto.Actor() && now.Before(r.Deadline):
-			return ErrNotDue // a rule acts when its countdown ends, by this clock
+			return time.Time{}, ErrNotDue // a rule acts when its countdown ends, by this clock
 		case r.Requester == e.User && !e.SelfApproval:
-			return ErrSelf
+			return time.Time{}, ErrSelf
 		case r.Voted(e.User):
-			return ErrVoted
+			return time.Time{}, ErrVoted
 		}
 		r.Votes = append(r.Votes, Vote{User: e.User, At: now})
 		if len(r.Votes) >= r.NeedsVotes() {
@@ -86,9 +90,9 @@ func step(r *Request, e Event, now time.Time) error {
 	case Deny, Withdraw:
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case e.Kind == Withdraw && r.Requester != e.User:
-			return ErrNotYours
+			return time.Time{}, ErrNotYours
 		}
 		r.State, r.Decided, r.Deadline = Denied, now, time.Time{}
 		if e.Kind == Withdraw {
@@ -99,22 +103,22 @@ func step(r *Request, e Event, now time.Time) error {
 	case Expire:
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case now.Before(r.Expires):
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
 		}
 		r.State, r.Decided, r.Deadline = Expired, now, time.Time{}
 	case Close:
 		if r.State != Pending {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		if e.To != Expired && e.To != Withdrawn {
-			return fmt.Errorf("request: close to %s", e.To)
+			return time.Time{}, fmt.Errorf("request: close to %s", e.To)
 		}
 		r.State, r.Decided, r.Deadline, r.NotSent = e.To, now, time.Time{}, e.Why
 	case Posted:
 		if r.CardTS == e.CardTS {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		r.CardTS = e.CardTS
 		if r.State == Pending && r.Auto == nil { // a rule's deadline is when it acts
@@ -122,24 +126,24 @@ func step(r *Request, e Event, now time.Time) error {
 		}
 	case Repost:
 		if r.State != Pending || r.CardTS != "" || now.Before(r.Deadline) {
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
 		}
 		r.Deadline = now.Add(e.Due)
 	case Abandon:
 		if r.State != Approved || now.Before(r.Deadline) {
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
 		}
 		r.State, r.Err, r.Abandoned, r.Deadline = Done, e.Why, true, time.Time{}
 	case Finish:
 		// The signaller records what it did; it may come after the sweep
 		// closed the request as abandoned, and then replaces that guess.
 		if r.State != Approved && !(r.State == Done && r.Abandoned) {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		r.State, r.Err, r.Abandoned, r.Deadline = Done, "", false, time.Time{}
 		e.Record(r)
 	default:
-		return fmt.Errorf("request: unknown event %d", e.Kind)
+		return time.Time{}, fmt.Errorf("request: unknown event %d", e.Kind)
 	}
-	return nil
+	return until, nil
 }
