@@ -2,6 +2,8 @@ package approval
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,5 +53,33 @@ func TestApprovalLandingAfterExpiryDoesNotSignal(t *testing.T) {
 	if n := db.signalled(); n != 0 {
 		t.Errorf("request %s expired at %s by the store's clock; its approval landed after that and signalled %d time(s) (recorded decided at %s, state %s)",
 			r.ID, got.Expires.Format("15:04:05.000"), n, got.Decided.Format("15:04:05.000"), got.State)
+	}
+}
+
+// A request pgkill itself closed (its card overdue, or Slack refused the
+// card) is never shown as withdrawn by its requester: the card says why
+// pgkill closed it. outcomeText (blocks/approval.go) ignores NotSent for
+// Withdrawn and names the requester.
+func TestClosedByPgkillNotShownAsWithdrawnByRequester(t *testing.T) {
+	s := request.Memory()
+	w, out := newFlow(t, newFakeFleet(), s)
+	r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(52)}, Requester: "UREQ", Channel: "C", ThreadTS: "1.0"}, time.Hour, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDue(t, s, r.ID)
+	w.SweepOnce(ctx)
+	var card string
+	for _, it := range out.put() {
+		if it.Key == cardKey(r.ID) {
+			js, _ := json.Marshal(it.Msg)
+			card = string(js)
+		}
+	}
+	if card == "" {
+		t.Fatalf("no closing card was put")
+	}
+	if strings.Contains(card, "Withdrawn* by \\u003c@UREQ\\u003e") || !strings.Contains(card, "never posted") {
+		t.Errorf("the card of a request pgkill closed says its requester withdrew it, not why: %s", card)
 	}
 }
