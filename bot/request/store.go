@@ -220,18 +220,20 @@ func (s *Store) Open(ctx context.Context) ([]Request, error) {
 	return decodeAll(recs), err
 }
 
-// EndedBy finds the decided request whose signal ended execution id.
-func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool) {
+// EndedBy finds the decided request whose signal ended execution id;
+// false when none did. An error says the store could not be read: not
+// that none did.
+func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool, error) {
 	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
 	if err != nil {
-		return Request{}, false
+		return Request{}, false, err
 	}
 	for _, r := range decodeAll(recs) {
 		if r.Signalled(id) {
-			return r, true
+			return r, true, nil
 		}
 	}
-	return Request{}, false
+	return Request{}, false, nil
 }
 
 // Made reports whether a request with r's key was ever made (and not
@@ -247,18 +249,19 @@ func (s *Store) Fired(ctx context.Context, prefix string, age time.Duration) (in
 }
 
 // InFlight reports whether an approved request is being carried out on
-// execution id (its outcome not recorded yet).
-func (s *Store) InFlight(ctx context.Context, id pg.Identity) bool {
+// execution id (its outcome not recorded yet). An error says the store
+// could not be read: not that none is.
+func (s *Store) InFlight(ctx context.Context, id pg.Identity) (bool, error) {
 	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
 	if err != nil {
-		return false
+		return false, err
 	}
 	for _, r := range decodeAll(recs) {
 		if r.State == Approved {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // decodeAll decodes records, skipping any it cannot read (of an older

@@ -149,17 +149,17 @@ func TestEndedBy(t *testing.T) {
 	stores(t, func(t *testing.T, s *request.Store, _ request.Records) {
 		id := identity(2)
 		r, _, _ := s.Add(ctx, request.Request{Action: pg.Terminate, Backend: pg.Backend{Identity: id}, Requester: "U1"}, time.Hour, 0)
-		if _, ok := s.EndedBy(ctx, id); ok {
+		if _, ok, _ := s.EndedBy(ctx, id); ok {
 			t.Error("a pending request ended the query")
 		}
 		s.Apply(ctx, r.ID, approve("U2"))
 		s.Apply(ctx, r.ID, finish(pg.Outcome{Action: pg.Terminate, Result: pg.Sent}))
-		if got, ok := s.EndedBy(ctx, id); !ok || got.ID != r.ID || got.Decider != "U2" {
+		if got, ok, _ := s.EndedBy(ctx, id); !ok || got.ID != r.ID || got.Decider != "U2" {
 			t.Errorf("EndedBy = %+v, %v", got, ok)
 		}
 		other := id
 		other.QueryStart = other.QueryStart.Add(time.Second)
-		if _, ok := s.EndedBy(ctx, other); ok {
+		if _, ok, _ := s.EndedBy(ctx, other); ok {
 			t.Error("another execution matched")
 		}
 
@@ -171,10 +171,10 @@ func TestEndedBy(t *testing.T) {
 		}
 		s.Apply(ctx, b.ID, approve("U2"))
 		s.Apply(ctx, b.ID, finish(pg.Outcome{}, pg.Attempt{Outcome: pg.Outcome{Result: pg.Gone}}, pg.Attempt{Outcome: pg.Outcome{Result: pg.Sent}}))
-		if got, ok := s.EndedBy(ctx, m2); !ok || got.ID != b.ID {
+		if got, ok, _ := s.EndedBy(ctx, m2); !ok || got.ID != b.ID {
 			t.Errorf("EndedBy(signalled member) = %+v, %v", got.ID, ok)
 		}
-		if _, ok := s.EndedBy(ctx, m1); ok {
+		if _, ok, _ := s.EndedBy(ctx, m1); ok {
 			t.Error("a member that was skipped (nothing sent) is said to be ended by the request")
 		}
 	})
