@@ -78,6 +78,9 @@ type Workflow struct {
 	// work runs what outlives a handler (a card's recording); Wait waits.
 	work     context.Context
 	inflight inflight
+
+	owed         owed          // outcomes known here that the store lacks
+	recordBudget time.Duration // recordBudget; shorter in tests
 }
 
 // inflight counts goroutines that may start while another goroutine waits
@@ -147,7 +150,7 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 		d.Pauses = autopilot.MemoryPauses()
 	}
 	return &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
-		pauses: d.Pauses, metrics: d.Metrics, log: d.Log, work: work}
+		pauses: d.Pauses, metrics: d.Metrics, log: d.Log, work: work, recordBudget: recordBudget}
 }
 
 // KnownBy makes the sweep ask known, before it closes a request whose

@@ -3,11 +3,15 @@ package approval
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -82,4 +86,125 @@ func TestClosedByPgkillNotShownAsWithdrawnByRequester(t *testing.T) {
 	if strings.Contains(card, "Withdrawn* by \\u003c@UREQ\\u003e") || !strings.Contains(card, "never posted") {
 		t.Errorf("the card of a request pgkill closed says its requester withdrew it, not why: %s", card)
 	}
+}
+
+// failFinish fails the first write of an outcome (a state-store blip:
+// the connection dropped before the UPDATE reached it).
+type failFinish struct {
+	request.Records
+	once sync.Once
+}
+
+func (s *failFinish) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+	fail := false
+	if r.State == string(request.Done) && !strings.Contains(string(r.Doc), `"Abandoned":true`) {
+		s.once.Do(func() { fail = true })
+	}
+	if fail {
+		return false, fmt.Errorf("state store: request %d → done: connection reset by peer", r.ID)
+	}
+	return s.Records.UpdateRecord(ctx, r)
+}
+
+// shown is what Slack ends up showing for key: the outbox keeps the
+// highest version put, a later put of an equal version replacing it.
+func shown(items []outbox.Item, key string) (blocks.Message, bool) {
+	var best outbox.Item
+	found := false
+	for _, it := range items {
+		if it.Key == key && (!found || it.Version >= best.Version) {
+			best, found = it, true
+		}
+	}
+	return best.Msg, found
+}
+
+// An outcome pgkill knows (signal sent, query ended, verified) is not lost
+// to one failed write of its record: finish (execute.go) does not retry
+// it, shows it on the card with Version+1, and leaves the request approved
+// in the store; the sweep then closes it as abandoned — "pgkill stopped
+// while it was signalling … may or may not have been sent" — at the same
+// version, which replaces the true outcome on the card, and that guess is
+// what the store, the audit trail and the alert's credit keep.
+func TestKnownOutcomeNotReplacedByAbandonGuess(t *testing.T) {
+	db := newFakeFleet()
+	s := request.NewStore(&failFinish{Records: pgStore(t)})
+	w, out := newFlow(t, db, s, flowOpts{budget: 100 * time.Millisecond, margin: 100 * time.Millisecond})
+	r := made(t, s, 54, time.Hour)
+	_, approved, _ := s.Due(ctx)
+	w.Approve(ctx, on("UAPP", r), r.ID)
+	if db.signalled() != 1 {
+		t.Fatalf("signals: %d", db.signalled())
+	}
+	waitStoreTime(t, s, approved.Add(200*time.Millisecond)) // its approval's deadline: an unrecorded one is due
+	w.SweepOnce(ctx)
+	m, _ := shown(out.put(), cardKey(r.ID))
+	js, _ := json.Marshal(m)
+	got, _ := s.Get(ctx, r.ID)
+	if strings.Contains(string(js), "may or may not") || got.Outcome.Result != pg.Sent {
+		t.Errorf("the signal was sent and the query ended (verified), but the card ends saying %q and the store keeps err=%q outcome=%q",
+			m.Text, got.Err, got.Outcome.Result)
+	}
+}
+
+// downFinish fails every write of an outcome while down: a state store
+// that stays unreachable for longer than the record budget.
+type downFinish struct {
+	request.Records
+	down atomic.Bool
+}
+
+func (s *downFinish) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+	if s.down.Load() && r.State == string(request.Done) && !strings.Contains(string(r.Doc), `"Abandoned":true`) {
+		return false, fmt.Errorf("state store: request %d → done: connection reset by peer", r.ID)
+	}
+	return s.Records.UpdateRecord(ctx, r)
+}
+
+// An outcome its signaller could not record within its budget is written
+// by that process's sweep once the store takes it — replacing the guess
+// another replica's sweep wrote meanwhile — and shown on the card over it;
+// that process's own sweep never writes a guess over what it knows.
+func TestKnownOutcomeRecordedBySweepOverAGuess(t *testing.T) {
+	st := pgStore(t)
+	db := newFakeFleet()
+	recs := &downFinish{Records: st}
+	recs.down.Store(true)
+	opts := flowOpts{budget: 100 * time.Millisecond, margin: 100 * time.Millisecond}
+	w, out := newFlow(t, db, request.NewStore(recs), opts)
+	w.recordBudget = 200 * time.Millisecond
+	other, _ := newFlow(t, newFakeFleet(), request.NewStore(st), opts)
+	s := request.NewStore(st)
+	r := made(t, s, 56, time.Hour)
+	w.Approve(ctx, on("UAPP", r), r.ID)
+	waitDue(t, s, r.ID)
+	w.SweepOnce(ctx) // the store still refuses: no guess from the process that knows
+	if got, _ := s.Get(ctx, r.ID); got.State != request.Approved {
+		t.Fatalf("the signaller's own sweep closed its request on a guess: %s %q", got.State, got.Err)
+	}
+	other.SweepOnce(ctx) // another replica does not know: it closes it
+	if got, _ := s.Get(ctx, r.ID); !got.Abandoned {
+		t.Fatalf("another replica's sweep did not close it: %s %q", got.State, got.Err)
+	}
+	recs.down.Store(false)
+	w.SweepOnce(ctx)
+	got, _ := s.Get(ctx, r.ID)
+	if got.Abandoned || got.Err != "" || got.Outcome.Result != pg.Sent || !got.Verified.Ended {
+		t.Errorf("the known outcome was not recorded over the guess: err=%q outcome=%q", got.Err, got.Outcome.Result)
+	}
+	m, _ := shown(out.put(), cardKey(r.ID))
+	if js, _ := json.Marshal(m); strings.Contains(string(js), "may or may not") || !strings.Contains(string(js), "ended") || uint64(got.Version) <= uint64(r.Version)+2 {
+		t.Errorf("the card shows %q at version %d", m.Text, got.Version)
+	}
+}
+
+// waitStoreTime waits until the store's clock is past at.
+func waitStoreTime(t *testing.T, s *request.Store, at time.Time) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, now, err := s.Due(ctx); err == nil && now.After(at) {
+			return
+		}
+	}
+	t.Fatalf("the store's clock never passed %s", at)
 }

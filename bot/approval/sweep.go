@@ -27,12 +27,16 @@ func (w *Workflow) Sweep(ctx context.Context) {
 	}
 }
 
-// SweepOnce acts on every request due by the store's clock: a pending one
-// past its expiry expires; one whose card was never recorded is withdrawn;
-// an approved one whose signaller did not record what it did in time is
-// closed saying the signal may or may not have been sent. A pending request
-// whose target left the fleet is closed: nothing can be signalled there.
+// SweepOnce first writes the outcomes this process knows and could not
+// record before (settle); then it acts on every request due by the store's
+// clock: a pending one past its expiry expires; one whose card was never
+// recorded is withdrawn; an approved one whose signaller did not record
+// what it did in time (unless that is this process, which owes what it
+// knows) is closed saying the signal may or may not have been sent. A
+// pending request whose target left the fleet is closed: nothing can be
+// signalled there.
 func (w *Workflow) SweepOnce(ctx context.Context) {
+	w.settle(ctx)
 	due, now, err := w.store.Due(ctx)
 	if err != nil {
 		w.log.Error("could not read the requests due; the next sweep retries", slog.String("error", err.Error()))
@@ -47,6 +51,9 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			w.autoDue(ctx, r)
 		case r.State == request.Pending:
 			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
+		case r.State == request.Approved && w.owed.has(r.ID):
+			// This process signalled it and knows what happened: settle
+			// writes that, never a guess.
 		case r.State == request.Approved:
 			w.abandon(ctx, r, now)
 		}
