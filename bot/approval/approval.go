@@ -80,6 +80,7 @@ type Workflow struct {
 	inflight inflight
 
 	owed         owed          // outcomes known here that the store lacks
+	posting      posting       // cards waiting in this process's outbox
 	recordBudget time.Duration // recordBudget; shorter in tests
 }
 

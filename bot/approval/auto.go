@@ -94,7 +94,7 @@ func (w *Workflow) autoDue(ctx context.Context, r request.Request) {
 		w.log.Warn("autopilot: could not read its pauses; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		return
 	case r.CardTS == "":
-		w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could stop it: nothing was signalled")
+		w.close(ctx, r, request.Withdrawn, "its card was not posted (or not recorded as posted) before its countdown ended, so nobody could have stopped it: nothing was signalled")
 		return
 	default:
 		if p, stopped := autopilot.Stopped(pauses, r.Auto.Rule, r.Backend.Target); stopped {

@@ -114,16 +114,7 @@ func identities(r request.Request) []pg.Identity {
 // writing it from its sweep (owed) — never leaving the sweep's guess, "may
 // or may not have been sent", as the last word on what it knows.
 func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*request.Request)) request.Request {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordBudget)
-	defer cancel()
-	e := request.Event{Kind: request.Finish, Record: record}
-	done, err := w.store.Apply(ctx, r.ID, e)
-	for wait := 50 * time.Millisecond; err != nil && !errors.Is(err, request.ErrDecided); wait = min(2*wait, 2*time.Second) {
-		if sleep(ctx, wait) != nil {
-			break
-		}
-		done, err = w.store.Apply(ctx, r.ID, e)
-	}
+	done, err := w.persist(context.WithoutCancel(ctx), r.ID, request.Event{Kind: request.Finish, Record: record})
 	if err == nil {
 		return done
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,7 +13,9 @@ import (
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
+	"github.com/pgkill/pgkill/bot/metrics"
 	"github.com/pgkill/pgkill/bot/outbox"
+	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -85,6 +89,64 @@ func TestClosedByPgkillNotShownAsWithdrawnByRequester(t *testing.T) {
 	}
 	if strings.Contains(card, "Withdrawn* by \\u003c@UREQ\\u003e") || !strings.Contains(card, "never posted") {
 		t.Errorf("the card of a request pgkill closed says its requester withdrew it, not why: %s", card)
+	}
+}
+
+// instantSlack answers every call at once.
+type instantSlack struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (s *instantSlack) Post(context.Context, string, string, blocks.Message) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	return fmt.Sprintf("9.%06d", s.n), nil
+}
+func (s *instantSlack) Update(context.Context, string, string, blocks.Message) error { return nil }
+func (s *instantSlack) Respond(context.Context, string, bool, blocks.Message) error {
+	return nil
+}
+
+// A request made by a live process whose card is simply waiting its turn
+// in the outbox (Slack allows about one message a second per channel; a
+// bulk request's member list is one message per 40 sessions) is not closed
+// as "its card was never posted … the process that made it stopped". The
+// card deadline (cardDue, 10 s) is judged by the sweep without regard to
+// the outbox: here 20 messages queued in the channel hold the card for
+// ~17 s, and the sweep withdraws the request at 10 s. (The test waits for
+// the store's clock to pass that first deadline, since a request whose card
+// is on its way is not due then.)
+func TestCardWaitingInOutboxIsNotWithdrawn(t *testing.T) {
+	s := request.Memory()
+	out := outbox.New(&instantSlack{}, outbox.Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	octx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go out.Run(octx)
+	checker := policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UAPP"}}}, nil)
+	w := New(octx, Config{TTL: time.Hour, VerifyTimeout: time.Second, Budget: time.Minute, Margin: time.Minute, Command: "/pgkill", Sweep: time.Second},
+		Deps{Store: s, Sets: request.MemorySets(), Fleet: newFakeFleet(), Out: out, Policy: checker, Metrics: metrics.New(), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+
+	// An earlier bulk request's member list (800 sessions) in the same channel.
+	for i := range 20 {
+		out.Put(outbox.Item{Key: fmt.Sprintf("members|R0|%d", i), Channel: "C", Thread: "1.0", Msg: blocks.Notice("sessions …")})
+	}
+	c := Click{User: "UREQ", Channel: "C", Thread: "1.0", ResponseURL: "https://hooks.example/req"}
+	w.Make(ctx, c, Ask{Action: pg.Cancel, Kinds: []string{"cancel"}, Backend: pg.Backend{Identity: identity(53), State: pg.StateActive}}, "")
+	open, _ := s.Open(ctx)
+	if len(open) != 1 {
+		t.Fatalf("open requests: %d", len(open))
+	}
+	r := open[0]
+	// Past the card's first deadline, the sweeps of this replica and of
+	// another (which knows nothing of this outbox) leave it alone.
+	waitStoreTime(t, s, r.Deadline.Add(cardDue/3))
+	other, _ := newFlow(t, newFakeFleet(), s)
+	other.SweepOnce(ctx)
+	w.SweepOnce(ctx)
+	if got, _ := s.Get(ctx, r.ID); got.State != request.Pending {
+		t.Errorf("a live request whose card waits in the outbox was closed by the sweep: %s %q", got.State, got.NotSent)
 	}
 }
 

@@ -30,7 +30,7 @@ func (w *Workflow) Sweep(ctx context.Context) {
 // SweepOnce first writes the outcomes this process knows and could not
 // record before (settle); then it acts on every request due by the store's
 // clock: a pending one past its expiry expires; one whose card was never
-// recorded is withdrawn; an approved one whose signaller did not record
+// recorded, and that no live process still posts, is withdrawn; an approved one whose signaller did not record
 // what it did in time (unless that is this process, which owes what it
 // knows) is closed saying the signal may or may not have been sent. A
 // pending request whose target left the fleet is closed: nothing can be
@@ -49,8 +49,10 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			w.expire(ctx, r.ID)
 		case r.State == request.Pending && r.Auto != nil: // its countdown has ended
 			w.autoDue(ctx, r)
+		case r.State == request.Pending && w.posting.has(r.ID): // its card waits in this outbox
+			_ = w.stillPosting(ctx, r.ID)
 		case r.State == request.Pending:
-			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
+			w.close(ctx, r, request.Withdrawn, "its card was never posted (or never recorded as posted) and no live pgkill process was still posting it — the one that made it stopped, or could not reach the state store — so nobody could approve it: nothing was signalled")
 		case r.State == request.Approved && w.owed.has(r.ID):
 			// This process signalled it and knows what happened: settle
 			// writes that, never a guess.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -348,6 +349,33 @@ func TestWithdrawIsTheRequesters(t *testing.T) {
 		got, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Withdraw, User: "U1"})
 		if err != nil || got.State != request.Withdrawn || !strings.Contains(string(got.State), "withdrawn") {
 			t.Errorf("withdraw = %s, %v", got.State, err)
+		}
+	})
+}
+
+// A card still on its way keeps its request from being due: Waiting moves
+// the card deadline ahead while the request is pending with no card, and
+// never for a rule's request, whose deadline is when it acts.
+func TestWaitingKeepsCardDue(t *testing.T) {
+	stores(t, func(t *testing.T, s *request.Store, _ request.Records) {
+		r, _, _ := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(10)}, Requester: "U1"}, time.Hour, 50*time.Millisecond)
+		got, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Waiting, Due: time.Hour})
+		if err != nil || got.Deadline.Sub(r.Deadline) < 50*time.Minute {
+			t.Errorf("waiting = deadline %s (was %s), %v", got.Deadline, r.Deadline, err)
+		}
+		if due, _, _ := s.Due(ctx); slices.ContainsFunc(due, func(d request.Request) bool { return d.ID == r.ID }) {
+			t.Errorf("due while its card waits")
+		}
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: "1.5"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Waiting, Due: time.Hour}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("waiting after the card was recorded: %v", err)
+		}
+		auto, _, _ := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(11)}, Requester: "autopilot:r",
+			Auto: &request.Auto{Rule: "r", Mode: "act"}}, time.Hour, time.Minute)
+		if _, err := s.Apply(ctx, auto.ID, request.Event{Kind: request.Waiting, Due: time.Hour}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("a rule's countdown moved: %v", err)
 		}
 	})
 }

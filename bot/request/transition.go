@@ -17,6 +17,7 @@ const (
 	Close                    // it ends unsignalled for a reason known for certain (Event.To, Event.Why)
 	Posted                   // its card was posted (Event.CardTS)
 	Repost                   // a new attempt to post its card, when the last one is overdue (Event.Due)
+	Waiting                  // its card still waits to be posted by a live process: due Event.Due from now
 	Abandon                  // its signaller stopped before recording what it did
 	Finish                   // its signal's outcome is recorded (Event.Record)
 )
@@ -34,7 +35,7 @@ type Event struct {
 	To     State          // Close: Expired or Withdrawn
 	Why    string         // Close: why nothing was signalled; Abandon: what is known
 	CardTS string         // Posted
-	Due    time.Duration  // Repost: when the new attempt is overdue in turn
+	Due    time.Duration  // Repost, Waiting: when the post is overdue (again)
 	Record func(*Request) // Finish: writes the outcome
 }
 
@@ -48,6 +49,18 @@ var (
 	ErrNotDue   = errors.New("not due")
 	ErrDryRun   = errors.New("a dry run signals nothing")
 )
+
+// Refused reports whether err is the answer of the state machine or of the
+// store's records — the step does not apply, or the request is not known
+// — rather than a failure to reach the store: trying again cannot help.
+func Refused(err error) bool {
+	for _, r := range []error{ErrDecided, ErrExpired, ErrVoted, ErrSelf, ErrNotYours, ErrNotDue, ErrDryRun, ErrUnknown} {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	return false
+}
 
 // Apply is the state machine: it applies e to r at now — the store's
 // clock, read with r — or returns why e does not apply, changing nothing.
@@ -126,6 +139,12 @@ func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 		}
 	case Repost:
 		if r.State != Pending || r.CardTS != "" || now.Before(r.Deadline) {
+			return time.Time{}, ErrNotDue
+		}
+		r.Deadline = now.Add(e.Due)
+	case Waiting:
+		// A rule's deadline is when it acts, whatever became of its card.
+		if r.State != Pending || r.CardTS != "" || r.Auto != nil {
 			return time.Time{}, ErrNotDue
 		}
 		r.Deadline = now.Add(e.Due)
