@@ -89,7 +89,10 @@ func (w *Workflow) trip(ctx context.Context, r autopilot.Rule, target string, n 
 // store's clock) — through the same identity-checked statement as every
 // request — or closes it: a dry run, a pause, or a card nobody saw.
 func (w *Workflow) autoDue(ctx context.Context, r request.Request) {
-	switch pauses, err := w.pauses.All(ctx); {
+	pctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+	pauses, err := w.pauses.All(pctx)
+	cancel()
+	switch {
 	case err != nil:
 		w.log.Warn("autopilot: could not read its pauses; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		return
@@ -121,6 +124,9 @@ func (w *Workflow) autoDue(ctx context.Context, r request.Request) {
 // shows it on the card, and — for a rule that cancels then terminates —
 // counts down to a terminate of what still runs.
 func (w *Workflow) carryOut(ctx context.Context, r request.Request, start time.Time, actor string) {
+	// Past the click's (or the sweep's) deadline: the signal, its
+	// verification and its record each run on their own budget.
+	ctx = context.WithoutCancel(ctx)
 	w.audit(AuditApprove, actor, r)
 	w.metrics.Decision("approved")
 	w.refresh(r) // "approved, signalling…"

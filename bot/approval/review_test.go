@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,7 @@ import (
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
+	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
 // stallApprove holds the first write of an approval until its request has
@@ -257,6 +260,119 @@ func TestKnownOutcomeRecordedBySweepOverAGuess(t *testing.T) {
 	m, _ := shown(out.put(), cardKey(r.ID))
 	if js, _ := json.Marshal(m); strings.Contains(string(js), "may or may not") || !strings.Contains(string(js), "ended") || uint64(got.Version) <= uint64(r.Version)+2 {
 		t.Errorf("the card shows %q at version %d", m.Text, got.Version)
+	}
+}
+
+// blackhole forwards TCP to the state store until frozen: then it forwards
+// nothing more, in either direction, and closes nothing — a partition that
+// drops packets (a security-group change, a lost AZ, the old address of a
+// failed-over RDS instance), not one that resets connections.
+type blackhole struct {
+	l      net.Listener
+	to     string
+	frozen atomic.Bool
+	kill   func() // closes every connection: the test's end
+}
+
+func newBlackhole(t *testing.T, to string) *blackhole {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackhole{l: l, to: to}
+	var conns []net.Conn
+	var mu sync.Mutex
+	p.kill = func() {
+		_ = l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		p.frozen.Store(false)
+	}
+	t.Cleanup(p.kill)
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.frozen.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				_ = dst.Close()
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", to)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go pipe(s, c)
+			go pipe(c, s)
+		}
+	}()
+	return p
+}
+
+// A click is answered even when the state store stops answering: "a click
+// it cannot record is refused with the reason, and nothing is signalled"
+// (docs/ha.md). Button handlers run on the bot's work context, which has no
+// deadline (bot/socket.go handle, bot/buttons.go Action), and the store's
+// calls take that context as it is: against a store whose packets are
+// dropped, Approve waits for TCP to give up (many minutes), says nothing,
+// and holds one of the pool's four connections — a few clicks and every
+// request, sweep and alert claim waits behind them.
+func TestClickAnsweredWhenStateStoreBlackholed(t *testing.T) {
+	dsn := pgtest.Database(t, "approval_unit")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newBlackhole(t, u.Host)
+	u.Host = p.l.Addr().String()
+	st, err := pg.OpenStore(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	t.Cleanup(p.kill) // before st.Close: the pool waits for the connection the click holds
+	s := request.NewStore(st)
+	db := newFakeFleet()
+	w, out := newFlow(t, db, s)
+	r := made(t, s, 55, time.Hour)
+	p.frozen.Store(true)
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(done); w.Approve(context.Background(), on("UAPP", r), r.ID) }()
+	select {
+	case <-done:
+		t.Log("answered in", time.Since(start))
+	case <-time.After(30 * time.Second):
+		t.Fatalf("an Approve click got no answer in 30 s while the state store dropped packets (answers so far: %d)", len(out.put()))
+	}
+	if db.signalled() != 0 {
+		t.Errorf("signalled %d time(s) with the store unreachable", db.signalled())
+	}
+	if got := told(out, "UAPP"); !strings.Contains(got, "no answer within") || !strings.Contains(got, "Nothing was signalled") {
+		t.Errorf("the approver was told %q, not why nothing happened", got)
 	}
 }
 

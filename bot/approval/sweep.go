@@ -74,7 +74,10 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			}
 			if w.known != nil && !asked {
 				asked = true
-				if known, err = w.known(ctx); err != nil {
+				kctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+				known, err = w.known(kctx)
+				cancel()
+				if err != nil {
 					w.log.Warn("could not ask the state store which targets the replicas know: no request is closed for leaving the fleet this round", slog.String("error", err.Error()))
 					return
 				}

@@ -47,13 +47,14 @@ type Records interface {
 }
 
 // Store keeps requests. Its methods are safe for concurrent use, in one
-// process or across processes sharing the records.
+// process or across processes sharing the records. Each call it makes to
+// its records ends within CallTimeout.
 type Store struct {
 	recs Records
 }
 
 // NewStore keeps requests in recs.
-func NewStore(recs Records) *Store { return &Store{recs: recs} }
+func NewStore(recs Records) *Store { return &Store{recs: bounded{recs: recs, d: CallTimeout}} }
 
 // ErrUnknown is the error for a request the store does not have: never
 // made, pruned, or made by a process that kept it in its own memory.
