@@ -86,6 +86,9 @@ func outcomeText(r request.Request) (icon, text string) {
 		}
 		return ":hourglass:", "*Expired*: nobody approved it in time. Nothing was signalled."
 	case request.Withdrawn:
+		if r.NotSent != "" { // pgkill closed it, not its requester
+			return ":information_source:", "*Closed* by pgkill: " + escapeTruncate(r.NotSent, 600) + "."
+		}
 		return ":leftwards_arrow_with_hook:", fmt.Sprintf("*Withdrawn* by %s. Nothing was signalled.", mention(r.Requester))
 	}
 	if r.Err == "" && r.Outcome.Result == pg.Sent && r.VerifyErr != "" {
@@ -142,7 +145,11 @@ func trail(r request.Request) string {
 	case request.Denied:
 		s += fmt.Sprintf(" · denied by %s at %s", mention(r.Decider), slackDate(r.Decided))
 	case request.Expired, request.Withdrawn:
-		s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.Decided))
+		if r.NotSent != "" {
+			s += fmt.Sprintf(" · closed by pgkill at %s", slackDate(r.Decided))
+		} else {
+			s += fmt.Sprintf(" · %s at %s", r.State, slackDate(r.Decided))
+		}
 	}
 	return s
 }

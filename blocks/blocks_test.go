@@ -248,7 +248,11 @@ func TestRequestGolden(t *testing.T) {
 		}),
 		"request_expired":   with(func(r *request.Request) { r.State, r.Decided = request.Expired, now.Add(15*time.Minute) }),
 		"request_withdrawn": with(func(r *request.Request) { r.State, r.Decided = request.Withdrawn, now.Add(time.Minute) }),
-		"request_nasty":     with(func(r *request.Request) { r.State, r.Backend = request.Pending, nasty(2) }),
+		"request_closed_by_pgkill": with(func(r *request.Request) {
+			r.State, r.Decided = request.Withdrawn, now.Add(time.Minute)
+			r.NotSent = "its card was never posted (or its post never recorded) within 10s by a live pgkill process, so nobody could approve it: nothing was signalled"
+		}),
+		"request_nasty": with(func(r *request.Request) { r.State, r.Backend = request.Pending, nasty(2) }),
 	}
 	for name, r := range tests {
 		t.Run(name, func(t *testing.T) { golden(t, name, blocks.RequestMessage(r, []string{"U0APP", "S0DBA"})) })
@@ -434,6 +438,10 @@ func TestBulkGolden(t *testing.T) {
 		}
 		done.Results = append(done.Results, o)
 	}
+	late := base
+	late.State, late.Decider, late.Decided = request.Done, "U0B", now.Add(time.Minute)
+	late.NotSent = "pgkill was held up for 40s after the approval, past the time in which it may signal: nothing was signalled"
+	golden(t, "bulk_not_sent", blocks.RequestMessage(late, []string{"S0DBA"}))
 	m := blocks.RequestMessage(done, []string{"S0DBA"})
 	golden(t, "bulk_done", m)
 	if raw, _ := json.Marshal(m.Blocks); !strings.Contains(string(raw), "Terminate the 2 still running") {

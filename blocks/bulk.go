@@ -121,6 +121,9 @@ func bulkOutcome(r request.Request) (icon, text string) {
 	case request.Denied, request.Expired, request.Withdrawn:
 		return outcomeText(r)
 	}
+	if r.NotSent != "" { // nothing was signalled: there is no tally to show
+		return outcomeText(r)
+	}
 	if r.Err != "" {
 		return ":x:", "*Error*: " + escapeTruncate(r.Err, 600) + "\nSome signals may have been sent; list again to see what still runs."
 	}

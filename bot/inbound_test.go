@@ -201,3 +201,50 @@ func FuzzInbound(f *testing.F) {
 		}
 	})
 }
+
+// deadlinePG answers every backend read "not found", noting whether the
+// handler's context had a deadline.
+type deadlinePG struct {
+	*fakePG
+	mu   sync.Mutex
+	seen []bool
+}
+
+func (d *deadlinePG) Backend(ctx context.Context, _ string, _ int32) (pg.Backend, error) {
+	_, ok := ctx.Deadline()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = append(d.seen, ok)
+	return pg.Backend{}, pg.ErrNotFound
+}
+
+// Every click and form handler runs under a deadline, so that a database
+// or state store that stops answering gets its user an answer, not
+// silence (the store's own calls are bounded too: bot/request).
+func TestHandlersRunUnderADeadline(t *testing.T) {
+	db := &deadlinePG{fakePG: newFakePG()}
+	cfg := config.Config{Approvers: config.IDList{"UAPP"}, ApprovalTTL: time.Minute, VerifyTimeout: time.Second, ConnectTimeout: time.Second,
+		Command: "/pgkill", MinDuration: time.Minute}
+	b := New(context.Background(), cfg, db, &fakeAPI{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	sig := blocks.EncodeSignal(blocks.Signal{Action: pg.Cancel, Identity: pg.Identity{Target: "t", PID: 7}})
+	var click slack.InteractionCallback
+	click.Type = slack.InteractionTypeBlockActions
+	click.User.ID, click.Channel.ID, click.ResponseURL = "UREQ", "C", "https://hooks.example/3"
+	click.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: blocks.ActionCancel, Value: sig}}
+	meta, _ := json.Marshal(approval.Click{User: "UREQ", Channel: "C", Value: sig})
+	var form slack.InteractionCallback
+	form.Type = slack.InteractionTypeViewSubmission
+	form.User.ID = "UREQ"
+	form.View.CallbackID, form.View.PrivateMetadata = blocks.ReasonCallback, string(meta)
+	form.View.State = &slack.ViewState{Values: map[string]map[string]slack.BlockAction{blocks.ReasonBlock: {blocks.ReasonAction: {Value: "INC-1 the nightly report runs away"}}}}
+	noAck := func(*socketmode.Request, ...any) {}
+	for _, cb := range []slack.InteractionCallback{click, form} {
+		b.dispatch(socketmode.Event{Type: socketmode.EventTypeInteractive, Data: cb, Request: &socketmode.Request{EnvelopeID: "e4"}}, noAck)
+	}
+	b.wait(10 * time.Second)
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if len(db.seen) != 2 || !db.seen[0] || !db.seen[1] {
+		t.Errorf("the click's and the form's reads ran with deadlines %v, want [true true]", db.seen)
+	}
+}

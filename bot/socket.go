@@ -105,10 +105,16 @@ func (b *Bot) dispatch(evt socketmode.Event, ack acker) {
 	}
 }
 
-// handle runs one envelope's work in its own goroutine (goWork); a panic
-// there is recovered like one in dispatch.
+// handle runs one envelope's work in its own goroutine (goWork), under a
+// deadline (PGKILL_CONNECT_TIMEOUT + 15 s): a handler whose state store,
+// database or Slack call stops answering tells its user why rather than
+// hanging. What an approval sets in motion — the signal, its verification
+// and record — runs past it on its own budget. A panic there is recovered
+// like one in dispatch.
 func (b *Bot) handle(kind, responseURL string, fn func(ctx context.Context)) {
 	b.goWork(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, b.cfg.QueryTimeout())
+		defer cancel()
 		defer b.recovered(ctx, kind, responseURL)
 		fn(ctx)
 	})

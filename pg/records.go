@@ -24,6 +24,10 @@ type Record struct {
 	Expires, Deadline, Decided time.Time
 	Members                    []string // keys of what it acts on (RecordsWith)
 	Doc                        []byte
+	// Before, when set, is for UpdateRecord only: the write happens only
+	// while the store's clock is still before it (a step judged on an
+	// earlier read of the clock that holds only until then). Not stored.
+	Before time.Time
 }
 
 const recordColumns = `id, dedup, state, open, version, created_at, expires_at, deadline_at, decided_at, members, doc`
@@ -117,13 +121,17 @@ func (s *Store) Record(ctx context.Context, id int64) (Record, time.Time, error)
 }
 
 // UpdateRecord writes r's state, openness, times and document if and only
-// if the record is still at r.Version (as read): false, changing nothing,
-// when somebody changed it since.
+// if the record is still at r.Version (as read) and, when r.Before is set,
+// the store's clock is still before it as the row is written: false,
+// changing nothing, when somebody changed it since or the time has passed.
 func (s *Store) UpdateRecord(ctx context.Context, r Record) (bool, error) {
+	// clock_timestamp(), not now(): the time the row is written, which
+	// is what a guard against a late write must compare.
 	tag, err := s.pool.Exec(ctx, `
 UPDATE pgkill_request SET state = $3, open = $4, doc = $5, expires_at = $6, deadline_at = $7, decided_at = $8,
        version = version + 1, updated_at = clock_timestamp()
-WHERE id = $1 AND version = $2`, r.ID, r.Version, r.State, r.Open, r.Doc, at(r.Expires), at(r.Deadline), at(r.Decided))
+WHERE id = $1 AND version = $2 AND ($9::timestamptz IS NULL OR clock_timestamp() < $9)`,
+		r.ID, r.Version, r.State, r.Open, r.Doc, at(r.Expires), at(r.Deadline), at(r.Decided), at(r.Before))
 	if err != nil {
 		return false, fmt.Errorf("state store: request %d → %s: %w", r.ID, r.State, translate(err))
 	}

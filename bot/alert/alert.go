@@ -75,12 +75,15 @@ type Store interface {
 	Alerts(ctx context.Context, target string) (map[string][]byte, error)
 }
 
-// Requests names the request that ended a query (the approval workflow's store).
+// Requests names the request that ended a query (the approval workflow's
+// store). An error means the store could not say: the alert is then left
+// as it is until a poll can.
 type Requests interface {
-	EndedBy(ctx context.Context, id pg.Identity) (request.Request, bool)
+	// EndedBy finds the decided request whose signal ended id; false: none.
+	EndedBy(ctx context.Context, id pg.Identity) (request.Request, bool, error)
 	// InFlight reports whether an approved request is being carried out on
 	// id: its alert waits for it to be recorded, so that it is credited.
-	InFlight(ctx context.Context, id pg.Identity) bool
+	InFlight(ctx context.Context, id pg.Identity) (bool, error)
 }
 
 // Sets keeps the set of a flood summary for its Cancel all / Terminate all.
@@ -278,8 +281,11 @@ func (w *Watcher) poll(ctx context.Context, st *alertsFor) {
 		}
 	}
 	for k, a := range st.alerts {
-		if !seen[k] && !w.unconfirmed(a, now) && !w.requests.InFlight(ctx, a.backend.Identity) {
-			w.resolve(ctx, a, now)
+		if seen[k] || w.unconfirmed(a, now) {
+			continue
+		}
+		if by, ok := w.endedBy(ctx, a); ok {
+			w.resolve(a, now, by)
 			delete(st.alerts, k)
 			w.forget(ctx, k)
 		}
@@ -444,7 +450,7 @@ func (w *Watcher) refresh(st *alertsFor, a *alert, b pg.Backend, now time.Time) 
 // resolve edits an alert whose query is gone: how long it ran and how it
 // ended, no buttons. An alert whose post has not gone out yet is posted
 // resolved (the outbox's latest version wins).
-func (w *Watcher) resolve(_ context.Context, a *alert, now time.Time) {
+func (w *Watcher) resolve(a *alert, now time.Time, endedBy string) {
 	w.metrics.Alert("resolved")
 	w.mu.Lock()
 	a.resolved = true
@@ -462,15 +468,34 @@ func (w *Watcher) resolve(_ context.Context, a *alert, now time.Time) {
 		return
 	}
 	// It ran at least as long as it had when last seen, one poll ago.
-	w.edit(a, w.message(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: w.endedBy(a.backend.Identity)}))
+	w.edit(a, w.message(blocks.Alert{Backend: a.backend, Since: a.since, Now: now, Resolved: true, RanFor: a.backend.Duration, EndedBy: endedBy}))
 }
 
-// endedBy says which approved request ended the query, if one did.
-func (w *Watcher) endedBy(id pg.Identity) string {
-	a, ok := w.requests.EndedBy(context.Background(), id)
-	if !ok {
-		return ""
+// endedBy says how a's query ended, once that is known: through the
+// approved request that ended it (named), or by itself (""). It is not
+// known — false, and the alert waits for a later poll — while a request is
+// still being carried out on it (its outcome then credits it), or while
+// the request store cannot be read: an alert is never resolved as ended by
+// itself on a read that failed.
+func (w *Watcher) endedBy(ctx context.Context, a *alert) (string, bool) {
+	id := a.backend.Identity
+	busy, err := w.requests.InFlight(ctx, id)
+	if err == nil && !busy && a.summary == nil { // a summary's line credits nobody
+		var r request.Request
+		var found bool
+		if r, found, err = w.requests.EndedBy(ctx, id); err == nil && found {
+			return credit(r), true
+		}
 	}
+	if err != nil {
+		w.log.Warn("could not read whether a request ended an alert's query; it stays until a poll can", slog.String("target", id.Target),
+			slog.Int("pid", int(id.PID)), slog.String("error", err.Error()))
+	}
+	return "", err == nil && !busy
+}
+
+// credit names the approved request a that ended a query.
+func credit(a request.Request) string {
 	verb := "cancelled"
 	if a.Action == pg.Terminate {
 		verb = "terminated"

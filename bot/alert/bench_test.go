@@ -27,10 +27,10 @@ func (nopOut) Put(outbox.Item) {}
 // nopRequests knows no request.
 type nopRequests struct{}
 
-func (nopRequests) EndedBy(context.Context, pg.Identity) (request.Request, bool) {
-	return request.Request{}, false
+func (nopRequests) EndedBy(context.Context, pg.Identity) (request.Request, bool, error) {
+	return request.Request{}, false, nil
 }
-func (nopRequests) InFlight(context.Context, pg.Identity) bool { return false }
+func (nopRequests) InFlight(context.Context, pg.Identity) (bool, error) { return false, nil }
 
 type nopSets struct{}
 

@@ -78,6 +78,10 @@ type Workflow struct {
 	// work runs what outlives a handler (a card's recording); Wait waits.
 	work     context.Context
 	inflight inflight
+
+	owed         owed          // outcomes known here that the store lacks
+	posting      posting       // cards waiting in this process's outbox
+	recordBudget time.Duration // recordBudget; shorter in tests
 }
 
 // inflight counts goroutines that may start while another goroutine waits
@@ -147,7 +151,7 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 		d.Pauses = autopilot.MemoryPauses()
 	}
 	w := &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
-		metrics: d.Metrics, log: d.Log, work: work}
+		metrics: d.Metrics, log: d.Log, work: work, recordBudget: recordBudget}
 	w.auto = &Autopilot{w: w, pauses: d.Pauses}
 	return w
 }

@@ -105,6 +105,7 @@ type flowOpts struct {
 	log            *slog.Logger
 	pauses         autopilot.Pauses
 	viewers        []string // empty: anyone
+	requesters     []string // empty: anyone who may view
 }
 
 // newFlow is a workflow over fakes and the request store s; UAPP approves.
@@ -120,7 +121,7 @@ func newFlow(t testing.TB, db Fleet, s *request.Store, o ...flowOpts) (*Workflow
 	work, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	out := &recOut{}
-	checker := policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UAPP"}, Viewers: opts.viewers}}, nil)
+	checker := policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UAPP"}, Viewers: opts.viewers, Requesters: opts.requesters}}, nil)
 	w := New(work, Config{TTL: time.Minute, VerifyTimeout: time.Second, Budget: opts.budget, Margin: opts.margin, Command: "/pgkill", Sweep: time.Second},
 		Deps{Store: s, Sets: request.MemorySets(), Fleet: db, Out: out, Policy: checker, Pauses: opts.pauses, Metrics: metrics.New(), Log: opts.log})
 	return w, out

@@ -169,10 +169,21 @@ func (w *Workflow) checkSet(ctx context.Context, c Click, v blocks.Bulk) (Ask, b
 	return w.checkFrozen(ctx, c, v.Action, set)
 }
 
-// checkFrozen checks a bulk request on a frozen set: something to act on,
-// not too much, and the requester allowed on every target it touches.
+// checkFrozen checks a bulk request on a frozen set: the requester allowed
+// on every target it touches (before anything about the set is said),
+// something to act on, and not too much.
 func (w *Workflow) checkFrozen(ctx context.Context, c Click, action pg.Action, set request.Set) (Ask, bool) {
 	members, left := set.ForAction(action)
+	touched := members
+	if len(touched) == 0 {
+		touched = set.Members
+	}
+	for _, t := range targetsOf(touched) {
+		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, "bulk "+string(action), targetsOf(touched), d.Why)
+			return Ask{}, false
+		}
+	}
 	if len(members) == 0 {
 		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: no session of %s can be %sed: nothing was requested.", blocks.Escape(orAll(set.Scope)), action))
 		return Ask{}, false
@@ -181,14 +192,7 @@ func (w *Workflow) checkFrozen(ctx context.Context, c Click, action pg.Action, s
 		w.Tell(c.ResponseURL, fmt.Sprintf(":no_entry: %d sessions match, more than one request may end (PGKILL_BULK_MAX=%d). Narrow it — a target, db=, user=, app=, a longer duration — or raise PGKILL_BULK_MAX. Nothing was requested.", len(members), w.cfg.BulkMax))
 		return Ask{}, false
 	}
-	a := Ask{Action: action, Kinds: policy.KindsOf(string(action), true), Set: &set, Members: members, Left: left}
-	for _, t := range targetsOf(members) {
-		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "bulk "+string(action), targetsOf(members), d.Why)
-			return Ask{}, false
-		}
-	}
-	return a, true
+	return Ask{Action: action, Kinds: policy.KindsOf(string(action), true), Set: &set, Members: members, Left: left}, true
 }
 
 // AskSet is a bulk request from the command line: the set the listing

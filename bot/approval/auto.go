@@ -141,12 +141,15 @@ func (a *Autopilot) trip(ctx context.Context, r autopilot.Rule, target string, n
 // store's clock) — through the same identity-checked statement as every
 // request — or closes it: a dry run, a pause, or a card nobody saw.
 func (a *Autopilot) due(ctx context.Context, r request.Request) {
-	switch pauses, err := a.pauses.All(ctx); {
+	pctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+	pauses, err := a.pauses.All(pctx)
+	cancel()
+	switch {
 	case err != nil:
 		a.w.log.Warn("autopilot: could not read its pauses; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		return
 	case r.CardTS == "":
-		a.w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could stop it: nothing was signalled")
+		a.w.close(ctx, r, request.Withdrawn, "its card was not posted (or not recorded as posted) before its countdown ended, so nobody could have stopped it: nothing was signalled")
 		return
 	default:
 		if p, stopped := autopilot.Stopped(pauses, r.Auto.Rule, r.Backend.Target); stopped {
@@ -173,6 +176,9 @@ func (a *Autopilot) due(ctx context.Context, r request.Request) {
 // shows it on the card, and — for a rule that cancels then terminates —
 // counts down to a terminate of what still runs.
 func (w *Workflow) carryOut(ctx context.Context, r request.Request, start time.Time, actor string) {
+	// Past the click's (or the sweep's) deadline: the signal, its
+	// verification and its record each run on their own budget.
+	ctx = context.WithoutCancel(ctx)
 	w.audit(AuditApprove, actor, r)
 	w.metrics.Decision("approved")
 	w.refresh(r) // "approved, signalling…"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/pgkill/pgkill/blocks"
@@ -12,9 +13,12 @@ import (
 	"github.com/pgkill/pgkill/bot/request"
 )
 
-// cardDue is how long after a request its card must be recorded: past it,
-// the process that made it stopped (or lost the store's reply), and the
-// sweep closes it, or a click asking for it again posts it.
+// cardDue is how long a request's card may take to be recorded, counted
+// from the request or from the last word of the process posting it: that
+// process pushes it back every third of it while the card waits in its
+// outbox (Slack's pace, a Retry-After, a 5xx). Past it, that process
+// stopped or cannot reach the state store, and the sweep closes the
+// request, or a click asking for it again posts it.
 const cardDue = 10 * time.Second
 
 func cardKey(id string) string { return "card|" + id }
@@ -25,14 +29,55 @@ func (w *Workflow) card(r request.Request) blocks.Message {
 }
 
 // publish posts a new request's card and, once Slack has it, records it
-// (and, for a bulk request, lists the whole set in its thread). A card that
-// cannot be posted withdraws the request — nobody could approve it — and
-// says so to url's user.
+// (and, for a bulk request, lists the whole set in its thread). While the
+// card waits in the outbox its deadline is kept ahead (keepDue), so that no
+// sweep closes a request whose card is on its way. A card that cannot be
+// posted withdraws the request — nobody could approve it — and says so to
+// url's user.
 func (w *Workflow) publish(ctx context.Context, r request.Request, url string) {
+	sent := make(chan struct{})
+	w.posting.add(r.ID)
 	w.out.Put(outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, Thread: r.ThreadTS, Version: uint64(r.Version), Msg: w.card(r),
 		Sent: func(ts string, err error) {
+			w.posting.done(r.ID)
+			close(sent)
 			w.goWork(func(ctx context.Context) { w.posted(ctx, r, url, ts, err) })
 		}})
+	if r.Auto == nil { // a rule's card must be up before its countdown ends
+		go w.keepDue(r.ID, sent)
+	}
+}
+
+// keepDue moves request id's card deadline cardDue ahead, every third of
+// it, until sent is closed or the request no longer waits for its card. It
+// is not counted in Wait: it holds up nothing a shutdown waits for.
+func (w *Workflow) keepDue(id string, sent <-chan struct{}) {
+	t := time.NewTicker(cardDue / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-sent:
+			return
+		case <-w.work.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.stillPosting(w.work, id); request.Refused(err) {
+			return
+		}
+	}
+}
+
+// stillPosting tells the store that request id's card still waits in this
+// process's outbox.
+func (w *Workflow) stillPosting(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, cardDue/3)
+	defer cancel()
+	_, err := w.store.Apply(ctx, id, request.Event{Kind: request.Waiting, Due: cardDue})
+	if err != nil && !request.Refused(err) {
+		w.log.Warn("could not keep the card deadline of a request whose card waits to be posted", slog.String("request_id", id), slog.String("error", err.Error()))
+	}
+	return err
 }
 
 func (w *Workflow) posted(ctx context.Context, r request.Request, url, ts string, err error) {
@@ -45,7 +90,7 @@ func (w *Workflow) posted(ctx context.Context, r request.Request, url, ts string
 		w.Tell(url, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
 		return
 	}
-	got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+	got, err := w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
 	if err != nil && !errors.Is(err, request.ErrDecided) {
 		w.log.Error("could not record the card of a request", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		return
@@ -67,6 +112,52 @@ func (w *Workflow) posted(ctx context.Context, r request.Request, url, ts string
 	}
 }
 
+// persist applies e to request id, trying again within the record budget
+// while the store fails: it records what happened in Slack or in a
+// database, which a failed write must not lose.
+func (w *Workflow) persist(ctx context.Context, id string, e request.Event) (request.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.recordBudget)
+	defer cancel()
+	got, err := w.store.Apply(ctx, id, e)
+	for wait := 50 * time.Millisecond; err != nil && !request.Refused(err); wait = min(2*wait, 2*time.Second) {
+		if sleep(ctx, wait) != nil {
+			break
+		}
+		got, err = w.store.Apply(ctx, id, e)
+	}
+	return got, err
+}
+
+// posting counts, by request ID, the cards waiting in this process's
+// outbox.
+type posting struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (p *posting) add(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == nil {
+		p.n = map[string]int{}
+	}
+	p.n[id]++
+}
+
+func (p *posting) done(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n[id]--; p.n[id] <= 0 {
+		delete(p.n, id)
+	}
+}
+
+func (p *posting) has(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n[id] > 0
+}
+
 // refresh shows r on its card. The outbox keeps the highest version put,
 // so an update that was slow to come never puts an older state back. A
 // request whose card was never recorded (its process stopped between
@@ -79,7 +170,7 @@ func (w *Workflow) refresh(r request.Request) {
 		it.Sent = func(ts string, err error) {
 			if err == nil {
 				w.goWork(func(ctx context.Context) {
-					_, _ = w.store.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+					_, _ = w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
 				})
 			}
 		}

@@ -117,8 +117,9 @@ func (w *Workflow) expire(ctx context.Context, id string) {
 	w.refresh(r)
 }
 
-// decidable checks that request id exists, that the click comes from its
-// card and that the clicker may approve on every target it touches.
+// decidable checks that request id exists, that the clicker may approve on
+// every target it touches (before anything else is said of it), that the
+// click comes from its card, and that this replica knows its targets.
 func (w *Workflow) decidable(ctx context.Context, c Click, id string) (request.Request, bool) {
 	r, err := w.store.Get(ctx, id)
 	switch {
@@ -128,16 +129,19 @@ func (w *Workflow) decidable(ctx context.Context, c Click, id string) (request.R
 	case err != nil:
 		w.storeFailed(c.ResponseURL, "read the request", err)
 		return r, false
-	case !w.onCard(ctx, c, r):
+	}
+	for _, t := range r.Targets() {
+		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, "decide "+r.ID, r.Targets(), d.Why)
+			return r, false
+		}
+	}
+	if !w.onCard(ctx, c, r) {
 		return r, false
 	}
 	for _, t := range r.Targets() {
 		if !w.inFleet(t) {
 			w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: the pgkill replica that got this click does not know target %s (it left the fleet, or this replica has not discovered it yet): nothing was decided. Press again: another replica may take it, and a request on a target that has left every replica's fleet is closed on its own.", blocks.Escape(t)))
-			return r, false
-		}
-		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "decide "+r.ID, r.Targets(), d.Why)
 			return r, false
 		}
 	}
@@ -188,16 +192,38 @@ func (w *Workflow) tellDecided(url string, r request.Request) {
 // a new bulk request, with its own approval, for exactly those. It returns
 // the click as a Terminate all of that set, for the caller to carry on as
 // any (it asks for a reason where one is asked for).
+//
+// Only a requester of every target those sessions are on may press it, and
+// only on a bulk cancel that is done with some still running: nothing is
+// written, or said of them, otherwise.
 func (w *Workflow) Next(ctx context.Context, c Click, id string) (Click, bool) {
 	r, err := w.store.Get(ctx, id)
-	if err != nil {
+	switch {
+	case errors.Is(err, request.ErrUnknown):
 		w.Tell(c.ResponseURL, unknownRequest)
 		return c, false
+	case err != nil:
+		w.storeFailed(c.ResponseURL, "read the request", err)
+		return c, false
+	}
+	still := r.StillRunning()
+	touched := still
+	if len(touched) == 0 {
+		touched = r.Members
+	}
+	for _, t := range targetsOf(touched) {
+		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, "terminate the still running of "+r.ID, targetsOf(touched), d.Why)
+			return c, false
+		}
 	}
 	if !w.onCard(ctx, c, r) {
 		return c, false
 	}
-	still := r.StillRunning()
+	if r.State != request.Done || !r.Bulk() || r.Action != pg.Cancel || len(still) == 0 {
+		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: request %s is not a finished cancel with sessions still running: there is nothing to terminate after it. Nothing was requested.", r.ID))
+		return c, false
+	}
 	set := request.Set{Scope: fmt.Sprintf("the %d still running after %s", len(still), r.ID), Members: still, At: r.Decided}
 	setID, err := w.sets.Put(ctx, set)
 	if err != nil {

@@ -13,8 +13,8 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// recordBudget bounds the recording of an outcome: the signal happened,
-// whatever time it took.
+// recordBudget bounds the recording of an outcome by its signaller (the
+// sweep tries again after): the signal happened, whatever time it took.
 const recordBudget = 15 * time.Second
 
 // execute carries out an approved request — signals its backend (or set)
@@ -109,23 +109,25 @@ func identities(r request.Request) []pg.Identity {
 	return ids
 }
 
-// finish records an approved request's outcome. The signal happened (or
-// surely did not): the outcome is reported even if the store cannot record
-// it.
+// finish records an approved request's outcome, trying again within the
+// record budget. The signal happened (or surely did not): the outcome is
+// reported even if the store cannot record it, and this process keeps
+// writing it from its sweep (owed) — never leaving the sweep's guess, "may
+// or may not have been sent", as the last word on what it knows.
 func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*request.Request)) request.Request {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
-	defer cancel()
-	done, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Finish, Record: record})
-	if err != nil {
-		if errors.Is(err, request.ErrDecided) {
-			w.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", r.ID), slog.String("state", string(done.State)))
-		} else {
-			w.log.Error("could not record the outcome of a request", slog.String("request_id", r.ID), slog.String("error", err.Error()))
-		}
-		done = r
-		done.State, done.Deadline = request.Done, time.Time{}
-		done.Version++ // shown over the approved card, which is all Slack has
-		record(&done)
+	done, err := w.persist(context.WithoutCancel(ctx), r.ID, request.Event{Kind: request.Finish, Record: record})
+	if err == nil {
+		return done
 	}
+	if errors.Is(err, request.ErrDecided) {
+		w.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", r.ID), slog.String("state", string(done.State)))
+	} else {
+		w.log.Error("could not record the outcome of a request; the sweep keeps trying", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+		w.owed.add(r.ID, record)
+	}
+	done = r
+	done.State, done.Deadline = request.Done, time.Time{}
+	done.Version++ // shown over the approved card, which is all Slack has
+	record(&done)
 	return done
 }

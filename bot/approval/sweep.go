@@ -27,12 +27,16 @@ func (w *Workflow) Sweep(ctx context.Context) {
 	}
 }
 
-// SweepOnce acts on every request due by the store's clock: a pending one
-// past its expiry expires; one whose card was never recorded is withdrawn;
-// an approved one whose signaller did not record what it did in time is
-// closed saying the signal may or may not have been sent. A pending request
-// whose target left the fleet is closed: nothing can be signalled there.
+// SweepOnce first writes the outcomes this process knows and could not
+// record before (settle); then it acts on every request due by the store's
+// clock: a pending one past its expiry expires; one whose card was never
+// recorded, and that no live process still posts, is withdrawn; an approved one whose signaller did not record
+// what it did in time (unless that is this process, which owes what it
+// knows) is closed saying the signal may or may not have been sent. A
+// pending request whose target left the fleet is closed: nothing can be
+// signalled there.
 func (w *Workflow) SweepOnce(ctx context.Context) {
+	w.settle(ctx)
 	due, now, err := w.store.Due(ctx)
 	if err != nil {
 		w.log.Error("could not read the requests due; the next sweep retries", slog.String("error", err.Error()))
@@ -45,8 +49,13 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			w.expire(ctx, r.ID)
 		case r.State == request.Pending && r.Auto != nil: // its countdown has ended
 			w.auto.due(ctx, r)
+		case r.State == request.Pending && w.posting.has(r.ID): // its card waits in this outbox
+			_ = w.stillPosting(ctx, r.ID)
 		case r.State == request.Pending:
-			w.close(ctx, r, request.Withdrawn, "its card was never posted, so nobody could approve it (the process that made it stopped or lost the state store's reply)")
+			w.close(ctx, r, request.Withdrawn, "its card was never posted (or never recorded as posted) and no live pgkill process was still posting it — the one that made it stopped, or could not reach the state store — so nobody could approve it: nothing was signalled")
+		case r.State == request.Approved && w.owed.has(r.ID):
+			// This process signalled it and knows what happened: settle
+			// writes that, never a guess.
 		case r.State == request.Approved:
 			w.abandon(ctx, r, now)
 		}
@@ -65,7 +74,10 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			}
 			if w.known != nil && !asked {
 				asked = true
-				if known, err = w.known(ctx); err != nil {
+				kctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+				known, err = w.known(kctx)
+				cancel()
+				if err != nil {
 					w.log.Warn("could not ask the state store which targets the replicas know: no request is closed for leaving the fleet this round", slog.String("error", err.Error()))
 					return
 				}

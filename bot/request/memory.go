@@ -14,7 +14,10 @@ import (
 // Memory keeps requests in this process (no state store): they are lost on
 // restart, and another replica does not know them. Its clock is the
 // process's.
-func Memory() *Store { return NewStore(&memRecords{byID: map[int64]*pg.Record{}}) }
+func Memory() *Store { return NewStore(MemoryRecords()) }
+
+// MemoryRecords keeps records in this process, on its clock.
+func MemoryRecords() Records { return &memRecords{byID: map[int64]*pg.Record{}} }
 
 // memRecords is Records in a map, under one lock.
 type memRecords struct {
@@ -67,9 +70,10 @@ func (m *memRecords) UpdateRecord(_ context.Context, r pg.Record) (bool, error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	cur, ok := m.byID[r.ID]
-	if !ok || cur.Version != r.Version {
+	if !ok || cur.Version != r.Version || !r.Before.IsZero() && !time.Now().Before(r.Before) {
 		return false, nil
 	}
+	r.Before = time.Time{}
 	r.Version++
 	r.Key, r.Created, r.Members = cur.Key, cur.Created, cur.Members
 	*cur = r

@@ -27,7 +27,8 @@ type Records interface {
 	OpenRecord(ctx context.Context, key string) (pg.Record, bool, error)
 	// Record returns record id and the clock's time now; pg.ErrNotFound.
 	Record(ctx context.Context, id int64) (pg.Record, time.Time, error)
-	// UpdateRecord writes r if the stored one is still at r.Version.
+	// UpdateRecord writes r if the stored one is still at r.Version and,
+	// when r.Before is set, the clock is still before it at the write.
 	UpdateRecord(ctx context.Context, r pg.Record) (bool, error)
 	// DueRecords returns the open records past Expires and those past
 	// Deadline, with the clock's time now.
@@ -46,13 +47,14 @@ type Records interface {
 }
 
 // Store keeps requests. Its methods are safe for concurrent use, in one
-// process or across processes sharing the records.
+// process or across processes sharing the records. Each call it makes to
+// its records ends within CallTimeout.
 type Store struct {
 	recs Records
 }
 
 // NewStore keeps requests in recs.
-func NewStore(recs Records) *Store { return &Store{recs: recs} }
+func NewStore(recs Records) *Store { return &Store{recs: bounded{recs: recs, d: CallTimeout}} }
 
 // ErrUnknown is the error for a request the store does not have: never
 // made, pruned, or made by a process that kept it in its own memory.
@@ -158,8 +160,10 @@ const maxConflicts = 20
 // Apply applies e to request id as one atomic step on its latest version
 // and the store's clock now (Apply). It returns the request as it is after
 // the step; when e does not apply, the request as it is and the reason
-// (ErrDecided, ErrExpired, …). A write whose reply was lost is recognised
-// by reading the record back.
+// (ErrDecided, ErrExpired, …). The step is judged on the record and the
+// clock as read, and written only if neither has moved past what allowed it
+// (a step that comes too late is judged again, and refused). A write whose
+// reply was lost is recognised by reading the record back.
 func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) {
 	for range maxConflicts {
 		r, now, err := s.read(ctx, id)
@@ -167,13 +171,15 @@ func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) 
 			return r, err
 		}
 		cur := r
-		if err := Apply(&r, e, now); err != nil {
+		until, err := Apply(&r, e, now)
+		if err != nil {
 			return cur, err
 		}
 		rec, err := encode(r)
 		if err != nil {
 			return cur, err
 		}
+		rec.Before = until
 		won, err := s.recs.UpdateRecord(ctx, rec)
 		if err != nil && s.landed(ctx, rec) {
 			won, err = true, nil // the write committed; only its reply was lost
@@ -215,18 +221,20 @@ func (s *Store) Open(ctx context.Context) ([]Request, error) {
 	return decodeAll(recs), err
 }
 
-// EndedBy finds the decided request whose signal ended execution id.
-func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool) {
+// EndedBy finds the decided request whose signal ended execution id;
+// false when none did. An error says the store could not be read: not
+// that none did.
+func (s *Store) EndedBy(ctx context.Context, id pg.Identity) (Request, bool, error) {
 	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
 	if err != nil {
-		return Request{}, false
+		return Request{}, false, err
 	}
 	for _, r := range decodeAll(recs) {
 		if r.Signalled(id) {
-			return r, true
+			return r, true, nil
 		}
 	}
-	return Request{}, false
+	return Request{}, false, nil
 }
 
 // Made reports whether a request with key (Request.Key) was ever made
@@ -242,18 +250,19 @@ func (s *Store) Fired(ctx context.Context, prefix string, age time.Duration) (in
 }
 
 // InFlight reports whether an approved request is being carried out on
-// execution id (its outcome not recorded yet).
-func (s *Store) InFlight(ctx context.Context, id pg.Identity) bool {
+// execution id (its outcome not recorded yet). An error says the store
+// could not be read: not that none is.
+func (s *Store) InFlight(ctx context.Context, id pg.Identity) (bool, error) {
 	recs, err := s.recs.RecordsWith(ctx, IdentityKey(id))
 	if err != nil {
-		return false
+		return false, err
 	}
 	for _, r := range decodeAll(recs) {
 		if r.State == Approved {
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // decodeAll decodes records, skipping any it cannot read (of an older

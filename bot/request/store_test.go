@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // stores runs a test against both stores: in memory, and in PostgreSQL
 // through pg.Store.
 func stores(t *testing.T, test func(t *testing.T, s *request.Store, recs request.Records)) {
-	t.Run("memory", func(t *testing.T) { test(t, request.Memory(), nil) })
+	t.Run("memory", func(t *testing.T) {
+		recs := request.MemoryRecords()
+		test(t, request.NewStore(recs), recs)
+	})
 	t.Run("postgres", func(t *testing.T) {
 		st, err := pg.OpenStore(context.Background(), pgtest.Database(t, "request_unit"))
 		if err != nil {
@@ -146,17 +150,17 @@ func TestEndedBy(t *testing.T) {
 	stores(t, func(t *testing.T, s *request.Store, _ request.Records) {
 		id := identity(2)
 		r, _, _ := s.Add(ctx, request.Request{Action: pg.Terminate, Backend: pg.Backend{Identity: id}, Requester: "U1"}, time.Hour, 0)
-		if _, ok := s.EndedBy(ctx, id); ok {
+		if _, ok, _ := s.EndedBy(ctx, id); ok {
 			t.Error("a pending request ended the query")
 		}
 		s.Apply(ctx, r.ID, approve("U2"))
 		s.Apply(ctx, r.ID, finish(pg.Outcome{Action: pg.Terminate, Result: pg.Sent}))
-		if got, ok := s.EndedBy(ctx, id); !ok || got.ID != r.ID || got.Decider != "U2" {
+		if got, ok, _ := s.EndedBy(ctx, id); !ok || got.ID != r.ID || got.Decider != "U2" {
 			t.Errorf("EndedBy = %+v, %v", got, ok)
 		}
 		other := id
 		other.QueryStart = other.QueryStart.Add(time.Second)
-		if _, ok := s.EndedBy(ctx, other); ok {
+		if _, ok, _ := s.EndedBy(ctx, other); ok {
 			t.Error("another execution matched")
 		}
 
@@ -168,10 +172,10 @@ func TestEndedBy(t *testing.T) {
 		}
 		s.Apply(ctx, b.ID, approve("U2"))
 		s.Apply(ctx, b.ID, finish(pg.Outcome{}, pg.Attempt{Outcome: pg.Outcome{Result: pg.Gone}}, pg.Attempt{Outcome: pg.Outcome{Result: pg.Sent}}))
-		if got, ok := s.EndedBy(ctx, m2); !ok || got.ID != b.ID {
+		if got, ok, _ := s.EndedBy(ctx, m2); !ok || got.ID != b.ID {
 			t.Errorf("EndedBy(signalled member) = %+v, %v", got.ID, ok)
 		}
-		if _, ok := s.EndedBy(ctx, m1); ok {
+		if _, ok, _ := s.EndedBy(ctx, m1); ok {
 			t.Error("a member that was skipped (nothing sent) is said to be ended by the request")
 		}
 	})
@@ -195,6 +199,47 @@ func TestTimeIsTheStoresClock(t *testing.T) {
 		}
 		if got, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Expire}); err != nil || got.State != request.Expired {
 			t.Errorf("expire = %s, %v", got.State, err)
+		}
+	})
+}
+
+// stall holds the first write of an approval until its request has
+// expired by the store's clock: the approver's process read the request
+// (and the store's time) before the expiry, then stalled — a GC pause, a
+// paused VM, a slow network — before its write reached the store.
+type stall struct {
+	request.Records
+	once sync.Once
+}
+
+func (s *stall) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+	if r.State == string(request.Approved) {
+		s.once.Do(func() {
+			for {
+				got, now, err := s.Records.Record(ctx, r.ID)
+				if err != nil || !now.Before(got.Expires) {
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	return s.Records.UpdateRecord(ctx, r)
+}
+
+// An approval judged on a read from before the expiry and written after it
+// is refused as expired: the write compares the expiry with the store's
+// clock as it happens, in both stores.
+func TestApprovalWrittenAfterExpiryIsRefused(t *testing.T) {
+	stores(t, func(t *testing.T, _ *request.Store, recs request.Records) {
+		s := request.NewStore(&stall{Records: recs})
+		r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(9)}, Requester: "U1"}, 200*time.Millisecond, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Apply(ctx, r.ID, approve("U2"))
+		if !errors.Is(err, request.ErrExpired) || got.State != request.Pending {
+			t.Errorf("an approval written after the expiry = %s, %v; want refused as expired", got.State, err)
 		}
 	})
 }
@@ -258,9 +303,6 @@ func (l lostReply) AddRecord(ctx context.Context, r pg.Record, ttl, deadline tim
 // caller learns it made the request (and posts its card).
 func TestAddWithLostReply(t *testing.T) {
 	stores(t, func(t *testing.T, _ *request.Store, recs request.Records) {
-		if recs == nil {
-			return // memory never loses a reply
-		}
 		s := request.NewStore(lostReply{recs})
 		r, created, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(6)}, Requester: "U1"}, time.Hour, 0)
 		if err != nil || !created || r.ID == "" {
@@ -307,6 +349,33 @@ func TestWithdrawIsTheRequesters(t *testing.T) {
 		got, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Withdraw, User: "U1"})
 		if err != nil || got.State != request.Withdrawn || !strings.Contains(string(got.State), "withdrawn") {
 			t.Errorf("withdraw = %s, %v", got.State, err)
+		}
+	})
+}
+
+// A card still on its way keeps its request from being due: Waiting moves
+// the card deadline ahead while the request is pending with no card, and
+// never for a rule's request, whose deadline is when it acts.
+func TestWaitingKeepsCardDue(t *testing.T) {
+	stores(t, func(t *testing.T, s *request.Store, _ request.Records) {
+		r, _, _ := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(10)}, Requester: "U1"}, time.Hour, 50*time.Millisecond)
+		got, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Waiting, Due: time.Hour})
+		if err != nil || got.Deadline.Sub(r.Deadline) < 50*time.Minute {
+			t.Errorf("waiting = deadline %s (was %s), %v", got.Deadline, r.Deadline, err)
+		}
+		if due, _, _ := s.Due(ctx); slices.ContainsFunc(due, func(d request.Request) bool { return d.ID == r.ID }) {
+			t.Errorf("due while its card waits")
+		}
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: "1.5"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Waiting, Due: time.Hour}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("waiting after the card was recorded: %v", err)
+		}
+		auto, _, _ := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(11)}, Requester: "autopilot:r",
+			Auto: &request.Auto{Rule: "r", Mode: "act"}}, time.Hour, time.Minute)
+		if _, err := s.Apply(ctx, auto.ID, request.Event{Kind: request.Waiting, Due: time.Hour}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("a rule's countdown moved: %v", err)
 		}
 	})
 }

@@ -17,6 +17,7 @@ const (
 	Close                    // it ends unsignalled for a reason known for certain (Event.To, Event.Why)
 	Posted                   // its card was posted (Event.CardTS)
 	Repost                   // a new attempt to post its card, when the last one is overdue (Event.Due)
+	Waiting                  // its card still waits to be posted by a live process: due Event.Due from now
 	Abandon                  // its signaller stopped before recording what it did
 	Finish                   // its signal's outcome is recorded (Event.Record)
 )
@@ -34,7 +35,7 @@ type Event struct {
 	To     State          // Close: Expired or Withdrawn
 	Why    string         // Close: why nothing was signalled; Abandon: what is known
 	CardTS string         // Posted
-	Due    time.Duration  // Repost: when the new attempt is overdue in turn
+	Due    time.Duration  // Repost, Waiting: when the post is overdue (again)
 	Record func(*Request) // Finish: writes the outcome
 }
 
@@ -49,35 +50,51 @@ var (
 	ErrDryRun   = errors.New("a dry run signals nothing")
 )
 
-// Apply is the state machine: it applies e to r at now — the store's
-// clock, read in the same step — or returns why e does not apply, changing
-// nothing. Every store runs every step through it.
-func Apply(r *Request, e Event, now time.Time) error {
-	next := *r
-	next.Votes = append([]Vote(nil), r.Votes...)
-	if err := step(&next, e, now); err != nil {
-		return err
+// Refused reports whether err is the answer of the state machine or of the
+// store's records — the step does not apply, or the request is not known
+// — rather than a failure to reach the store: trying again cannot help.
+func Refused(err error) bool {
+	for _, r := range []error{ErrDecided, ErrExpired, ErrVoted, ErrSelf, ErrNotYours, ErrNotDue, ErrDryRun, ErrUnknown} {
+		if errors.Is(err, r) {
+			return true
+		}
 	}
-	*r = next
-	return nil
+	return false
 }
 
-func step(r *Request, e Event, now time.Time) error {
+// Apply is the state machine: it applies e to r at now — the store's
+// clock, read with r — or returns why e does not apply, changing nothing.
+// Every store runs every step through it. until, when not zero, is when the
+// step stops being one the clock allows: a store writes it only while its
+// own clock, at the write, is still before then (the time between the read
+// and the write may be long: a paused process, a slow network).
+func Apply(r *Request, e Event, now time.Time) (until time.Time, err error) {
+	next := *r
+	next.Votes = append([]Vote(nil), r.Votes...)
+	if until, err = step(&next, e, now); err != nil {
+		return time.Time{}, err
+	}
+	*r = next
+	return until, nil
+}
+
+func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 	switch e.Kind {
 	case Approve:
+		until = r.Expires // an approval after the expiry never counts
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case !now.Before(r.Expires):
-			return ErrExpired
+			return time.Time{}, ErrExpired
 		case r.Auto != nil && r.Auto.DryRun():
-			return ErrDryRun
+			return time.Time{}, ErrDryRun
 		case r.Auto != nil && e.User == r.Auto.Actor() && now.Before(r.Deadline):
-			return ErrNotDue // a rule acts when its countdown ends, by this clock
+			return time.Time{}, ErrNotDue // a rule acts when its countdown ends, by this clock
 		case r.Requester == e.User && !e.SelfApproval:
-			return ErrSelf
+			return time.Time{}, ErrSelf
 		case r.Voted(e.User):
-			return ErrVoted
+			return time.Time{}, ErrVoted
 		}
 		r.Votes = append(r.Votes, Vote{User: e.User, At: now})
 		if len(r.Votes) >= r.NeedsVotes() {
@@ -86,9 +103,9 @@ func step(r *Request, e Event, now time.Time) error {
 	case Deny, Withdraw:
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case e.Kind == Withdraw && r.Requester != e.User:
-			return ErrNotYours
+			return time.Time{}, ErrNotYours
 		}
 		r.State, r.Decided, r.Deadline = Denied, now, time.Time{}
 		if e.Kind == Withdraw {
@@ -99,22 +116,22 @@ func step(r *Request, e Event, now time.Time) error {
 	case Expire:
 		switch {
 		case r.State != Pending:
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		case now.Before(r.Expires):
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
 		}
 		r.State, r.Decided, r.Deadline = Expired, now, time.Time{}
 	case Close:
 		if r.State != Pending {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		if e.To != Expired && e.To != Withdrawn {
-			return fmt.Errorf("request: close to %s", e.To)
+			return time.Time{}, fmt.Errorf("request: close to %s", e.To)
 		}
 		r.State, r.Decided, r.Deadline, r.NotSent = e.To, now, time.Time{}, e.Why
 	case Posted:
 		if r.CardTS == e.CardTS {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		r.CardTS = e.CardTS
 		if r.State == Pending && r.Auto == nil { // a rule's deadline is when it acts
@@ -122,24 +139,30 @@ func step(r *Request, e Event, now time.Time) error {
 		}
 	case Repost:
 		if r.State != Pending || r.CardTS != "" || now.Before(r.Deadline) {
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
+		}
+		r.Deadline = now.Add(e.Due)
+	case Waiting:
+		// A rule's deadline is when it acts, whatever became of its card.
+		if r.State != Pending || r.CardTS != "" || r.Auto != nil {
+			return time.Time{}, ErrNotDue
 		}
 		r.Deadline = now.Add(e.Due)
 	case Abandon:
 		if r.State != Approved || now.Before(r.Deadline) {
-			return ErrNotDue
+			return time.Time{}, ErrNotDue
 		}
 		r.State, r.Err, r.Abandoned, r.Deadline = Done, e.Why, true, time.Time{}
 	case Finish:
 		// The signaller records what it did; it may come after the sweep
 		// closed the request as abandoned, and then replaces that guess.
 		if r.State != Approved && !(r.State == Done && r.Abandoned) {
-			return ErrDecided
+			return time.Time{}, ErrDecided
 		}
 		r.State, r.Err, r.Abandoned, r.Deadline = Done, "", false, time.Time{}
 		e.Record(r)
 	default:
-		return fmt.Errorf("request: unknown event %d", e.Kind)
+		return time.Time{}, fmt.Errorf("request: unknown event %d", e.Kind)
 	}
-	return nil
+	return until, nil
 }

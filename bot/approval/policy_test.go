@@ -1,0 +1,78 @@
+package approval
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
+)
+
+// countedSets counts the sets written.
+type countedSets struct {
+	request.Sets
+	mu  sync.Mutex
+	put int
+}
+
+func (s *countedSets) Put(ctx context.Context, set request.Set) (string, error) {
+	s.mu.Lock()
+	s.put++
+	s.mu.Unlock()
+	return s.Sets.Put(ctx, set)
+}
+
+// Nothing about the sessions or targets a click names is said, and nothing
+// is written, before the policy has allowed the person who clicked: a
+// stranger's click gets the policy's refusal, and only that.
+func TestPolicyComesFirst(t *testing.T) {
+	active := func(pid int32) pg.Backend { return pg.Backend{Identity: identity(pid), State: pg.StateActive} }
+	idle := func(pid int32) pg.Backend {
+		return pg.Backend{Identity: identity(pid), State: pg.StateIdleInTransaction}
+	}
+	tests := []struct {
+		name   string
+		click  func(t *testing.T, w *Workflow, s *request.Store)
+		secret string // what the stranger must not be told
+		refuse string
+	}{
+		{"bulk over the limit", func(t *testing.T, w *Workflow, _ *request.Store) {
+			w.AskSet(ctx, Click{User: "USTRANGER", Channel: "C", ResponseURL: "https://hooks.example/USTRANGER"}, pg.Cancel,
+				request.Set{Scope: "app=secret-report", Members: []pg.Backend{active(61), active(62), active(63)}})
+		}, "3 sessions match", "only <@UREQ> may ask"},
+		{"bulk with nothing to cancel", func(t *testing.T, w *Workflow, _ *request.Store) {
+			w.AskSet(ctx, Click{User: "USTRANGER", Channel: "C", ResponseURL: "https://hooks.example/USTRANGER"}, pg.Cancel,
+				request.Set{Scope: "app=secret-report", Members: []pg.Backend{idle(64)}})
+		}, "secret-report", "only <@UREQ> may ask"},
+		{"approve on a target this replica does not know", func(t *testing.T, w *Workflow, s *request.Store) {
+			r, _, _ := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: pg.Identity{Target: "secret-target", PID: 65, BackendStart: time.Now()}},
+				Requester: "UREQ", Channel: "C"}, time.Hour, 0)
+			r, _ = s.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: "1.1"})
+			w.Approve(ctx, on("USTRANGER", r), r.ID)
+		}, "does not know target", "only <@UAPP> may approve"},
+		{"next step on a pending request", func(t *testing.T, w *Workflow, s *request.Store) {
+			r := made(t, s, 0, time.Hour, active(66), active(67))
+			w.Next(ctx, on("USTRANGER", r), r.ID)
+		}, "still running", "only <@UREQ> may ask"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := request.Memory()
+			w, out := newFlow(t, newFakeFleet(), s, flowOpts{budget: time.Minute, margin: time.Minute, requesters: []string{"UREQ"}})
+			w.cfg.BulkMax = 2
+			sets := &countedSets{Sets: w.sets}
+			w.sets = sets
+			tc.click(t, w, s)
+			got := told(out, "USTRANGER")
+			if strings.Contains(got, tc.secret) || !strings.Contains(strings.NewReplacer(`\u003c`, "<", `\u003e`, ">").Replace(got), tc.refuse) {
+				t.Errorf("the stranger was told %s; want only the refusal %q", got, tc.refuse)
+			}
+			if sets.put != 0 {
+				t.Errorf("a stranger's click wrote %d set(s)", sets.put)
+			}
+		})
+	}
+}
