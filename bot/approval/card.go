@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +26,31 @@ func cardKey(id string) string { return "card|" + id }
 
 // card renders r's card, mentioning its targets' approvers.
 func (w *Workflow) card(r request.Request) blocks.Message {
-	return blocks.RequestMessage(r, w.policy.Policy().For(r.Backend.Target).Approvers)
+	return blocks.RequestMessage(r, w.approvers(r))
+}
+
+// approvers lists who to mention on r's card. A request over several
+// targets needs an approver of every one of them: those named for all its
+// targets, or — when no one is (a group may still hold someone who is) —
+// everyone named for any, so that nobody who might is left out.
+func (w *Workflow) approvers(r request.Request) []string {
+	p := w.policy.Policy()
+	targets := r.Targets()
+	all := slices.Clone(p.For(targets[0]).Approvers)
+	var any []string
+	for _, t := range targets {
+		a := p.For(t).Approvers
+		all = slices.DeleteFunc(all, func(id string) bool { return !slices.Contains(a, id) })
+		for _, id := range a {
+			if !slices.Contains(any, id) {
+				any = append(any, id)
+			}
+		}
+	}
+	if len(all) > 0 {
+		return all
+	}
+	return any
 }
 
 // publish posts a new request's card and, once Slack has it, records it

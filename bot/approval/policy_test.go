@@ -2,11 +2,13 @@ package approval
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
 )
@@ -72,6 +74,37 @@ func TestPolicyComesFirst(t *testing.T) {
 			}
 			if sets.put != 0 {
 				t.Errorf("a stranger's click wrote %d set(s)", sets.put)
+			}
+		})
+	}
+}
+
+// A bulk request's card mentions who may approve it: an approver of every
+// one of its targets (each target is checked at the click), not the first
+// target's approvers alone.
+func TestBulkCardMentionsApproversOfEveryTarget(t *testing.T) {
+	on := func(target string, pid int32) pg.Backend {
+		return pg.Backend{Identity: pg.Identity{Target: target, PID: pid, BackendStart: time.Unix(1, 0)}, State: pg.StateActive}
+	}
+	tests := []struct {
+		name    string
+		members []pg.Backend
+		want    []string
+	}{
+		{"one target", []pg.Backend{on("t1", 1), on("t1", 2)}, []string{"UA", "UB"}},
+		{"approvers in common", []pg.Backend{on("t1", 1), on("t2", 2)}, []string{"UB"}},
+		{"none in common: all who might", []pg.Backend{on("t1", 1), on("t3", 2)}, []string{"UA", "UB", "UC"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, _ := newFlow(t, newFakeFleet(), request.Memory())
+			w.policy = policy.NewChecker(&policy.Policy{Default: policy.Rules{Approvers: []string{"UA", "UB"}}, Targets: []policy.TargetRules{
+				{Pattern: "t2", Rules: policy.Rules{Approvers: []string{"UB", "UC"}}},
+				{Pattern: "t3", Rules: policy.Rules{Approvers: []string{"UC"}}},
+			}}, nil)
+			got := w.approvers(request.Request{Backend: tc.members[0], Members: tc.members})
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("approvers %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -110,6 +110,7 @@ type entry struct {
 	attempts  int
 	retryAt   time.Time
 	busy      bool      // a call is in flight, or its callbacks run
+	busyLane  *lane     // the lane busy with that call: e.lane may change meanwhile (a Put)
 	doneAt    time.Time // when the last version went out
 	within    time.Duration
 	putAt     time.Time
@@ -291,7 +292,7 @@ func (o *Outbox) next(now time.Time) ([]*entry, time.Duration) {
 		if e.url == "" {
 			l.tokens--
 		}
-		l.busy, e.busy = true, true
+		l.busy, e.busy, e.busyLane = true, true, l
 		ready = append(ready, e)
 	}
 	for name, e := range news {
@@ -400,7 +401,8 @@ func (o *Outbox) send(ctx context.Context, e *entry) {
 	}
 	o.mu.Lock()
 	e.busy = false
-	o.lanes[e.lane].busy = false
+	e.busyLane.busy = false // the lane it went out on, whatever Put did to e.lane since
+	e.busyLane = nil
 	o.signalIdle()
 	o.mu.Unlock()
 	o.poke()

@@ -330,3 +330,27 @@ func (s *orderSlack) posted() []string {
 	defer s.mu.Unlock()
 	return append([]string(nil), s.texts...)
 }
+
+// A key put again on another channel while its call is in flight frees the
+// lane the call went out on (it used to look up the new channel's lane,
+// which need not exist: a nil dereference outside any recover).
+func TestLaneChangeWhileInFlight(t *testing.T) {
+	s := newMemSlack()
+	s.hold = make(chan struct{})
+	o := start(t, s)
+	o.Put(outbox.Item{Key: "a", Channel: "C1", Msg: msg("v1")})
+	for {
+		if _, calls := s.snapshot(); calls == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	o.Put(outbox.Item{Key: "a", Channel: "C2", Msg: msg("v2")})
+	close(s.hold)
+	flush(t, o)
+	o.Put(outbox.Item{Key: "b", Channel: "C1", Msg: msg("on the first lane again")})
+	flush(t, o)
+	if _, calls := s.snapshot(); calls != 3 {
+		t.Errorf("%d calls, want 3 (post, edit, post)", calls)
+	}
+}
