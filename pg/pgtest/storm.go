@@ -27,6 +27,7 @@ type Storm struct {
 	waiters []*pgx.Conn
 	wg      sync.WaitGroup
 	errs    chan error
+	once    sync.Once
 }
 
 // StormApp is the application_name of a storm's waiters; the holder's is
@@ -73,7 +74,7 @@ func NewStorm(tb testing.TB, db string, n int) *Storm {
 		}()
 	}
 	wg.Wait()
-	tb.Cleanup(s.stop)
+	tb.Cleanup(s.Stop)
 	select {
 	case err := <-errs:
 		tb.Fatalf("pgtest: open %d waiters: %v (max_connections is %d)", n, err, Int(tb, "SELECT current_setting('max_connections')::int"))
@@ -256,8 +257,11 @@ func (s *Storm) AwaitDrained(tb testing.TB, limit time.Duration) {
 	}
 }
 
-// stop ends the holder's transaction (if it still has one) so the waiters
-// finish, then closes every connection.
+// Stop ends the holder's transaction (if it still has one) so the waiters
+// finish, then closes every connection. It runs once; the test's cleanup
+// calls it too.
+func (s *Storm) Stop() { s.once.Do(s.stop) }
+
 func (s *Storm) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
