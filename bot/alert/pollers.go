@@ -90,8 +90,12 @@ func (p *pollers) Hold(targets []string) {
 		}
 		go func() {
 			defer close(r.done)
-			if spread > 0 && sleep(ctx, rand.N(spread)) != nil {
-				return
+			if spread > 0 {
+				select { // first polls spread, so that many targets do not connect in one herd
+				case <-ctx.Done():
+					return
+				case <-time.After(rand.N(spread)):
+				}
 			}
 			p.w.target(ctx, name)
 		}()
@@ -132,15 +136,4 @@ func (w *Watcher) storeContext(target string) (context.Context, context.CancelFu
 		return context.WithTimeout(w.work, w.cfg.QueryTimeout)
 	}
 	return context.WithDeadline(w.work, w.leases.Until(target))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

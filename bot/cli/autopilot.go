@@ -71,7 +71,7 @@ func (c *CLI) Autopilot(ctx context.Context, args []string) error {
 			code = worse(code, ExitUnreadable)
 			continue
 		case len(late) > 0:
-			fmt.Fprintf(c.Out, "%s: the blocking tree did not come within %s (%s): rules on blocking are not evaluated there\n", name, short(wait.or()), cause(late[0].Err))
+			fmt.Fprintf(c.Out, "%s: the blocking tree did not come within %s (%s): rules on blocking are not evaluated there\n", name, blocks.Typed(wait.or()), cause(late[0].Err))
 			code = worse(code, ExitUnreadable)
 		}
 		read = append(read, name)
@@ -108,7 +108,7 @@ func (c *CLI) printRule(r autopilot.Rule, fs []autopilot.Firing, read []string) 
 	}
 	for _, f := range fs {
 		b := f.Backend
-		fmt.Fprintf(c.Out, "  %s pid %d on %s in %s (user %s, app %s, db %s): %s\n    %s\n", verb, b.PID, Visible(b.Target), short(r.Countdown),
+		fmt.Fprintf(c.Out, "  %s pid %d on %s in %s (user %s, app %s, db %s): %s\n    %s\n", verb, b.PID, Visible(b.Target), blocks.Typed(r.Countdown),
 			cell(b.User), cell(b.Application), cell(b.Database), Visible(blocks.AutoWhy(r, b)), oneLine(b.Query, 200))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -126,10 +127,10 @@ func (c *CLI) listOnce(ctx context.Context, q query) int {
 		return code
 	}
 	fmt.Fprintf(c.Err, "pgkill: waiting for the blocking tree of %s: the lock table is busy (a lock pile-up's deadlock checks hold it); up to %s (-wait), Ctrl-C stops\n",
-		strings.Join(busy, ", "), short(q.wait))
+		strings.Join(busy, ", "), blocks.Typed(q.wait))
 	full, late := c.complete(ctx, ls)
 	for _, l := range late {
-		fmt.Fprintf(c.Err, "pgkill: %s: the blocking tree did not come within %s: %s; the listing above is all pgkill could read\n", l.Target, short(q.wait), cause(l.Err))
+		fmt.Fprintf(c.Err, "pgkill: %s: the blocking tree did not come within %s: %s; the listing above is all pgkill could read\n", l.Target, blocks.Typed(q.wait), cause(l.Err))
 	}
 	if len(late) == len(busy) {
 		return code
@@ -262,7 +263,7 @@ func (c *CLI) writeListing(ls []pg.Listing, bs []pg.Backend, q query) error {
 // searched says what a listing looked for: "queries ≥ 1m" and its filters,
 // " (db=orders)".
 func searched(q query) (what, filters string) {
-	what = "queries ≥ " + short(q.filter.MinDuration)
+	what = "queries ≥ " + blocks.Typed(q.filter.MinDuration)
 	if q.filter.MinDuration == 0 {
 		what = "queries"
 	}
@@ -284,18 +285,6 @@ func searched(q query) (what, filters string) {
 		filters = " (" + strings.Join(f, ", ") + ")"
 	}
 	return what, filters
-}
-
-// short is a duration as it would be typed: 1m, 1m30s, 1h, 500ms.
-func short(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // watch lists every interval until ctx ends (Ctrl-C), which is a success:

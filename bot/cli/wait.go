@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/pg"
 )
 
@@ -19,10 +20,10 @@ func ShowWait(w io.Writer) func(pg.Wait) {
 		defer mu.Unlock()
 		if wt.Accepted {
 			fmt.Fprintf(w, "pgkill: %s: the server accepted the connection %s ago but has not started the session; waiting up to %s (-wait): in a lock pile-up PostgreSQL starts new sessions only when its deadlock checks let go of the lock table\n",
-				wt.Target, short(wt.For.Round(time.Second)), short(wt.Limit.Round(time.Second)))
+				wt.Target, blocks.Typed(wt.For.Round(time.Second)), blocks.Typed(wt.Limit.Round(time.Second)))
 			return
 		}
-		fmt.Fprintf(w, "pgkill: %s: still connecting after %s (waiting up to %s, -wait)\n", wt.Target, short(wt.For.Round(time.Second)), short(wt.Limit.Round(time.Second)))
+		fmt.Fprintf(w, "pgkill: %s: still connecting after %s (waiting up to %s, -wait)\n", wt.Target, blocks.Typed(wt.For.Round(time.Second)), blocks.Typed(wt.Limit.Round(time.Second)))
 	}
 }
 
