@@ -163,6 +163,10 @@ func (a *Autopilot) due(ctx context.Context, r request.Request) {
 	}
 	start := time.Now()
 	got, err := a.w.store.Apply(ctx, r.ID, request.Event{Kind: request.Approve, User: r.Auto.Actor(), SelfApproval: true, Budget: a.w.cfg.Budget + a.w.cfg.Margin})
+	if errors.Is(err, request.ErrUnsure) {
+		a.w.unsure("", "the rule's approval", got, got.State == request.Approved, err)
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, request.ErrDecided) && !errors.Is(err, request.ErrExpired) {
 			a.w.log.Error("autopilot: could not record a rule's approval; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))

@@ -45,7 +45,10 @@ func (w *Workflow) Approve(ctx context.Context, c Click, id string) {
 		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: you have approved request %s already; it needs %d of %d approvals from different approvers.", id, r.NeedsVotes()-len(r.Votes), r.NeedsVotes()))
 		return
 	case errors.Is(err, request.ErrDecided):
-		w.tellDecided(c.ResponseURL, r)
+		w.tellDecided(c.ResponseURL, w.settled(ctx, r))
+		return
+	case errors.Is(err, request.ErrUnsure):
+		w.unsure(c.ResponseURL, "your approval", r, r.State == request.Approved, err)
 		return
 	case err != nil:
 		w.storeFailed(c.ResponseURL, "record the approval", err)
@@ -91,7 +94,10 @@ func (w *Workflow) decide(ctx context.Context, c Click, id string, e request.Eve
 		w.Tell(c.ResponseURL, fmt.Sprintf(":no_entry: only %s, who asked, may withdraw request %s.", blocks.Mentions([]string{r.Requester}), r.ID))
 		return
 	case errors.Is(err, request.ErrDecided):
-		w.tellDecided(c.ResponseURL, r)
+		w.tellDecided(c.ResponseURL, w.settled(ctx, r))
+		return
+	case errors.Is(err, request.ErrUnsure):
+		w.unsure(c.ResponseURL, "your decision", r, false, err)
 		return
 	case err != nil:
 		w.storeFailed(c.ResponseURL, "record the decision", err)

@@ -123,7 +123,7 @@ func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*r
 		w.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", r.ID), slog.String("state", string(done.State)))
 	} else {
 		w.log.Error("could not record the outcome of a request; the sweep keeps trying", slog.String("request_id", r.ID), slog.String("error", err.Error()))
-		w.owed.add(r.ID, record)
+		w.owed.add(r.ID, debt{record: record})
 	}
 	done = r
 	done.State, done.Deadline = request.Done, time.Time{}

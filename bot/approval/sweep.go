@@ -54,8 +54,9 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 		case r.State == request.Pending:
 			w.close(ctx, r, request.Withdrawn, "its card was never posted (or never recorded as posted) and no live pgkill process was still posting it — the one that made it stopped, or could not reach the state store — so nobody could approve it: nothing was signalled")
 		case r.State == request.Approved && w.owed.has(r.ID):
-			// This process signalled it and knows what happened: settle
-			// writes that, never a guess.
+			// This process knows what happened — what its signal did, or
+			// that it signalled nothing for an approval whose answer was
+			// lost: settle writes that, never a guess.
 		case r.State == request.Approved:
 			w.abandon(ctx, r, now)
 		}

@@ -181,8 +181,14 @@ func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) 
 		}
 		rec.Before = until
 		won, err := s.recs.UpdateRecord(ctx, rec)
-		if err != nil && s.landed(ctx, rec) {
-			won, err = true, nil // the write committed; only its reply was lost
+		if err != nil {
+			switch landed, sure := s.landed(ctx, rec); {
+			case landed:
+				won, err = true, nil // the write committed; only its reply was lost
+			case !sure:
+				r.Version++
+				return r, fmt.Errorf("request %s: %w: %w", id, ErrUnsure, err)
+			}
 		}
 		if err != nil {
 			return cur, err
@@ -195,16 +201,26 @@ func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) 
 	return Request{}, fmt.Errorf("request %s: too many concurrent changes", id)
 }
 
-// landed reports whether a write whose reply was lost committed after
-// all: the record is at the next version and holds exactly what was
-// written.
-func (s *Store) landed(ctx context.Context, rec pg.Record) bool {
+// ErrUnsure is the error of a step whose write failed in a way that leaves
+// it unknown whether it was recorded (its answer was lost, and reading it
+// back failed or could not tell): Apply then returns the request as it is
+// if it was.
+var ErrUnsure = errors.New("the state store's answer was lost: it may or may not have recorded it")
+
+// landed reports whether a write whose answer was lost committed after
+// all — the record is at the next version and holds exactly what was
+// written — and whether that is sure: it is not when the record cannot be
+// read, or is still at the version written over (the write may still be
+// on its way: a statement whose client went away may yet commit), or has
+// moved on past the next.
+func (s *Store) landed(ctx context.Context, rec pg.Record) (landed, sure bool) {
 	got, _, err := s.recs.Record(ctx, rec.ID)
-	if err != nil || got.Version != rec.Version+1 || got.State != rec.State {
-		return false
+	if err != nil || got.Version != rec.Version+1 {
+		return false, false
 	}
 	var want, have any
-	return json.Unmarshal(rec.Doc, &want) == nil && json.Unmarshal(got.Doc, &have) == nil && reflect.DeepEqual(want, have)
+	same := got.State == rec.State && json.Unmarshal(rec.Doc, &want) == nil && json.Unmarshal(got.Doc, &have) == nil && reflect.DeepEqual(want, have)
+	return same, true // another write took the next version: this one never can
 }
 
 // Due returns the requests the sweep must act on now by the store's clock

@@ -3,6 +3,7 @@ package request_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -378,4 +379,77 @@ func TestWaitingKeepsCardDue(t *testing.T) {
 			t.Errorf("a rule's countdown moved: %v", err)
 		}
 	})
+}
+
+// lostWrite fails the first write of an approval — after committing it
+// when commit is set (the connection dropped after COMMIT), before it
+// otherwise — and fails the reads of the store from then on while
+// down is set (the connection that would read it back is gone too).
+type lostWrite struct {
+	request.Records
+	commit bool
+	down   atomic.Bool
+	once   sync.Once
+}
+
+func (s *lostWrite) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+	lose := false
+	if r.State == string(request.Approved) {
+		s.once.Do(func() { lose = true })
+	}
+	if !lose {
+		return s.Records.UpdateRecord(ctx, r)
+	}
+	if s.commit {
+		if _, err := s.Records.UpdateRecord(ctx, r); err != nil {
+			return false, err
+		}
+	}
+	s.down.Store(true)
+	return false, fmt.Errorf("state store: request %d → approved: unexpected EOF", r.ID)
+}
+
+func (s *lostWrite) Record(ctx context.Context, id int64) (pg.Record, time.Time, error) {
+	if s.down.Load() {
+		return pg.Record{}, time.Time{}, fmt.Errorf("state store: request %d: connection refused", id)
+	}
+	return s.Records.Record(ctx, id)
+}
+
+// A write whose answer was lost, and which cannot be read back, is neither
+// a success nor a failure to try again: Apply says ErrUnsure, and returns
+// the request as it is if the write landed — which, in each store, it is
+// exactly when the write did commit.
+func TestLostAnswerUnreadIsUnsure(t *testing.T) {
+	for _, commit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("committed=%t", commit), func(t *testing.T) {
+			stores(t, func(t *testing.T, _ *request.Store, recs request.Records) {
+				lw := &lostWrite{Records: recs, commit: commit}
+				s := request.NewStore(lw)
+				r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(10)}, Requester: "U1"}, time.Hour, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.Apply(ctx, r.ID, approve("U2"))
+				if !errors.Is(err, request.ErrUnsure) || request.Refused(err) {
+					t.Fatalf("an approval whose answer was lost and could not be read back = %v; want ErrUnsure (not a refusal)", err)
+				}
+				if got.ID != r.ID || got.State != request.Approved || got.Decider != "U2" || got.Version != r.Version+1 {
+					t.Errorf("returned %s %s by %q at version %d; want %s approved by U2 at version %d (as it is if it landed)", got.ID, got.State, got.Decider, got.Version, r.ID, r.Version+1)
+				}
+				lw.down.Store(false)
+				stored, err := s.Get(ctx, r.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if landed := stored.State == request.Approved; landed != commit {
+					t.Fatalf("stored %s with commit=%t", stored.State, commit)
+				}
+				if commit && (stored.Version != got.Version || stored.Decider != got.Decider || !stored.Decided.Equal(got.Decided)) {
+					t.Errorf("landed as version %d by %q at %s; Apply returned version %d by %q at %s",
+						stored.Version, stored.Decider, stored.Decided, got.Version, got.Decider, got.Decided)
+				}
+			})
+		})
+	}
 }
