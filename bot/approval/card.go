@@ -187,18 +187,65 @@ func (p *posting) has(id string) bool {
 // so an update that was slow to come never puts an older state back. A
 // request whose card was never recorded (its process stopped between
 // posting and recording it) gets a new card in its thread, recorded in
-// turn: its outcome is never invisible.
+// turn: its outcome is never invisible. The edit that shows a closed
+// request is confirmed in the store once Slack has it; until then the
+// request stays due, and a sweep (of any process) shows it again.
 func (w *Workflow) refresh(r request.Request) {
 	it := outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, TS: r.CardTS, Version: uint64(r.Version), Msg: w.card(r)}
 	if r.CardTS == "" {
 		it.Thread = r.ThreadTS
-		it.Sent = func(ts string, err error) {
-			if err == nil {
-				w.goWork(func(ctx context.Context) {
-					_, _ = w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
-				})
-			}
+	}
+	watched := r.State.Closed() && !r.Deadline.IsZero() // its showing is awaited (request.ShowDue)
+	if r.CardTS != "" && !watched {
+		w.out.Put(it)
+		return
+	}
+	it.Sent = func(ts string, err error) {
+		if err != nil {
+			return // a closed request is shown again by the sweep when due
 		}
+		w.goWork(func(ctx context.Context) {
+			v := r.Version
+			if r.CardTS == "" {
+				got, err := w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+				if err != nil {
+					return
+				}
+				v = got.Version
+			}
+			if watched {
+				w.shown(ctx, r.ID, v)
+			}
+		})
 	}
 	w.out.Put(it)
+}
+
+// shown records that request id's card shows it as of version v: no sweep
+// needs to show it again.
+func (w *Workflow) shown(ctx context.Context, id string, v int64) {
+	ctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+	defer cancel()
+	if _, err := w.store.Apply(ctx, id, request.Event{Kind: request.Shown, Version: v}); err != nil && !request.Refused(err) {
+		w.log.Warn("could not record that a card shows how its request ended; a sweep shows it again", slog.String("request_id", id), slog.String("error", err.Error()))
+	}
+}
+
+// reshow shows closed request r on its card again: the edit that should
+// have shown it was not confirmed in time (the process that queued it
+// stopped, or Slack would not take it). One process wins each round.
+func (w *Workflow) reshow(ctx context.Context, r request.Request) {
+	got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Reshow})
+	switch {
+	case err != nil:
+		if !request.Refused(err) {
+			w.log.Warn("could not show a closed request on its card again; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+		}
+		return
+	case got.Deadline.IsZero():
+		w.log.Warn("gave up showing how a request ended on its card: no edit was confirmed within an hour of its decision", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
+		return
+	}
+	w.log.Info("showing how a request ended on its card again: the last edit was not confirmed", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
+	w.refresh(got)
 }

@@ -32,7 +32,8 @@ func (w *Workflow) Sweep(ctx context.Context) {
 // clock: a pending one past its expiry expires; one whose card was never
 // recorded, and that no live process still posts, is withdrawn; an approved one whose signaller did not record
 // what it did in time (unless that is this process, which owes what it
-// knows) is closed saying the signal may or may not have been sent. A
+// knows) is closed saying the signal may or may not have been sent; a
+// closed one whose card was not confirmed to show it is shown again. A
 // pending request whose target left the fleet is closed: nothing can be
 // signalled there.
 func (w *Workflow) SweepOnce(ctx context.Context) {
@@ -59,6 +60,8 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			// lost: settle writes that, never a guess.
 		case r.State == request.Approved:
 			w.abandon(ctx, r, now)
+		case r.State.Closed(): // its card was not confirmed to show how it ended
+			w.reshow(ctx, r)
 		}
 	}
 	open, err := w.store.Open(ctx)

@@ -37,6 +37,10 @@ const (
 // one open request acts on the same thing.
 func (s State) Open() bool { return s == Pending }
 
+// Closed reports whether a request in s is over: nothing more is signalled
+// for it, and its card's last edit shows how it ended.
+func (s State) Closed() bool { return s != Pending && s != Approved }
+
 // Request is one request to signal one backend, or a frozen set of them.
 // The times are the store's clock's.
 type Request struct {
@@ -68,7 +72,8 @@ type Request struct {
 	Decided   time.Time `json:"-"`
 	Expires   time.Time `json:"-"`
 	// Deadline: pending, its card must be recorded by then; approved, its
-	// signal must have been sent by then. The sweep acts on either after it.
+	// signal must have been sent by then; closed, its card must show so by
+	// then (zero once a showing is confirmed). The sweep acts on each after it.
 	Deadline time.Time `json:"-"`
 
 	Outcome   pg.Outcome

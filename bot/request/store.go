@@ -51,10 +51,25 @@ type Records interface {
 // its records ends within CallTimeout.
 type Store struct {
 	recs Records
+	show time.Duration // a closed request's card must show it within this
 }
 
+// ShowDue is how long a closed request's card may take to show how it
+// ended before the sweep (of any process) shows it again: the process
+// that queued the edit may have stopped with it in its outbox.
+const ShowDue = 30 * time.Second
+
 // NewStore keeps requests in recs.
-func NewStore(recs Records) *Store { return &Store{recs: bounded{recs: recs, d: CallTimeout}} }
+func NewStore(recs Records) *Store {
+	return &Store{recs: bounded{recs: recs, d: CallTimeout}, show: ShowDue}
+}
+
+// ShowWithin sets how long a closed request's card may take to show it
+// (ShowDue by default), and returns s.
+func (s *Store) ShowWithin(d time.Duration) *Store {
+	s.show = d
+	return s
+}
 
 // ErrUnknown is the error for a request the store does not have: never
 // made, pruned, or made by a process that kept it in its own memory.
@@ -171,6 +186,7 @@ func (s *Store) Apply(ctx context.Context, id string, e Event) (Request, error) 
 			return r, err
 		}
 		cur := r
+		e.show = s.show
 		until, err := Apply(&r, e, now)
 		if err != nil {
 			return cur, err

@@ -453,3 +453,48 @@ func TestLostAnswerUnreadIsUnsure(t *testing.T) {
 		})
 	}
 }
+
+// A closed request is due until its card is confirmed to show how it
+// ended: the process that queued that edit may stop with it unsent, and
+// another's sweep then shows it again. A confirmation of an older version
+// confirms nothing.
+func TestClosedIsDueUntilShown(t *testing.T) {
+	stores(t, func(t *testing.T, s *request.Store, _ request.Records) {
+		s.ShowWithin(50 * time.Millisecond)
+		r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(1)}, Requester: "UREQ"}, time.Hour, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = s.Apply(ctx, r.ID, request.Event{Kind: request.Deny, User: "UAPP"}); err != nil {
+			t.Fatal(err)
+		}
+		if r.Deadline.IsZero() {
+			t.Fatal("a denied request is not watched until its card shows it")
+		}
+		waitDue(t, s, r.ID)
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Shown, Version: r.Version - 1}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("an older version shown: %v, want ErrNotDue", err)
+		}
+		again, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Reshow})
+		if err != nil || again.Deadline.IsZero() {
+			t.Fatalf("reshow: %v, deadline %v", err, again.Deadline)
+		}
+		if _, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Reshow}); !errors.Is(err, request.ErrNotDue) {
+			t.Errorf("a second reshow before the new deadline: %v, want ErrNotDue", err)
+		}
+		shown, err := s.Apply(ctx, r.ID, request.Event{Kind: request.Shown, Version: again.Version})
+		if err != nil || !shown.Deadline.IsZero() {
+			t.Fatalf("shown: %v, deadline %v", err, shown.Deadline)
+		}
+		time.Sleep(60 * time.Millisecond) // past the deadline it had: nothing is due now
+		due, _, err := s.Due(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range due {
+			if d.ID == r.ID {
+				t.Errorf("request %s is still due once its card showed it", r.ID)
+			}
+		}
+	})
+}

@@ -20,6 +20,8 @@ const (
 	Waiting                  // its card still waits to be posted by a live process: due Event.Due from now
 	Abandon                  // its signaller stopped before recording what it did
 	Finish                   // its signal's outcome is recorded (Event.Record)
+	Shown                    // a closed request's card shows it, as of Event.Version
+	Reshow                   // a closed request's card is shown again: the last showing was not confirmed in time
 )
 
 // Event is one thing that happens to a request, with what the step needs.
@@ -32,11 +34,16 @@ type Event struct {
 	SelfApproval bool
 	Budget       time.Duration
 
-	To     State          // Close: Expired or Withdrawn
-	Why    string         // Close: why nothing was signalled; Abandon: what is known
-	CardTS string         // Posted
-	Due    time.Duration  // Repost, Waiting: when the post is overdue (again)
-	Record func(*Request) // Finish: writes the outcome
+	To      State          // Close: Expired or Withdrawn
+	Why     string         // Close: why nothing was signalled; Abandon: what is known
+	CardTS  string         // Posted
+	Due     time.Duration  // Repost, Waiting: when the post is overdue (again)
+	Record  func(*Request) // Finish: writes the outcome
+	Version int64          // Shown: the version the card shows
+
+	// show is how long a closed request's card may take to show it before
+	// the sweep shows it again (the Store's; 0: it is not watched).
+	show time.Duration
 }
 
 // The reasons a step does not apply. The request is left as it was.
@@ -74,9 +81,18 @@ func Apply(r *Request, e Event, now time.Time) (until time.Time, err error) {
 	if until, err = step(&next, e, now); err != nil {
 		return time.Time{}, err
 	}
+	if next.State.Closed() && e.Kind != Shown && e.Kind != Reshow && e.Kind != Posted && e.show > 0 {
+		// Closed now (or its outcome replaced): its card must come to show
+		// it, even if the process that queued that edit stops first.
+		next.Deadline = now.Add(e.show)
+	}
 	*r = next
 	return until, nil
 }
+
+// showFor is how long after its decision a closed request's card is shown
+// again while no showing is confirmed (a card deleted, Slack refusing).
+const showFor = time.Hour
 
 func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 	switch e.Kind {
@@ -161,6 +177,24 @@ func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 		}
 		r.State, r.Err, r.Abandoned, r.Deadline = Done, "", false, time.Time{}
 		e.Record(r)
+	case Shown:
+		switch {
+		case !r.State.Closed():
+			return time.Time{}, ErrNotDue
+		case r.Deadline.IsZero():
+			return time.Time{}, ErrDecided // shown already
+		case e.Version != r.Version:
+			return time.Time{}, ErrNotDue // it changed since: that change is shown in turn
+		}
+		r.Deadline = time.Time{}
+	case Reshow:
+		if !r.State.Closed() || r.Deadline.IsZero() || now.Before(r.Deadline) {
+			return time.Time{}, ErrNotDue
+		}
+		r.Deadline = now.Add(e.show)
+		if now.Sub(r.Decided) > showFor {
+			r.Deadline = time.Time{} // no more tries
+		}
 	default:
 		return time.Time{}, fmt.Errorf("request: unknown event %d", e.Kind)
 	}
