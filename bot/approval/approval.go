@@ -80,7 +80,7 @@ type Workflow struct {
 	inflight inflight
 
 	owed         owed          // outcomes known here that the store lacks
-	posting      posting       // cards waiting in this process's outbox
+	cards        *cards        // the requests' cards in Slack
 	recordBudget time.Duration // recordBudget; shorter in tests
 }
 
@@ -153,6 +153,7 @@ func New(work context.Context, cfg Config, d Deps) *Workflow {
 	w := &Workflow{cfg: cfg, store: d.Store, sets: d.Sets, db: d.Fleet, out: d.Out, policy: d.Policy, reasons: d.Reasons,
 		metrics: d.Metrics, log: d.Log, work: work, recordBudget: recordBudget}
 	w.auto = &Autopilot{w: w, pauses: d.Pauses}
+	w.cards = &cards{w: w}
 	return w
 }
 
@@ -227,4 +228,20 @@ func (w *Workflow) Refuse(url, user, channel, what string, targets []string, why
 func (w *Workflow) storeFailed(url, what string, err error) {
 	w.log.Error("state store failed", slog.String("doing", what), slog.String("error", err.Error()))
 	w.Tell(url, ":x: pgkill could not "+what+" (state store: "+blocks.Escape(err.Error())+"). Nothing was signalled; try again.")
+}
+
+// persist applies e to request id, trying again within the record budget
+// while the store fails: it records what happened in Slack or in a
+// database, which a failed write must not lose.
+func (w *Workflow) persist(ctx context.Context, id string, e request.Event) (request.Request, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.recordBudget)
+	defer cancel()
+	got, err := w.store.Apply(ctx, id, e)
+	for wait := 50 * time.Millisecond; err != nil && !request.Refused(err); wait = min(2*wait, 2*time.Second) {
+		if sleep(ctx, wait) != nil {
+			break
+		}
+		got, err = w.store.Apply(ctx, id, e)
+	}
+	return got, err
 }

@@ -274,7 +274,7 @@ func TestVerifyErrorAfterSentSaysSent(t *testing.T) {
 	for _, r := range []request.Request{single, bulk} {
 		w.Approve(ctx, on("UAPP", r), r.ID)
 		got, _ := s.Get(ctx, r.ID)
-		js, _ := json.Marshal(w.card(got))
+		js, _ := json.Marshal(w.cards.render(got))
 		for _, bad := range []string{"may or may not have been sent", "could not be signalled"} {
 			if strings.Contains(string(js), bad) {
 				t.Errorf("%s: signals were sent but the card says %q", r.ID, bad)

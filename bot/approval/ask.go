@@ -256,7 +256,7 @@ func (w *Workflow) Make(ctx context.Context, c Click, a Ask, reason string) {
 	}
 	w.metrics.Request(kind)
 	w.audit(AuditRequest, c.User, got)
-	w.publish(ctx, got, c.ResponseURL)
+	w.cards.publish(ctx, got, c.ResponseURL)
 }
 
 // again answers a request for something that already waits for approval.
@@ -266,7 +266,7 @@ func (w *Workflow) again(ctx context.Context, c Click, r request.Request) {
 	if r.CardTS == "" {
 		if got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Repost, Due: cardDue}); err == nil {
 			w.log.Warn("a pending request had no card: posting it again", "request_id", r.ID)
-			w.publish(ctx, got, c.ResponseURL)
+			w.cards.publish(ctx, got, c.ResponseURL)
 			return
 		}
 	}

@@ -120,7 +120,7 @@ func (a *Autopilot) request(ctx context.Context, auto *request.Auto, action pg.A
 	}
 	a.w.metrics.Autopilot(auto.Rule, auto.Mode)
 	a.w.audit(AuditRequest, auto.Actor(), got)
-	a.w.publish(ctx, got, "")
+	a.w.cards.publish(ctx, got, "")
 }
 
 // trip stops rule on target: it fired limit times within its window. A
@@ -185,14 +185,14 @@ func (w *Workflow) carryOut(ctx context.Context, r request.Request, start time.T
 	ctx = context.WithoutCancel(ctx)
 	w.audit(AuditApprove, actor, r)
 	w.metrics.Decision("approved")
-	w.refresh(r) // "approved, signalling…"
+	w.cards.refresh(r) // "approved, signalling…"
 	done := w.execute(ctx, r, start)
 	w.audit(AuditOutcome, actor, done)
 	w.metrics.Signal(string(done.Action), done.Word())
 	if done.Outcome.Result == pg.Sent && done.VerifyErr == "" {
 		w.metrics.Verified(string(done.Action), done.Verified.After)
 	}
-	w.refresh(done)
+	w.cards.refresh(done)
 	if a := done.Auto; a != nil && a.Escalate > 0 && done.Action == pg.Cancel && done.Outcome.Result == pg.Sent && !done.Verified.Ended {
 		next := &request.Auto{Rule: a.Rule, Mode: a.Mode, Why: fmt.Sprintf("still running after the cancel of %s", done.ID)}
 		w.auto.request(ctx, next, pg.Terminate, done.Backend, a.Escalate, done.Channel)

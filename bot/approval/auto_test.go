@@ -51,7 +51,7 @@ func cardText(t *testing.T, w *Workflow, s *request.Store, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _ := json.Marshal(w.card(r))
+	js, _ := json.Marshal(w.cards.render(r))
 	return string(js)
 }
 

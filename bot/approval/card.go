@@ -24,17 +24,26 @@ const cardDue = 10 * time.Second
 
 func cardKey(id string) string { return "card|" + id }
 
-// card renders r's card, mentioning its targets' approvers.
-func (w *Workflow) card(r request.Request) blocks.Message {
-	return blocks.RequestMessage(r, w.approvers(r))
+// cards is the workflow's side of its requests' cards in Slack: posting
+// and recording them, keeping a card's deadline while it waits in the
+// outbox, editing them, and showing a closed request again when the edit
+// that showed it was lost.
+type cards struct {
+	w       *Workflow
+	posting posting // cards waiting in this process's outbox
+}
+
+// render renders r's card, mentioning its targets' approvers.
+func (c *cards) render(r request.Request) blocks.Message {
+	return blocks.RequestMessage(r, c.approvers(r))
 }
 
 // approvers lists who to mention on r's card. A request over several
 // targets needs an approver of every one of them: those named for all its
 // targets, or — when no one is (a group may still hold someone who is) —
 // everyone named for any, so that nobody who might is left out.
-func (w *Workflow) approvers(r request.Request) []string {
-	p := w.policy.Policy()
+func (c *cards) approvers(r request.Request) []string {
+	p := c.w.policy.Policy()
 	targets := r.Targets()
 	all := slices.Clone(p.For(targets[0]).Approvers)
 	var any []string
@@ -59,35 +68,35 @@ func (w *Workflow) approvers(r request.Request) []string {
 // sweep closes a request whose card is on its way. A card that cannot be
 // posted withdraws the request — nobody could approve it — and says so to
 // url's user.
-func (w *Workflow) publish(ctx context.Context, r request.Request, url string) {
+func (c *cards) publish(ctx context.Context, r request.Request, url string) {
 	sent := make(chan struct{})
-	w.posting.add(r.ID)
-	w.out.Put(outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, Thread: r.ThreadTS, Version: uint64(r.Version), Msg: w.card(r),
+	c.posting.add(r.ID)
+	c.w.out.Put(outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, Thread: r.ThreadTS, Version: uint64(r.Version), Msg: c.render(r),
 		Sent: func(ts string, err error) {
-			w.posting.done(r.ID)
+			c.posting.done(r.ID)
 			close(sent)
-			w.goWork(func(ctx context.Context) { w.posted(ctx, r, url, ts, err) })
+			c.w.goWork(func(ctx context.Context) { c.posted(ctx, r, url, ts, err) })
 		}})
 	if r.Auto == nil { // a rule's card must be up before its countdown ends
-		go w.keepDue(r.ID, sent)
+		go c.keepDue(r.ID, sent)
 	}
 }
 
 // keepDue moves request id's card deadline cardDue ahead, every third of
 // it, until sent is closed or the request no longer waits for its card. It
 // is not counted in Wait: it holds up nothing a shutdown waits for.
-func (w *Workflow) keepDue(id string, sent <-chan struct{}) {
+func (c *cards) keepDue(id string, sent <-chan struct{}) {
 	t := time.NewTicker(cardDue / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-sent:
 			return
-		case <-w.work.Done():
+		case <-c.w.work.Done():
 			return
 		case <-t.C:
 		}
-		if err := w.stillPosting(w.work, id); request.Refused(err) {
+		if err := c.stillPosting(c.w.work, id); request.Refused(err) {
 			return
 		}
 	}
@@ -95,62 +104,46 @@ func (w *Workflow) keepDue(id string, sent <-chan struct{}) {
 
 // stillPosting tells the store that request id's card still waits in this
 // process's outbox.
-func (w *Workflow) stillPosting(ctx context.Context, id string) error {
+func (c *cards) stillPosting(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, cardDue/3)
 	defer cancel()
-	_, err := w.store.Apply(ctx, id, request.Event{Kind: request.Waiting, Due: cardDue})
+	_, err := c.w.store.Apply(ctx, id, request.Event{Kind: request.Waiting, Due: cardDue})
 	if err != nil && !request.Refused(err) {
-		w.log.Warn("could not keep the card deadline of a request whose card waits to be posted", slog.String("request_id", id), slog.String("error", err.Error()))
+		c.w.log.Warn("could not keep the card deadline of a request whose card waits to be posted", slog.String("request_id", id), slog.String("error", err.Error()))
 	}
 	return err
 }
 
-func (w *Workflow) posted(ctx context.Context, r request.Request, url, ts string, err error) {
+func (c *cards) posted(ctx context.Context, r request.Request, url, ts string, err error) {
 	if err != nil {
-		got, werr := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Close, To: request.Withdrawn,
+		got, werr := c.w.store.Apply(ctx, r.ID, request.Event{Kind: request.Close, To: request.Withdrawn,
 			Why: "its card could not be posted (" + err.Error() + ")"})
 		if werr == nil {
-			w.audit(AuditWithdraw, "", got)
+			c.w.audit(AuditWithdraw, "", got)
 		}
-		w.Tell(url, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
+		c.w.Tell(url, ":x: pgkill could not post the approval request, so it is withdrawn: "+blocks.Escape(err.Error()))
 		return
 	}
-	got, err := w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+	got, err := c.w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
 	if err != nil && !errors.Is(err, request.ErrDecided) {
-		w.log.Error("could not record the card of a request", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+		c.w.log.Error("could not record the card of a request", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		return
 	}
-	w.log.Info("card recorded", slog.String("request_id", r.ID), slog.String("ts", ts))
+	c.w.log.Info("card recorded", slog.String("request_id", r.ID), slog.String("ts", ts))
 	if r.Bulk() {
 		under := r.ThreadTS
 		if under == "" {
 			under = ts
 		}
 		for i, m := range blocks.MemberList(r.ID, r.Members) {
-			w.out.Put(outbox.Item{Key: fmt.Sprintf("members|%s|%d", r.ID, i), Channel: r.Channel, Thread: under, Msg: m})
+			c.w.out.Put(outbox.Item{Key: fmt.Sprintf("members|%s|%d", r.ID, i), Channel: r.Channel, Thread: under, Msg: m})
 		}
 	}
 	// A step may have come while the card was being posted (a sweep, an
 	// approval of several): show it now.
 	if got.State != request.Pending || len(got.Votes) > 0 {
-		w.refresh(got)
+		c.refresh(got)
 	}
-}
-
-// persist applies e to request id, trying again within the record budget
-// while the store fails: it records what happened in Slack or in a
-// database, which a failed write must not lose.
-func (w *Workflow) persist(ctx context.Context, id string, e request.Event) (request.Request, error) {
-	ctx, cancel := context.WithTimeout(ctx, w.recordBudget)
-	defer cancel()
-	got, err := w.store.Apply(ctx, id, e)
-	for wait := 50 * time.Millisecond; err != nil && !request.Refused(err); wait = min(2*wait, 2*time.Second) {
-		if sleep(ctx, wait) != nil {
-			break
-		}
-		got, err = w.store.Apply(ctx, id, e)
-	}
-	return got, err
 }
 
 // posting counts, by request ID, the cards waiting in this process's
@@ -190,62 +183,62 @@ func (p *posting) has(id string) bool {
 // turn: its outcome is never invisible. The edit that shows a closed
 // request is confirmed in the store once Slack has it; until then the
 // request stays due, and a sweep (of any process) shows it again.
-func (w *Workflow) refresh(r request.Request) {
-	it := outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, TS: r.CardTS, Version: uint64(r.Version), Msg: w.card(r)}
+func (c *cards) refresh(r request.Request) {
+	it := outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, TS: r.CardTS, Version: uint64(r.Version), Msg: c.render(r)}
 	if r.CardTS == "" {
 		it.Thread = r.ThreadTS
 	}
 	watched := r.State.Closed() && !r.Deadline.IsZero() // its showing is awaited (request.ShowDue)
 	if r.CardTS != "" && !watched {
-		w.out.Put(it)
+		c.w.out.Put(it)
 		return
 	}
 	it.Sent = func(ts string, err error) {
 		if err != nil {
 			return // a closed request is shown again by the sweep when due
 		}
-		w.goWork(func(ctx context.Context) {
+		c.w.goWork(func(ctx context.Context) {
 			v := r.Version
 			if r.CardTS == "" {
-				got, err := w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+				got, err := c.w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
 				if err != nil {
 					return
 				}
 				v = got.Version
 			}
 			if watched {
-				w.shown(ctx, r.ID, v)
+				c.shown(ctx, r.ID, v)
 			}
 		})
 	}
-	w.out.Put(it)
+	c.w.out.Put(it)
 }
 
 // shown records that request id's card shows it as of version v: no sweep
 // needs to show it again.
-func (w *Workflow) shown(ctx context.Context, id string, v int64) {
+func (c *cards) shown(ctx context.Context, id string, v int64) {
 	ctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
 	defer cancel()
-	if _, err := w.store.Apply(ctx, id, request.Event{Kind: request.Shown, Version: v}); err != nil && !request.Refused(err) {
-		w.log.Warn("could not record that a card shows how its request ended; a sweep shows it again", slog.String("request_id", id), slog.String("error", err.Error()))
+	if _, err := c.w.store.Apply(ctx, id, request.Event{Kind: request.Shown, Version: v}); err != nil && !request.Refused(err) {
+		c.w.log.Warn("could not record that a card shows how its request ended; a sweep shows it again", slog.String("request_id", id), slog.String("error", err.Error()))
 	}
 }
 
 // reshow shows closed request r on its card again: the edit that should
 // have shown it was not confirmed in time (the process that queued it
 // stopped, or Slack would not take it). One process wins each round.
-func (w *Workflow) reshow(ctx context.Context, r request.Request) {
-	got, err := w.store.Apply(ctx, r.ID, request.Event{Kind: request.Reshow})
+func (c *cards) reshow(ctx context.Context, r request.Request) {
+	got, err := c.w.store.Apply(ctx, r.ID, request.Event{Kind: request.Reshow})
 	switch {
 	case err != nil:
 		if !request.Refused(err) {
-			w.log.Warn("could not show a closed request on its card again; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
+			c.w.log.Warn("could not show a closed request on its card again; the next sweep retries", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		}
 		return
 	case got.Deadline.IsZero():
-		w.log.Warn("gave up showing how a request ended on its card: no edit was confirmed within an hour of its decision", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
+		c.w.log.Warn("gave up showing how a request ended on its card: no edit was confirmed within an hour of its decision", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
 		return
 	}
-	w.log.Info("showing how a request ended on its card again: the last edit was not confirmed", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
-	w.refresh(got)
+	c.w.log.Info("showing how a request ended on its card again: the last edit was not confirmed", slog.String("request_id", r.ID), slog.String("state", string(got.State)))
+	c.refresh(got)
 }

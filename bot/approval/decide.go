@@ -56,7 +56,7 @@ func (w *Workflow) Approve(ctx context.Context, c Click, id string) {
 	}
 	if r.State != request.Approved {
 		w.audit(AuditApprove, c.User, r)
-		w.refresh(r) // "1 of 2 approvals"
+		w.cards.refresh(r) // "1 of 2 approvals"
 		return
 	}
 	w.carryOut(ctx, r, start, c.User)
@@ -105,7 +105,7 @@ func (w *Workflow) decide(ctx context.Context, c Click, id string, e request.Eve
 	}
 	w.audit(event, c.User, r)
 	w.metrics.Decision(string(r.State))
-	w.refresh(r)
+	w.cards.refresh(r)
 }
 
 // expire ends a request nobody decided in time (by the store's clock). Any
@@ -120,7 +120,7 @@ func (w *Workflow) expire(ctx context.Context, id string) {
 	}
 	w.audit(AuditExpire, "", r)
 	w.metrics.Decision("expired")
-	w.refresh(r)
+	w.cards.refresh(r)
 }
 
 // decidable checks that request id exists, that the clicker may approve on

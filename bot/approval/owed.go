@@ -114,7 +114,7 @@ func (w *Workflow) pay(ctx context.Context, id string, d debt) (request.Request,
 			if before.Abandoned || d.mine != nil { // the audit trail's last word on it was a guess, or nothing
 				w.audit(AuditOutcome, "", got)
 			}
-			w.refresh(got)
+			w.cards.refresh(got)
 			return got, true
 		}
 	}

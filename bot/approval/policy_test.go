@@ -102,7 +102,7 @@ func TestBulkCardMentionsApproversOfEveryTarget(t *testing.T) {
 				{Pattern: "t2", Rules: policy.Rules{Approvers: []string{"UB", "UC"}}},
 				{Pattern: "t3", Rules: policy.Rules{Approvers: []string{"UC"}}},
 			}}, nil)
-			got := w.approvers(request.Request{Backend: tc.members[0], Members: tc.members})
+			got := w.cards.approvers(request.Request{Backend: tc.members[0], Members: tc.members})
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("approvers %v, want %v", got, tc.want)
 			}

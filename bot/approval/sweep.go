@@ -50,8 +50,8 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 			w.expire(ctx, r.ID)
 		case r.State == request.Pending && r.Auto != nil: // its countdown has ended
 			w.auto.due(ctx, r)
-		case r.State == request.Pending && w.posting.has(r.ID): // its card waits in this outbox
-			_ = w.stillPosting(ctx, r.ID)
+		case r.State == request.Pending && w.cards.posting.has(r.ID): // its card waits in this outbox
+			_ = w.cards.stillPosting(ctx, r.ID)
 		case r.State == request.Pending:
 			w.close(ctx, r, request.Withdrawn, "its card was never posted (or never recorded as posted) and no live pgkill process was still posting it — the one that made it stopped, or could not reach the state store — so nobody could approve it: nothing was signalled")
 		case r.State == request.Approved && w.owed.has(r.ID):
@@ -61,7 +61,7 @@ func (w *Workflow) SweepOnce(ctx context.Context) {
 		case r.State == request.Approved:
 			w.abandon(ctx, r, now)
 		case r.State.Closed(): // its card was not confirmed to show how it ended
-			w.reshow(ctx, r)
+			w.cards.reshow(ctx, r)
 		}
 	}
 	open, err := w.store.Open(ctx)
@@ -111,7 +111,7 @@ func (w *Workflow) close(ctx context.Context, r request.Request, to request.Stat
 	}
 	w.audit(event, "", got)
 	w.metrics.Decision(string(to))
-	w.refresh(got)
+	w.cards.refresh(got)
 }
 
 // abandon closes an approval whose signaller stopped (or stalled) between
@@ -127,5 +127,5 @@ func (w *Workflow) abandon(ctx context.Context, r request.Request, now time.Time
 	w.log.Warn("finished an abandoned approval", slog.String("request_id", r.ID))
 	w.audit(AuditOutcome, "", got)
 	w.metrics.Signal(string(got.Action), got.Word())
-	w.refresh(got)
+	w.cards.refresh(got)
 }
