@@ -77,8 +77,14 @@ func TestLockStorm(t *testing.T) {
 	if code := <-listed; code != ExitOK {
 		t.Errorf("pgkill list: exit %d\n%s\n%s", code, listOut.String(), listErr.String())
 	}
-	if strings.Contains(listOut.String(), "likely ROOT") != strings.Contains(listOut.String(), "-- with the blocking tree") {
-		t.Errorf("pgkill list printed a likely root, then no tree (or the reverse):\n%s\n%s", listOut.String(), listErr.String())
+	// A likely root is followed by the tree, unless the tree was read but
+	// not worked out within its budget (under -race on a loaded machine,
+	// 485 waiters took over 200 ms): the listing then says so, and that is
+	// its last word.
+	likely, tree := strings.Contains(listOut.String(), "likely ROOT"), strings.Contains(listOut.String(), "-- with the blocking tree")
+	notComputed := strings.Contains(listErr.String(), "the blocking tree was not computed")
+	if likely && !tree && !notComputed || !likely && tree {
+		t.Errorf("pgkill list printed a likely root, then neither the tree nor why not (or a tree after no likely root):\n%s\n%s", listOut.String(), listErr.String())
 	}
 	storm.AwaitDrained(t, 5*time.Minute)
 	t.Logf("the queue drained %s after the listing", time.Since(start))
