@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgkill/pgkill/blocks"
 	"github.com/pgkill/pgkill/bot/fakeslack"
+	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
@@ -794,4 +795,48 @@ func (h *haEnv) figures(t *testing.T, stateDB string) {
 		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill' AND usename = 'ha_t2'"),
 		count("SELECT count(*)::int FROM pg_stat_activity WHERE application_name = 'pgkill-state'"),
 		float64(after-before)/polls)
+}
+
+// A replica killed while its card edits wait in its outbox (Slack's
+// chat.update hanging) leaves the request done in the state store and the
+// card as it was; another replica's sweep shows the outcome on the card
+// once request.ShowDue has passed without its showing confirmed.
+func TestHACardShownAfterItsReplicaDies(t *testing.T) {
+	h := newHA(t, "ha_show")
+	for _, n := range []string{"r1", "r2"} {
+		h.start(t, n)
+	}
+	q := h.runaway(t, "t1")
+	card := h.request(t, h.list(t), q)
+	id := requestID(t, card)
+	release := h.fake.Stall("chat.update")
+	defer release()
+	h.reliably(t, func() string { return h.fake.Click(t, "U0APPROVER", card, blocks.ActionApprove, "") })
+	if got := pgtest.SQLState(q.Result(t)); got != "57014" {
+		t.Fatalf("the query's SQLSTATE = %q, want 57014 (cancelled)", got)
+	}
+	var carrier *haReplica
+	h.fake.Eventually(t, 20*time.Second, "the outcome's audit record", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, r := range h.all {
+			for _, rec := range r.logs.records("audit", "outcome") {
+				if rec["request_id"] == id {
+					carrier = r
+				}
+			}
+		}
+		return carrier != nil
+	})
+	h.kill(t, carrier)
+	closed := time.Now()
+	release()
+	if m, _ := h.fake.Message(card.Channel, card.TS); !strings.Contains(string(m.Blocks), blocks.ActionApprove) {
+		t.Fatalf("the card changed while chat.update hung: %s", m.Blocks)
+	}
+	h.fake.Eventually(t, request.ShowDue+30*time.Second, "the outcome on the card, shown by the other replica", func() bool {
+		m, _ := h.fake.Message(card.Channel, card.TS)
+		return strings.Contains(string(m.Blocks), "ended") && !strings.Contains(string(m.Blocks), blocks.ActionApprove)
+	})
+	t.Logf("the card showed the outcome %v after its replica was killed (request.ShowDue %v)", time.Since(closed).Round(100*time.Millisecond), request.ShowDue)
 }
