@@ -193,3 +193,12 @@ func orDash(s string) string {
 func stripMrkdwn(s string) string {
 	return strings.NewReplacer("*", "", "_", "", "\n", " ").Replace(s)
 }
+
+// StaleCard renders an earlier card of request id, found when someone
+// pressed one of its buttons: its process posted it, then stopped before
+// recording it (or could not), and a newer card was posted. Only the newer card decides
+// the request; this one loses its buttons.
+func StaleCard(id string) Message {
+	text := fmt.Sprintf("Request %s was posted again in a newer card, after this one: the pgkill process that posted this one could not record it (it stopped, or lost the state store), so its buttons are gone. Only the newer card decides the request.", id)
+	return Message{Text: "pgkill: " + text, Blocks: []slack.Block{section("stale", ":information_source: "+Escape(text))}}
+}

@@ -270,6 +270,7 @@ var fleet = []pg.TargetSpec{
 
 func TestHelpGolden(t *testing.T) {
 	golden(t, "help", blocks.Help("/pgkill", []string{"prod", "stage"}, time.Minute))
+	golden(t, "request_stale_card", blocks.StaleCard("R7"))
 	golden(t, "usage_error", blocks.UsageError("/pgkill", `unknown target or argument "<&>"`))
 	golden(t, "targets", blocks.Targets(fleet))
 	golden(t, "targets_none", blocks.Targets(nil))

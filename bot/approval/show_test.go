@@ -1,12 +1,14 @@
 package approval
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pgkill/pgkill/bot/outbox"
 	"github.com/pgkill/pgkill/bot/request"
+	"github.com/pgkill/pgkill/pg"
 )
 
 // deadOut is the outbox of a process killed before it sent anything: what
@@ -60,6 +62,45 @@ func TestClosedCardShownByAnotherProcess(t *testing.T) {
 					t.Errorf("%d items put after the card was shown, want the one edit", n)
 				}
 			})
+		})
+	}
+}
+
+// A press on an earlier card of a request (posted, then not recorded, and
+// posted again) decides nothing and takes that card's buttons away; a
+// press on the listing the thread hangs from leaves the listing alone.
+func TestStaleCardLosesItsButtons(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		messageTS string
+		stale     bool
+	}{
+		{"an earlier card in the thread", "1.0", true},
+		{"the listing", "9.9", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := request.Memory()
+			w, out := newFlow(t, newFakeFleet(), s)
+			r, _, err := s.Add(ctx, request.Request{Action: pg.Cancel, Backend: pg.Backend{Identity: identity(81)}, Requester: "UREQ", Channel: "C", ThreadTS: "9.9"}, time.Hour, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err = s.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: "1.1"}); err != nil {
+				t.Fatal(err)
+			}
+			w.Approve(ctx, Click{User: "UAPP", Channel: "C", Thread: "9.9", MessageTS: tc.messageTS, ResponseURL: "https://hooks.example/UAPP"}, r.ID)
+			if got, _ := s.Get(ctx, r.ID); got.State != request.Pending {
+				t.Fatalf("a press off the recorded card moved the request to %s", got.State)
+			}
+			var edited []string
+			for _, it := range out.put() {
+				if it.TS != "" {
+					edited = append(edited, it.TS)
+				}
+			}
+			if want := []string{tc.messageTS}; tc.stale && !slices.Equal(edited, want) || !tc.stale && len(edited) != 0 {
+				t.Errorf("messages edited: %v (stale card: %v)", edited, tc.stale)
+			}
 		})
 	}
 }
