@@ -31,6 +31,43 @@ func cardKey(id string) string { return "card|" + id }
 type cards struct {
 	w       *Workflow
 	posting posting // cards waiting in this process's outbox
+
+	mu    sync.Mutex
+	faces map[string]face // what this process last put on each request's card
+}
+
+// face is what a card shows of its request, as far as a later edit could
+// have to put right.
+type face struct {
+	state request.State
+	votes int
+}
+
+func faceOf(r request.Request) face { return face{r.State, len(r.Votes)} }
+
+// putting remembers what this process puts on r's card. The memory is
+// dropped whole past a bound: forgetting costs at most one needless edit.
+func (c *cards) putting(r request.Request) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.faces == nil || len(c.faces) > 10000 {
+		c.faces = map[string]face{}
+	}
+	c.faces[r.ID] = faceOf(r)
+}
+
+// willShow remembers that this process is about to put r, in state, on
+// its card.
+func (c *cards) willShow(r request.Request, state request.State) {
+	r.State = state
+	c.putting(r)
+}
+
+func (c *cards) last(id string) (face, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.faces[id]
+	return f, ok
 }
 
 // render renders r's card, mentioning its targets' approvers.
@@ -44,11 +81,16 @@ func (c *cards) render(r request.Request) blocks.Message {
 // everyone named for any, so that nobody who might is left out.
 func (c *cards) approvers(r request.Request) []string {
 	p := c.w.policy.Policy()
-	targets := r.Targets()
-	all := slices.Clone(p.For(targets[0]).Approvers)
-	var any []string
-	for _, t := range targets {
+	var all, any []string
+	first := true
+	for _, t := range r.Targets() {
 		a := p.For(t).Approvers
+		if len(a) == 0 {
+			continue // anyone may approve there: it narrows nothing
+		}
+		if first {
+			all, first = slices.Clone(a), false
+		}
 		all = slices.DeleteFunc(all, func(id string) bool { return !slices.Contains(a, id) })
 		for _, id := range a {
 			if !slices.Contains(any, id) {
@@ -71,6 +113,7 @@ func (c *cards) approvers(r request.Request) []string {
 func (c *cards) publish(ctx context.Context, r request.Request, url string) {
 	sent := make(chan struct{})
 	c.posting.add(r.ID)
+	c.putting(r)
 	c.w.out.Put(outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, Thread: r.ThreadTS, Version: uint64(r.Version), Msg: c.render(r),
 		Sent: func(ts string, err error) {
 			c.posting.done(r.ID)
@@ -185,14 +228,11 @@ func (p *posting) has(id string) bool {
 // request stays due, and a sweep (of any process) shows it again.
 func (c *cards) refresh(r request.Request) {
 	it := outbox.Item{Key: cardKey(r.ID), Channel: r.Channel, TS: r.CardTS, Version: uint64(r.Version), Msg: c.render(r)}
+	c.putting(r)
 	if r.CardTS == "" {
 		it.Thread = r.ThreadTS
 	}
 	watched := r.State.Closed() && !r.Deadline.IsZero() // its showing is awaited (request.ShowDue)
-	if r.CardTS != "" && !watched {
-		c.w.out.Put(it)
-		return
-	}
 	it.Sent = func(ts string, err error) {
 		if err != nil {
 			return // a closed request is shown again by the sweep when due
@@ -200,7 +240,7 @@ func (c *cards) refresh(r request.Request) {
 		c.w.goWork(func(ctx context.Context) {
 			v := r.Version
 			if r.CardTS == "" {
-				got, err := c.w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts})
+				got, err := c.w.persist(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: ts, Again: true})
 				if err != nil {
 					return
 				}
@@ -208,10 +248,29 @@ func (c *cards) refresh(r request.Request) {
 			}
 			if watched {
 				c.shown(ctx, r.ID, v)
+			} else {
+				c.overtaken(ctx, r)
 			}
 		})
 	}
 	c.w.out.Put(it)
+}
+
+// overtaken shows request r again when the card edit that just landed for
+// it was overtaken: another process moved it on (a vote, a decision, its
+// outcome) and may have shown that before this edit landed over it —
+// Slack keeps the last edit to land, not the newest.
+func (c *cards) overtaken(ctx context.Context, r request.Request) {
+	ctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
+	defer cancel()
+	got, err := c.w.store.Get(ctx, r.ID)
+	if err != nil || got.Version <= r.Version || faceOf(got) == faceOf(r) {
+		return // as shown (a closed request left unshown is the sweep's)
+	}
+	if f, ok := c.last(r.ID); ok && f == faceOf(got) {
+		return // this process put that on the card after this edit: it lands after it
+	}
+	c.refresh(got)
 }
 
 // shown records that request id's card shows it as of version v: no sweep

@@ -181,11 +181,13 @@ func (w *Workflow) onCard(ctx context.Context, c Click, r request.Request) bool 
 	case c.Channel != r.Channel || c.MessageTS != r.CardTS:
 		w.log.Warn("a click on a request's button from another message was refused", slog.String("request_id", r.ID),
 			slog.String("user", c.User), slog.String("channel", c.Channel))
-		if c.Channel == r.Channel && r.ThreadTS != "" && c.Thread == r.ThreadTS && c.MessageTS != c.Thread {
-			// A reply in the request's thread whose button names it: an
-			// earlier card of it (Slack delivers a click only with the
-			// button that message has), which loses its buttons. The
-			// listing or alert the thread hangs from is never touched.
+		if r.Reposted && c.Channel == r.Channel && r.ThreadTS != "" && c.Thread == r.ThreadTS && c.MessageTS != c.Thread {
+			// A reply in the thread of a request posted more than once,
+			// whose button names it: an earlier card of it (Slack delivers
+			// a click only with the button that message has), which loses
+			// its buttons. The listing or alert the thread hangs from is
+			// never touched, nor the card of a request of the same ID
+			// before a restart without a state store (never reposted).
 			w.out.Put(outbox.Item{Key: "stale|" + c.MessageTS, Channel: c.Channel, TS: c.MessageTS, Msg: blocks.StaleCard(r.ID)})
 		}
 		w.Tell(c.ResponseURL, fmt.Sprintf(":no_entry: this button is not on request %s's card: only the card pgkill posted for it decides it. Use the card in the thread where it was requested. Nothing was decided.", r.ID))

@@ -115,6 +115,9 @@ func identities(r request.Request) []pg.Identity {
 // writing it from its sweep (owed) — never leaving the sweep's guess, "may
 // or may not have been sent", as the last word on what it knows.
 func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*request.Request)) request.Request {
+	// This process shows the outcome next, whatever the store says: an
+	// earlier edit landing meanwhile needs no putting right (overtaken).
+	w.cards.willShow(r, request.Done)
 	done, err := w.persist(context.WithoutCancel(ctx), r.ID, request.Event{Kind: request.Finish, Record: record})
 	if err == nil {
 		return done

@@ -143,6 +143,13 @@ func (w *Workflow) unsure(url, what string, r request.Request, approval bool, er
 			},
 		})
 	}
-	w.Tell(url, fmt.Sprintf(":warning: pgkill could not tell whether it recorded %s for request %s (state store: %s). Nothing was signalled, and nothing will be for this click. The card shows what the store has once it answers: if it still asks for a decision, press again.",
-		what, r.ID, blocks.Escape(err.Error())))
+	then := "Nothing was signalled, and nothing will be for this click. The card shows what the store has once it answers: if it still asks for a decision, press again."
+	switch {
+	case !approval && r.Auto != nil: // a Stop: the rule acts unless it landed
+		then = "If it was not, the rule still acts when its countdown ends. The card shows what the store has once it answers: if it still counts down, press Stop again."
+	case !approval:
+		then = "If it was not, the request still stands. The card shows what the store has once it answers: if it still asks for a decision, press again."
+	}
+	w.Tell(url, fmt.Sprintf(":warning: pgkill could not tell whether it recorded %s for request %s (state store: %s). %s",
+		what, r.ID, blocks.Escape(err.Error()), then))
 }

@@ -85,6 +85,10 @@ func TestStaleCardLosesItsButtons(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Its first card (1.0) was never recorded; it was posted again.
+			if _, err = s.Apply(ctx, r.ID, request.Event{Kind: request.Repost, Due: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
 			if r, err = s.Apply(ctx, r.ID, request.Event{Kind: request.Posted, CardTS: "1.1"}); err != nil {
 				t.Fatal(err)
 			}

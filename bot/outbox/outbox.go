@@ -168,7 +168,9 @@ func (o *Outbox) Put(it Item) {
 	if it.URL != "" {
 		e.lane = "url " + it.URL
 	}
-	if e.ts == "" {
+	if it.TS != "" {
+		// The message named wins over one this outbox posted for the key:
+		// another process may have posted the recorded one.
 		e.ts = it.TS
 	}
 	o.seq++
@@ -367,7 +369,10 @@ func (o *Outbox) send(ctx context.Context, e *entry) {
 	var rl *slack.RateLimitedError
 	switch {
 	case err == nil:
-		e.ts, e.attempts, e.retryAt = ts, 0, time.Time{}
+		if e.ts == "" { // a message named meanwhile (Put) wins over the one just posted
+			e.ts = ts
+		}
+		e.attempts, e.retryAt = 0, time.Time{}
 		if e.latest == latest { // nothing newer came meanwhile
 			e.waiting, e.doneAt, done, e.sent = 0, time.Now(), e.sent, nil
 		}

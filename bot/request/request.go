@@ -63,6 +63,9 @@ type Request struct {
 	Channel  string
 	ThreadTS string // the listing or alert it belongs to
 	CardTS   string // its card: the only message whose buttons decide it
+	// Reposted: a card was posted for it again, so an earlier one that was
+	// never recorded may still be on screen.
+	Reposted bool `json:",omitempty"`
 
 	Decider string // the approver whose approval completed it, or who denied it
 	Needed  int    // distinct approvers it needs; 0 means 1

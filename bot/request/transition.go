@@ -37,6 +37,7 @@ type Event struct {
 	To      State          // Close: Expired or Withdrawn
 	Why     string         // Close: why nothing was signalled; Abandon: what is known
 	CardTS  string         // Posted
+	Again   bool           // Posted: a card posted when none was recorded (an earlier one may exist)
 	Due     time.Duration  // Repost, Waiting: when the post is overdue (again)
 	Record  func(*Request) // Finish: writes the outcome
 	Version int64          // Shown: the version the card shows
@@ -150,6 +151,7 @@ func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 			return time.Time{}, ErrDecided
 		}
 		r.CardTS = e.CardTS
+		r.Reposted = r.Reposted || e.Again
 		if r.State == Pending && r.Auto == nil { // a rule's deadline is when it acts
 			r.Deadline = time.Time{}
 		}
@@ -157,7 +159,7 @@ func step(r *Request, e Event, now time.Time) (until time.Time, err error) {
 		if r.State != Pending || r.CardTS != "" || now.Before(r.Deadline) {
 			return time.Time{}, ErrNotDue
 		}
-		r.Deadline = now.Add(e.Due)
+		r.Deadline, r.Reposted = now.Add(e.Due), true
 	case Waiting:
 		// A rule's deadline is when it acts, whatever became of its card.
 		if r.State != Pending || r.CardTS != "" || r.Auto != nil {
