@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,9 +123,14 @@ func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*r
 	if err == nil {
 		return done
 	}
-	if errors.Is(err, request.ErrDecided) {
+	mine := r
+	record(&mine)
+	switch {
+	case errors.Is(err, request.ErrDecided) && done.State == request.Done && !done.Abandoned && sameOutcome(done, mine):
+		return done // this write, whose answer was lost, landed after all
+	case errors.Is(err, request.ErrDecided):
 		w.log.Error("the outcome of a request was recorded elsewhere first", slog.String("request_id", r.ID), slog.String("state", string(done.State)))
-	} else {
+	default:
 		w.log.Error("could not record the outcome of a request; the sweep keeps trying", slog.String("request_id", r.ID), slog.String("error", err.Error()))
 		w.owed.add(r.ID, debt{record: record})
 	}
@@ -133,4 +139,13 @@ func (w *Workflow) finish(ctx context.Context, r request.Request, record func(*r
 	done.Version++ // shown over the approved card, which is all Slack has
 	record(&done)
 	return done
+}
+
+// sameOutcome reports whether a and b record the same outcome, as stored.
+func sameOutcome(a, b request.Request) bool {
+	outcome := func(r request.Request) string {
+		raw, _ := json.Marshal([]any{r.Outcome, r.Verified, r.Results, r.Err, r.NotSent})
+		return string(raw)
+	}
+	return outcome(a) == outcome(b)
 }
