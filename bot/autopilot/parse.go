@@ -136,14 +136,16 @@ func parseMatch(n *yaml.Node, r *Rule, fail func(*yaml.Node, string, ...any)) {
 			default:
 				r.Database = val.Value
 			}
-		case "state":
-			switch strings.ToLower(strings.TrimSpace(val.Value)) {
-			case "active":
+		case "state": // read as every state filter is (pg's one parser); a rule names one
+			switch st, err := pg.ParseFilterState(strings.ToLower(strings.TrimSpace(val.Value))); {
+			case err != nil:
+				fail(val, "%v", err)
+			case st == "active":
 				r.State = pg.StateActive
-			case "idle in transaction", "idle-in-transaction":
+			case st == "idle-in-transaction":
 				r.State = pg.StateIdleInTransaction
 			default:
-				fail(val, "state: %q is not active or idle in transaction", val.Value)
+				fail(val, "state: %q matches every session; a rule names one state: active or idle-in-transaction", val.Value)
 			}
 		case "duration":
 			r.Duration = duration(val, fail)
