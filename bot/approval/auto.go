@@ -213,14 +213,15 @@ func (a *Autopilot) Stop(ctx context.Context, c Click, id string) {
 	case r.Auto == nil:
 		a.w.Tell(c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
 		return
-	case !a.w.onCard(ctx, c, r):
-		return
 	}
-	for _, t := range r.Targets() {
+	for _, t := range r.Targets() { // before anything about the card is said
 		if d := a.w.policy.May(ctx, policy.Stop, c.User, c.Channel, t); !d.Allowed {
 			a.w.Refuse(c.ResponseURL, c.User, c.Channel, "stop "+r.ID, r.Targets(), d.Why)
 			return
 		}
+	}
+	if !a.w.onCard(ctx, c, r) {
+		return
 	}
 	a.w.decide(ctx, c, id, request.Event{Kind: request.Deny, User: c.User}, AuditDeny)
 }

@@ -71,7 +71,8 @@ func (w *Workflow) Deny(ctx context.Context, c Click, id string) {
 	w.decide(ctx, c, id, request.Event{Kind: request.Deny, User: c.User}, AuditDeny)
 }
 
-// Withdraw handles Withdraw: its requester only.
+// Withdraw handles Withdraw: its requester only, while the policy lets
+// them request there.
 func (w *Workflow) Withdraw(ctx context.Context, c Click, id string) {
 	r, err := w.store.Get(ctx, id)
 	switch {
@@ -81,7 +82,14 @@ func (w *Workflow) Withdraw(ctx context.Context, c Click, id string) {
 	case err != nil:
 		w.storeFailed(c.ResponseURL, "read the request", err)
 		return
-	case !w.onCard(ctx, c, r):
+	}
+	for _, t := range r.Targets() { // before anything about the card or who asked is said
+		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, "withdraw "+r.ID, r.Targets(), d.Why)
+			return
+		}
+	}
+	if !w.onCard(ctx, c, r) {
 		return
 	}
 	w.decide(ctx, c, id, request.Event{Kind: request.Withdraw, User: c.User}, AuditWithdraw)

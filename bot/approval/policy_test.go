@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/policy"
 	"github.com/pgkill/pgkill/bot/request"
 	"github.com/pgkill/pgkill/pg"
@@ -108,4 +109,37 @@ func TestBulkCardMentionsApproversOfEveryTarget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Stop and Withdraw pressed by someone the policy refuses, on a message that
+// is not the request's card: the refusal, and nothing about the card nor
+// who asked, nor any edit of that message.
+func TestStopAndWithdrawPolicyFirst(t *testing.T) {
+	off := func(user string, r request.Request) Click {
+		c := on(user, r)
+		c.MessageTS, c.Thread = "0.5", "0.1"
+		return c
+	}
+	t.Run("stop", func(t *testing.T) {
+		s := request.Memory()
+		w, out := newFlow(t, newFakeFleet(), s, flowOpts{budget: time.Minute, margin: time.Minute, viewers: []string{"UAPP", "UVIEW"}})
+		r := fired(t, w, s, firing(rule("stop", autopilot.Act, time.Hour), 601))
+		n := len(out.put())
+		w.Autopilot().Stop(ctx, off("USTRANGER", r), r.ID)
+		if got := told(out, "USTRANGER"); strings.Contains(got, "card") || !strings.Contains(got, "may") {
+			t.Errorf("the stranger was told %s; want only the policy's refusal", got)
+		}
+		if edits := len(out.put()) - n; edits != 1 { // the refusal alone
+			t.Errorf("%d items put, want the refusal alone", edits)
+		}
+	})
+	t.Run("withdraw", func(t *testing.T) {
+		s := request.Memory()
+		w, out := newFlow(t, newFakeFleet(), s, flowOpts{budget: time.Minute, margin: time.Minute, requesters: []string{"UREQ"}})
+		r := made(t, s, 602, time.Hour)
+		w.Withdraw(ctx, off("USTRANGER", r), r.ID)
+		if got := told(out, "USTRANGER"); strings.Contains(got, "card") || !strings.Contains(got, "may") {
+			t.Errorf("the stranger was told %s; want only the policy's refusal", got)
+		}
+	})
 }
