@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -653,52 +651,6 @@ func TestHARollingRestart(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP to a server until cut: a network partition between
-// one replica and the state store.
-type cutProxy struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutProxy(t *testing.T, to string) *cutProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l}
-	t.Cleanup(p.cut)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(s, c); s.Close() }()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) cut() {
-	p.l.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-}
-
 // A replica that loses the state store says so on /readyz (503, the
 // reason) and polls nothing once its leases would have expired; the others
 // take its targets over and alert what runs there, once.
@@ -708,8 +660,8 @@ func TestHAStateStoreLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.l.Addr().String()
+	proxy := pgtest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
 	env := h.env
 	h.env = append(append([]string(nil), env...), "PGKILL_STATE_DSN="+u.String())
 	r1 := h.start(t, "r1")
@@ -721,7 +673,7 @@ func TestHAStateStoreLost(t *testing.T) {
 	h.alerted(t, "t1", q1.PID)
 	h.start(t, "r2")
 
-	proxy.cut()
+	proxy.Partition(true)
 	h.fake.Eventually(t, 30*time.Second, "r1 not ready for want of its state store", func() bool {
 		resp, err := http.Get("http://" + r1.listen + "/readyz")
 		if err != nil {

@@ -2,13 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -153,104 +151,6 @@ func (h *haEnv) waitSweeps(t *testing.T, r *haReplica, n int) {
 	})
 }
 
-// faultProxy sits between one replica and the state store: it can delay
-// every byte (latency) or cut the replica off (a partition).
-type faultProxy struct {
-	l     net.Listener
-	to    string
-	mu    sync.Mutex
-	delay time.Duration
-	cut   bool
-	conns []net.Conn
-}
-
-func newFaultProxy(t *testing.T, to string) *faultProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &faultProxy{l: l, to: to}
-	t.Cleanup(func() { l.Close(); p.partition(true) })
-	go p.serve()
-	return p
-}
-
-func (p *faultProxy) serve() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.to)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go p.pipe(up, c)
-		go p.pipe(c, up)
-	}
-}
-
-// pipe copies from src to dst, each chunk after the proxy's delay.
-func (p *faultProxy) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			d := p.delay
-			p.mu.Unlock()
-			time.Sleep(d)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *faultProxy) setDelay(d time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.delay = d
-}
-
-func (p *faultProxy) partition(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-	}
-}
-
-// via is dsn with its host and port replaced by the proxy's.
-func (p *faultProxy) via(t *testing.T, dsn string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.l.Addr().String()
-	return u.String()
-}
-
 // polls are the times each target was polled, over every replica's log.
 func (h *haEnv) polls() map[string][]time.Time {
 	h.mu.Lock()
@@ -294,15 +194,15 @@ func longestGap(ts []time.Time, from, to time.Time) time.Duration {
 // then must not post: it could no longer know the target was its own).
 func TestHAStoreFaults(t *testing.T) {
 	h := newHA(t, "ha_faults", "PGKILL_LOG_LEVEL=debug", "PGKILL_POLL_INTERVAL=1s")
-	proxies := map[string]*faultProxy{}
+	proxies := map[string]*pgtest.Proxy{}
 	u, err := url.Parse(h.stateDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs := map[string]*haReplica{}
 	for _, n := range []string{"r1", "r2", "r3"} {
-		proxies[n] = newFaultProxy(t, u.Host)
-		rs[n] = h.startWith(t, n, "PGKILL_REPLICA="+n, "PGKILL_STATE_DSN="+proxies[n].via(t, h.stateDSN))
+		proxies[n] = pgtest.NewProxy(t, u.Host)
+		rs[n] = h.startWith(t, n, "PGKILL_REPLICA="+n, "PGKILL_STATE_DSN="+proxies[n].Via(t, h.stateDSN))
 	}
 	var qs []*pgtest.Session
 	var targets []string
@@ -316,11 +216,11 @@ func TestHAStoreFaults(t *testing.T) {
 	alertAll()
 	for _, fault := range []struct {
 		name  string
-		start func(p *faultProxy)
-		stop  func(p *faultProxy)
+		start func(p *pgtest.Proxy)
+		stop  func(p *pgtest.Proxy)
 	}{
-		{"latency 1s on every packet", func(p *faultProxy) { p.setDelay(time.Second) }, func(p *faultProxy) { p.setDelay(0) }},
-		{"partition", func(p *faultProxy) { p.partition(true) }, func(p *faultProxy) { p.partition(false) }},
+		{"latency 1s on every packet", func(p *pgtest.Proxy) { p.SetDelay(time.Second) }, func(p *pgtest.Proxy) { p.SetDelay(0) }},
+		{"partition", func(p *pgtest.Proxy) { p.Partition(true) }, func(p *pgtest.Proxy) { p.Partition(false) }},
 	} {
 		victim := h.holder(t, "t1")
 		if victim == "" {
@@ -350,9 +250,9 @@ func TestHAStoreFaults(t *testing.T) {
 	h.fake.Eventually(t, 30*time.Second, "the query to near the alert threshold", func() bool {
 		return pgtest.Int(t, "SELECT (extract(epoch FROM clock_timestamp() - query_start) * 1000)::int FROM pg_stat_activity WHERE pid = $1", q.PID) >= 900
 	})
-	proxies[victim].partition(true)
+	proxies[victim].Partition(true)
 	h.alerted(t, "t1", q.PID)
-	proxies[victim].partition(false)
+	proxies[victim].Partition(false)
 	qs, targets = append(qs, q), append(targets, "t1")
 	for i, q := range qs {
 		end(t, q)
@@ -370,8 +270,8 @@ func TestHATargetDownAcrossTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := newFaultProxy(t, u.Host)
-	h.env = append(h.env, "PGKILL_TARGETS=t1="+h.dsn["t1"]+",t2="+px.via(t, h.dsn["t2"]))
+	px := pgtest.NewProxy(t, u.Host)
+	h.env = append(h.env, "PGKILL_TARGETS=t1="+h.dsn["t1"]+",t2="+px.Via(t, h.dsn["t2"]))
 	rs := map[string]*haReplica{}
 	for _, n := range []string{"r1", "r2"} {
 		rs[n] = h.start(t, n)
@@ -381,7 +281,7 @@ func TestHATargetDownAcrossTakeover(t *testing.T) {
 			return m.Channel == haAlerts && strings.Contains(m.Text, "t2") && strings.Contains(m.Text, what)
 		}))
 	}
-	px.partition(true)
+	px.Partition(true)
 	h.fake.Eventually(t, 60*time.Second, "t2 reported down", func() bool { return notices("cannot be polled") == 1 })
 	var dead *haReplica
 	h.fake.Eventually(t, 30*time.Second, "t2's holder", func() bool { dead = rs[h.holder(t, "t2")]; return dead != nil })
@@ -391,7 +291,7 @@ func TestHATargetDownAcrossTakeover(t *testing.T) {
 		return who != "" && who != dead.name
 	})
 	h.waitPollsOf(t, "t2", 3*time.Second) // the new holder polls t2, down, several times
-	px.partition(false)
+	px.Partition(false)
 	h.fake.Eventually(t, 60*time.Second, "t2 reported up", func() bool { return notices("answers again") == 1 })
 	if n := notices("cannot be polled"); n != 1 {
 		t.Errorf("t2 reported down %d times, want once", n)

@@ -3,10 +3,8 @@ package bot_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -189,77 +187,19 @@ func TestAlertFloodSummary(t *testing.T) {
 	})
 }
 
-// proxy forwards TCP to PostgreSQL and can play dead.
-type proxy struct {
-	l      net.Listener
-	to     string
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-	closed bool
-}
-
-func newProxy(t *testing.T, to string) *proxy {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l, to: to}
-	go p.serve()
-	t.Cleanup(func() { p.setDown(true); l.Close() })
-	return p
-}
-
-func (p *proxy) serve() {
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.to)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, up)
-		p.mu.Unlock()
-		go func() { io.Copy(up, c); up.Close() }()
-		go func() { io.Copy(c, up); c.Close() }()
-	}
-}
-
-func (p *proxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.conns = nil
-	}
-}
-
 func TestAlertTargetDownAndUp(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	host := strings.TrimPrefix(dsn, "postgres://postgres@")
 	host = host[:strings.Index(host, "/")]
-	px := newProxy(t, host)
+	px := pgtest.NewProxy(t, host)
 	e := start(t, withAlerts, func(_ *config.Config, specs *[]pg.TargetSpec) {
-		*specs = append(*specs, pg.TargetSpec{Name: "flaky", DSN: "postgres://postgres@" + px.l.Addr().String() + "/postgres?sslmode=disable"})
+		*specs = append(*specs, pg.TargetSpec{Name: "flaky", DSN: "postgres://postgres@" + px.Addr() + "/postgres?sslmode=disable"})
 	})
 	e.waitPolls(t, 4)
-	px.setDown(true)
+	px.Partition(true)
 	e.waitAlert(t, 15*time.Second, "the down alert", "flaky cannot be polled")
 	e.waitPolls(t, 6)
-	px.setDown(false)
+	px.Partition(false)
 	e.waitAlert(t, 15*time.Second, "the up alert", "flaky answers again")
 	e.waitPolls(t, 4)
 	if d, u := len(e.alerts("*flaky cannot be polled*")), len(e.alerts("*flaky answers again*")); d != 1 || u != 1 {

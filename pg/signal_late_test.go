@@ -3,61 +3,14 @@ package pg_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgkill/pgkill/pg"
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
-
-// slowAccept forwards TCP to a PostgreSQL server, holding each new
-// connection for delay before it is forwarded: a server that accepts the
-// connection and starts the session late, as one does in a lock pile-up.
-type slowAccept struct {
-	l     net.Listener
-	to    string
-	delay time.Duration
-	wg    sync.WaitGroup
-}
-
-func newSlowAccept(t *testing.T, to string, delay time.Duration) *slowAccept {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &slowAccept{l: l, to: to, delay: delay}
-	t.Cleanup(func() { _ = l.Close(); p.wg.Wait() })
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.wg.Add(1)
-			go func() {
-				defer p.wg.Done()
-				time.Sleep(p.delay)
-				s, err := net.Dial("tcp", p.to)
-				if err != nil {
-					_ = c.Close()
-					return
-				}
-				go func() { _, _ = io.Copy(s, c); _ = s.Close() }()
-				_, _ = io.Copy(c, s)
-				_ = c.Close()
-			}()
-		}
-	}()
-	return p
-}
 
 // A signal whose caller has stopped waiting is never sent: the approval's
 // window (bot/approval execute: "it signals only inside that window") is
@@ -77,8 +30,9 @@ func TestNoSignalAfterTheCallerGaveUp(t *testing.T) {
 	s.Run("SELECT pg_sleep(60)")
 	b := waitBackend(t, newTarget(t, dsn, pg.Options{}), pg.Filter{Application: "late_signal_victim"}, s.PID, nil)
 
-	p := newSlowAccept(t, u.Host, 1500*time.Millisecond)
-	u.Host = p.l.Addr().String()
+	p := pgtest.NewProxy(t, u.Host) // a server that starts sessions late
+	p.SetAcceptDelay(1500 * time.Millisecond)
+	u.Host = p.Addr()
 	tg := newTarget(t, u.String(), pg.Options{ConnectTimeout: 5 * time.Second, Keepalive: -1})
 	window, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -145,8 +99,9 @@ func TestNoSignalAfterTheCallerGaveUpOnAnyPath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := newSlowAccept(t, u.Host, 1500*time.Millisecond)
-			u.Host = p.l.Addr().String()
+			p := pgtest.NewProxy(t, u.Host)
+			p.SetAcceptDelay(1500 * time.Millisecond)
+			u.Host = p.Addr()
 			lister := newTarget(t, dsn, pg.Options{})
 			victims, ids := sleepers(t, dsn, lister, role, tc.victims)
 			f, err := pg.NewFleet([]pg.TargetSpec{{Name: "test", DSN: u.String()}}, pg.Options{ConnectTimeout: 5 * time.Second, Keepalive: -1})

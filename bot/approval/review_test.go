@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -263,75 +262,6 @@ func TestKnownOutcomeRecordedBySweepOverAGuess(t *testing.T) {
 	}
 }
 
-// blackhole forwards TCP to the state store until frozen: then it forwards
-// nothing more, in either direction, and closes nothing — a partition that
-// drops packets (a security-group change, a lost AZ, the old address of a
-// failed-over RDS instance), not one that resets connections.
-type blackhole struct {
-	l      net.Listener
-	to     string
-	frozen atomic.Bool
-	kill   func() // closes every connection: the test's end
-}
-
-func newBlackhole(t *testing.T, to string) *blackhole {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &blackhole{l: l, to: to}
-	var conns []net.Conn
-	var mu sync.Mutex
-	p.kill = func() {
-		_ = l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		p.frozen.Store(false)
-	}
-	t.Cleanup(p.kill)
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			for p.frozen.Load() {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if n > 0 {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					return
-				}
-			}
-			if err != nil {
-				_ = dst.Close()
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", to)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go pipe(s, c)
-			go pipe(c, s)
-		}
-	}()
-	return p
-}
-
 // A click is answered even when the state store stops answering: "a click
 // it cannot record is refused with the reason, and nothing is signalled"
 // (docs/ha.md). Button handlers run on the bot's work context, which has no
@@ -346,19 +276,22 @@ func TestClickAnsweredWhenStateStoreBlackholed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newBlackhole(t, u.Host)
-	u.Host = p.l.Addr().String()
+	// A partition that drops packets (a security-group change, a lost AZ,
+	// the old address of a failed-over RDS instance), not one that resets
+	// connections.
+	p := pgtest.NewProxy(t, u.Host)
+	u.Host = p.Addr()
 	st, err := pg.OpenStore(ctx, u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	t.Cleanup(p.kill) // before st.Close: the pool waits for the connection the click holds
+	t.Cleanup(p.Close) // before st.Close: the pool waits for the connection the click holds
 	s := request.NewStore(st)
 	db := newFakeFleet()
 	w, out := newFlow(t, db, s)
 	r := made(t, s, 55, time.Hour)
-	p.frozen.Store(true)
+	p.Freeze(true)
 	done := make(chan struct{})
 	start := time.Now()
 	go func() { defer close(done); w.Approve(context.Background(), on("UAPP", r), r.ID) }()
