@@ -2,8 +2,6 @@ package bot_test
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,20 +13,6 @@ import (
 	"github.com/pgkill/pgkill/pg/pgtest"
 )
 
-// stormWaiters is the smallest pile-up that made a storm of several seconds
-// on the 2-core CI machine (see bot/cli's TestLockStorm);
-// PGKILL_STORM_WAITERS overrides it.
-func stormWaiters(tb testing.TB) int {
-	if s := os.Getenv("PGKILL_STORM_WAITERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return n
-	}
-	return 500
-}
-
 // Inside a lock pile-up's storm — its waiters' deadlock checks holding the
 // lock table, new connections and lock-table reads stalled — the bot
 // answers /pgkill at once with what it can read without the lock table
@@ -37,7 +21,7 @@ func stormWaiters(tb testing.TB) int {
 // "lock pile-up", never "cannot be polled"; and the root's Terminate,
 // approved, ends it. Not parallel: the storm stalls the whole server.
 func TestLockStormInSlack(t *testing.T) {
-	n := stormWaiters(t)
+	n := pgtest.StormWaiters(t, pgtest.CIStormWaiters)
 	storm := pgtest.NewStorm(t, "bot_storm", n)
 	e := start(t, func(c *config.Config, specs *[]pg.TargetSpec) {
 		*specs = []pg.TargetSpec{{Name: "storm", DSN: storm.DSN}}

@@ -2,7 +2,6 @@ package pg
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -29,7 +28,7 @@ import (
 // BenchmarkLockStormUntouched is the same pile-up left alone: storm-ms is
 // how long its waiters queue on the lock manager.
 func BenchmarkLockStorm(b *testing.B) {
-	n := stormSize(b)
+	n := pgtest.StormWaiters(b, 1000)
 	b.Run("waiters="+strconv.Itoa(n), func(b *testing.B) {
 		for range b.N { // stormOnce times only the incident, not the set-up
 			stormOnce(b, n)
@@ -38,7 +37,7 @@ func BenchmarkLockStorm(b *testing.B) {
 }
 
 func BenchmarkLockStormUntouched(b *testing.B) {
-	n := stormSize(b)
+	n := pgtest.StormWaiters(b, 1000)
 	b.Run("waiters="+strconv.Itoa(n), func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()
@@ -54,17 +53,6 @@ func BenchmarkLockStormUntouched(b *testing.B) {
 			b.ReportMetric(float64(time.Since(start).Milliseconds()), "storm-ms")
 		}
 	})
-}
-
-func stormSize(b *testing.B) int {
-	if s := os.Getenv("PGKILL_STORM_WAITERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return n
-	}
-	return 1000
 }
 
 func stormOnce(b *testing.B, n int) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,21 +15,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// stormWaiters is the smallest pile-up that made a storm of several seconds
-// on the 2-core CI machine (PostgreSQL 15, deadlock_timeout 1s): with 300
-// the deadlock checks hardly queue, with 500 they hold the lock table for
-// 4-14 s. PGKILL_STORM_WAITERS overrides it.
-func stormWaiters(tb testing.TB) int {
-	if s := os.Getenv("PGKILL_STORM_WAITERS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return n
-	}
-	return 500
-}
 
 // Inside a lock pile-up's storm — its waiters queued on the lock manager
 // for their deadlock checks, which stalls new connections and reads of the
@@ -44,7 +28,7 @@ func stormWaiters(tb testing.TB) int {
 // the storm is on. pgkill's own sessions are the same two before and after:
 // no timeout closed one, no new one was opened.
 func TestLockStorm(t *testing.T) {
-	n := stormWaiters(t)
+	n := pgtest.StormWaiters(t, pgtest.CIStormWaiters)
 	f := pg.Filter{Application: pgtest.StormApp + "*"}
 	ctx := context.Background()
 	storm, fleet, ours, start := stormListing(t, n, f)

@@ -3,6 +3,8 @@ package pgtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +292,24 @@ func (s *Storm) Err() error {
 	default:
 		return nil
 	}
+}
+
+// CIStormWaiters is the smallest pile-up that made a storm of several
+// seconds on the 2-core CI machine (PostgreSQL 15, deadlock_timeout 1s):
+// with 300 the deadlock checks hardly queue, with 500 they hold the lock
+// table for 4-14 s.
+const CIStormWaiters = 500
+
+// StormWaiters is how many waiters a storm of a test or benchmark gets:
+// PGKILL_STORM_WAITERS, or def.
+func StormWaiters(tb testing.TB, def int) int {
+	tb.Helper()
+	if s := os.Getenv("PGKILL_STORM_WAITERS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			tb.Fatalf("PGKILL_STORM_WAITERS: %v", err)
+		}
+		return n
+	}
+	return def
 }
