@@ -16,21 +16,24 @@ import (
 	"github.com/pgkill/pgkill/pg"
 )
 
-// lostApproval fails the first write of an approval — after committing it
-// when commit is set (the connection dropped after COMMIT), before it
-// otherwise — and every read of a request while down is set: the
-// connection that would read it back is gone too.
-type lostApproval struct {
+// lostWrite fails the first write that moves a request to state — after
+// committing it when commit is set (the connection dropped after COMMIT),
+// before it otherwise — and every read of a request while down is set:
+// the connection that would read it back is gone too. With once, the first
+// failed read brings the store back.
+type lostWrite struct {
 	request.Records
+	state  request.State
 	commit bool
+	once   bool
 	down   atomic.Bool
-	once   sync.Once
+	lost   sync.Once
 }
 
-func (s *lostApproval) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
+func (s *lostWrite) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
 	lose := false
-	if r.State == string(request.Approved) {
-		s.once.Do(func() { lose = true })
+	if r.State == string(s.state) {
+		s.lost.Do(func() { lose = true })
 	}
 	if !lose {
 		return s.Records.UpdateRecord(ctx, r)
@@ -41,11 +44,14 @@ func (s *lostApproval) UpdateRecord(ctx context.Context, r pg.Record) (bool, err
 		}
 	}
 	s.down.Store(true)
-	return false, fmt.Errorf("state store: request %d → approved: unexpected EOF", r.ID)
+	return false, fmt.Errorf("state store: request %d → %s: unexpected EOF", r.ID, s.state)
 }
 
-func (s *lostApproval) Record(ctx context.Context, id int64) (pg.Record, time.Time, error) {
+func (s *lostWrite) Record(ctx context.Context, id int64) (pg.Record, time.Time, error) {
 	if s.down.Load() {
+		if s.once {
+			s.down.Store(false)
+		}
 		return pg.Record{}, time.Time{}, fmt.Errorf("state store: request %d: connection refused", id)
 	}
 	return s.Records.Record(ctx, id)
@@ -98,7 +104,7 @@ func TestLostApprovalAnswerSignalsNothing(t *testing.T) {
 		for _, st := range recordStores {
 			t.Run(c.name+"/"+st.name, func(t *testing.T) {
 				recs := st.recs(t)
-				lost := &lostApproval{Records: recs, commit: c.commit}
+				lost := &lostWrite{Records: recs, state: request.Approved, commit: c.commit}
 				db := newFakeFleet()
 				release := make(chan struct{})
 				db.verify = func(pg.Outcome) (pg.Verification, error) {
@@ -166,7 +172,7 @@ func TestLostRuleApprovalAnswerSignalsNothing(t *testing.T) {
 	for _, st := range recordStores {
 		t.Run(st.name, func(t *testing.T) {
 			recs := st.recs(t)
-			lost := &lostApproval{Records: recs, commit: true}
+			lost := &lostWrite{Records: recs, state: request.Approved, commit: true}
 			db := newFakeFleet()
 			w, _ := newFlow(t, db, request.NewStore(lost), flowOpts{budget: 100 * time.Millisecond, margin: 100 * time.Millisecond})
 			s := request.NewStore(recs)

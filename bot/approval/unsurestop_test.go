@@ -1,46 +1,13 @@
 package approval
 
 import (
-	"context"
-	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pgkill/pgkill/bot/autopilot"
 	"github.com/pgkill/pgkill/bot/request"
-	"github.com/pgkill/pgkill/pg"
 )
-
-// lostStop fails the first write of a Stop (a request moving to denied)
-// before it commits, as a dropped connection does, and every read while
-// down is set: the write cannot be read back.
-type lostStop struct {
-	request.Records
-	down atomic.Bool
-	once sync.Once
-}
-
-func (s *lostStop) UpdateRecord(ctx context.Context, r pg.Record) (bool, error) {
-	lose := false
-	if r.State == string(request.Denied) {
-		s.once.Do(func() { lose = true })
-	}
-	if !lose {
-		return s.Records.UpdateRecord(ctx, r)
-	}
-	s.down.Store(true)
-	return false, fmt.Errorf("state store: request %d → denied: unexpected EOF", r.ID)
-}
-
-func (s *lostStop) Record(ctx context.Context, id int64) (pg.Record, time.Time, error) {
-	if s.down.Load() {
-		return pg.Record{}, time.Time{}, fmt.Errorf("state store: request %d: connection refused", id)
-	}
-	return s.Records.Record(ctx, id)
-}
 
 // A Stop on a rule's card whose write's answer was lost may not have been
 // recorded: the rule then acts when its countdown ends. Whoever pressed
@@ -50,7 +17,7 @@ func TestLostStopAnswerDoesNotPromiseNothingWillBeSignalled(t *testing.T) {
 	for _, st := range recordStores {
 		t.Run(st.name, func(t *testing.T) {
 			recs := st.recs(t)
-			lost := &lostStop{Records: recs}
+			lost := &lostWrite{Records: recs, state: request.Denied} // a Stop, lost before it commits
 			db := newFakeFleet()
 			w, out := newFlow(t, db, request.NewStore(lost), flowOpts{budget: time.Minute, margin: time.Minute, viewers: []string{"UAPP", "UVIEW"}})
 			s := request.NewStore(recs)
