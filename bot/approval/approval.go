@@ -245,3 +245,16 @@ func (w *Workflow) persist(ctx context.Context, id string, e request.Event) (req
 	}
 	return got, err
 }
+
+// may asks the policy whether c's user may act, in c's channel, on every
+// one of targets, and refuses them (saying why) when not. It comes before
+// anything else is said about what they pressed.
+func (w *Workflow) may(ctx context.Context, c Click, act policy.Act, what string, targets []string) bool {
+	for _, t := range targets {
+		if d := w.policy.May(ctx, act, c.User, c.Channel, t); !d.Allowed {
+			w.Refuse(c.ResponseURL, c.User, c.Channel, what, targets, d.Why)
+			return false
+		}
+	}
+	return true
+}

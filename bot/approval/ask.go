@@ -105,8 +105,7 @@ func (w *Workflow) Check(ctx context.Context, c Click) (Ask, bool) {
 		w.Tell(c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
 		return Ask{}, false
 	}
-	if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, sig.Target); !d.Allowed {
-		w.Refuse(c.ResponseURL, c.User, c.Channel, string(sig.Action), []string{sig.Target}, d.Why)
+	if !w.may(ctx, c, policy.Request, string(sig.Action), []string{sig.Target}) {
 		return Ask{}, false
 	}
 	cur, err := w.backend(ctx, sig.Target, sig.PID)
@@ -178,11 +177,8 @@ func (w *Workflow) checkFrozen(ctx context.Context, c Click, action pg.Action, s
 	if len(touched) == 0 {
 		touched = set.Members
 	}
-	for _, t := range targetsOf(touched) {
-		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "bulk "+string(action), targetsOf(touched), d.Why)
-			return Ask{}, false
-		}
+	if !w.may(ctx, c, policy.Request, "bulk "+string(action), targetsOf(touched)) {
+		return Ask{}, false
 	}
 	if len(members) == 0 {
 		w.Tell(c.ResponseURL, fmt.Sprintf(":information_source: no session of %s can be %sed: nothing was requested.", blocks.Escape(orAll(set.Scope)), action))

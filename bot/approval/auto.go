@@ -214,14 +214,8 @@ func (a *Autopilot) Stop(ctx context.Context, c Click, id string) {
 		a.w.Tell(c.ResponseURL, ":warning: that button is not one pgkill understands; run the command again.")
 		return
 	}
-	for _, t := range r.Targets() { // before anything about the card is said
-		if d := a.w.policy.May(ctx, policy.Stop, c.User, c.Channel, t); !d.Allowed {
-			a.w.Refuse(c.ResponseURL, c.User, c.Channel, "stop "+r.ID, r.Targets(), d.Why)
-			return
-		}
-	}
-	if !a.w.onCard(ctx, c, r) {
-		return
+	if !a.w.may(ctx, c, policy.Stop, "stop "+r.ID, r.Targets()) || !a.w.onCard(ctx, c, r) {
+		return // the policy first: nothing is said about the card before it
 	}
 	a.w.decide(ctx, c, id, request.Event{Kind: request.Deny, User: c.User}, AuditDeny)
 }
@@ -244,7 +238,7 @@ func (a *Autopilot) Pause(ctx context.Context, c Click, target string, targets [
 	if target != "" {
 		scope, where, targets = autopilot.TargetScope(target), target, []string{target}
 	}
-	if !a.w.mayApprove(ctx, c, "autopilot pause", targets) {
+	if !a.w.may(ctx, c, policy.Approve, "autopilot pause", targets) {
 		return
 	}
 	ok, err := a.pauses.Pause(ctx, scope, "paused by <@"+c.User+">", c.User)
@@ -270,7 +264,7 @@ func (a *Autopilot) Resume(ctx context.Context, c Click, rule, target string, ta
 	case target != "":
 		scope, where, targets = autopilot.TargetScope(target), target, []string{target}
 	}
-	if !a.w.mayApprove(ctx, c, "autopilot resume", targets) {
+	if !a.w.may(ctx, c, policy.Approve, "autopilot resume", targets) {
 		return
 	}
 	ok, err := a.pauses.Resume(ctx, scope)
@@ -284,16 +278,6 @@ func (a *Autopilot) Resume(ctx context.Context, c Click, rule, target string, ta
 	}
 	a.notice(channel, c.User, "resumed", where)
 	a.w.Tell(c.ResponseURL, fmt.Sprintf(":arrow_forward: the autopilot acts again on %s.", where))
-}
-
-func (w *Workflow) mayApprove(ctx context.Context, c Click, what string, targets []string) bool {
-	for _, t := range targets {
-		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, what, targets, d.Why)
-			return false
-		}
-	}
-	return true
 }
 
 // autoNotice records a pause or a resume: in the log as an audit record,

@@ -261,8 +261,6 @@ func (c *cards) refresh(r request.Request) {
 // outcome) and may have shown that before this edit landed over it —
 // Slack keeps the last edit to land, not the newest.
 func (c *cards) overtaken(ctx context.Context, r request.Request) {
-	ctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
-	defer cancel()
 	got, err := c.w.store.Get(ctx, r.ID)
 	if err != nil || got.Version <= r.Version || faceOf(got) == faceOf(r) {
 		return // as shown (a closed request left unshown is the sweep's)
@@ -276,8 +274,6 @@ func (c *cards) overtaken(ctx context.Context, r request.Request) {
 // shown records that request id's card shows it as of version v: no sweep
 // needs to show it again.
 func (c *cards) shown(ctx context.Context, id string, v int64) {
-	ctx, cancel := context.WithTimeout(ctx, request.CallTimeout)
-	defer cancel()
 	if _, err := c.w.store.Apply(ctx, id, request.Event{Kind: request.Shown, Version: v}); err != nil && !request.Refused(err) {
 		c.w.log.Warn("could not record that a card shows how its request ended; a sweep shows it again", slog.String("request_id", id), slog.String("error", err.Error()))
 	}

@@ -83,14 +83,8 @@ func (w *Workflow) Withdraw(ctx context.Context, c Click, id string) {
 		w.storeFailed(c.ResponseURL, "read the request", err)
 		return
 	}
-	for _, t := range r.Targets() { // before anything about the card or who asked is said
-		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "withdraw "+r.ID, r.Targets(), d.Why)
-			return
-		}
-	}
-	if !w.onCard(ctx, c, r) {
-		return
+	if !w.may(ctx, c, policy.Request, "withdraw "+r.ID, r.Targets()) || !w.onCard(ctx, c, r) {
+		return // the policy first: nothing about the card or who asked before it
 	}
 	w.decide(ctx, c, id, request.Event{Kind: request.Withdraw, User: c.User}, AuditWithdraw)
 }
@@ -145,11 +139,8 @@ func (w *Workflow) decidable(ctx context.Context, c Click, id string) (request.R
 		w.storeFailed(c.ResponseURL, "read the request", err)
 		return r, false
 	}
-	for _, t := range r.Targets() {
-		if d := w.policy.May(ctx, policy.Approve, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "decide "+r.ID, r.Targets(), d.Why)
-			return r, false
-		}
+	if !w.may(ctx, c, policy.Approve, "decide "+r.ID, r.Targets()) {
+		return r, false
 	}
 	if !w.onCard(ctx, c, r) {
 		return r, false
@@ -235,11 +226,8 @@ func (w *Workflow) Next(ctx context.Context, c Click, id string) (Click, bool) {
 	if len(touched) == 0 {
 		touched = r.Members
 	}
-	for _, t := range targetsOf(touched) {
-		if d := w.policy.May(ctx, policy.Request, c.User, c.Channel, t); !d.Allowed {
-			w.Refuse(c.ResponseURL, c.User, c.Channel, "terminate the still running of "+r.ID, targetsOf(touched), d.Why)
-			return c, false
-		}
+	if !w.may(ctx, c, policy.Request, "terminate the still running of "+r.ID, targetsOf(touched)) {
+		return c, false
 	}
 	if !w.onCard(ctx, c, r) {
 		return c, false
