@@ -13,10 +13,7 @@ import (
 )
 
 func autopilotFlags(target *string, wait *waitFlag) *flag.FlagSet {
-	fs := flag.NewFlagSet("autopilot test", flag.ContinueOnError)
-	fs.StringVar(target, "target", "", "only the target `name` (default: every target a rule covers)")
-	fs.Var(wait, "wait", waitUsage)
-	return fs
+	return targetFlags("autopilot test", "only the target `name` (default: every target a rule covers)", target, wait)
 }
 
 // Autopilot runs `pgkill autopilot test`: it evaluates the policy file's

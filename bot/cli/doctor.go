@@ -11,8 +11,14 @@ import (
 )
 
 func doctorFlags(target *string, wait *waitFlag) *flag.FlagSet {
-	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
-	fs.StringVar(target, "target", "", "only the target `name` (default: all)")
+	return targetFlags("doctor", "only the target `name` (default: all)", target, wait)
+}
+
+// targetFlags are the flags of a command that reads each target once:
+// -target and -wait.
+func targetFlags(name, targetUsage string, target *string, wait *waitFlag) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.StringVar(target, "target", "", targetUsage)
 	fs.Var(wait, "wait", waitUsage)
 	return fs
 }
