@@ -173,6 +173,13 @@ func TestAutopilotAcrossReplicas(t *testing.T) {
 	actID := autoID(t, h.autoCard(t, "act", act.PID, "Stop"))
 	identID := autoID(t, h.autoCard(t, "ident", ident.PID, "Stop"))
 	h.autoCard(t, "dry", dry.PID, "nothing was signalled (its mode is dry-run)") // shown before any replica dies
+	// So is the breaker's card: one still queued in a replica killed before
+	// Slack has it is lost (the breaker itself holds, in the store).
+	h.fake.Eventually(t, 60*time.Second, "the breaker card, before any replica dies", func() bool {
+		return len(h.fake.Messages(func(m fakeslack.Message) bool {
+			return m.Channel == haAlerts && strings.Contains(m.Text, "autopilot rule brk stopped on t1")
+		})) == 1
+	})
 	poster := h.creator(t, actID)
 	h.creator(t, identID)
 	h.kill(t, poster)

@@ -106,7 +106,22 @@ func TestApprovalRefusals(t *testing.T) {
 	e.told(t, stranger, "may approve or deny requests on")
 	e.slack.Click(t, stranger, card, blocks.ActionDeny, "")
 	e.slack.Click(t, stranger, card, blocks.ActionWithdraw, "")
-	e.told(t, stranger, "who asked, may withdraw")
+	// Not a requester: the policy refuses the Withdraw, before anything is
+	// said about who asked.
+	e.slack.Eventually(t, 20*time.Second, "the policy's refusal of the stranger's Withdraw", func() bool {
+		n := 0
+		for _, m := range e.slack.Ephemerals(channel, stranger) {
+			if strings.Contains(m.Text+string(m.Blocks), "may ask to cancel or terminate") {
+				n++
+			}
+		}
+		return n == 2 // the Cancel above, and the Withdraw
+	})
+	for _, m := range e.slack.Ephemerals(channel, stranger) {
+		if strings.Contains(m.Text+string(m.Blocks), "who asked") {
+			t.Errorf("the stranger was told who asked: %s", m.Text)
+		}
+	}
 	e.slack.Eventually(t, 10*time.Second, "three refusals to the stranger", func() bool { return len(e.slack.Ephemerals(channel, stranger)) >= 4 })
 
 	if !v.Running() || len(e.audits(approval.AuditApprove)) != 0 {
